@@ -1,0 +1,41 @@
+# The developer loop. `make run` and `make test` work on a fresh clone (Python 3.11+ and a C compiler).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SERVICES := edge router executor accounting analytics admin
+PROTOS := $(wildcard protos/omniroute/v1/*.proto)
+STUBS  := libs/omniroute/v1/.stamp
+
+.PHONY: venv protos run test lint typecheck bench clean
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e libs $(foreach s,$(SERVICES),-e services/$(s))
+	touch $@
+
+protos: $(STUBS)
+
+$(STUBS): $(VENV)/.stamp $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=libs --pyi_out=libs --grpc_python_out=libs $(PROTOS)
+	touch $@
+
+run: protos
+	$(PY) -m omniroute.devstack run
+
+test: protos
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+lint: protos
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs services tests
+
+bench: protos
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .omniroute libs/omniroute/v1/*_pb2*.py libs/omniroute/v1/*_pb2*.pyi $(STUBS)
