@@ -1,0 +1,1 @@
+"""NATS: the durable JetStream event stream and core-NATS config announcements."""

@@ -1,0 +1,54 @@
+"""A durable JetStream pull consumer loop shared by accounting and analytics.
+
+Messages are acked only after `handle` returned (i.e. after the commit); if it raises, the
+batch is nak'ed with a delay and comes back, so nothing is lost while a store is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from omniroute.settings import Settings
+
+log = logging.getLogger("omniroute.bus.consumer")
+
+
+async def consume(client: Client, settings: Settings, *, durable: str, subject_suffix: str,
+                  handle: Callable[[list[Msg]], Awaitable[None]], stop: asyncio.Event,
+                  batch: int = 256) -> None:
+    js = client.jetstream()
+    subscription = await js.pull_subscribe(
+        settings.subject(subject_suffix), durable=durable, stream=settings.stream_name,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=20_000))
+    while not stop.is_set():
+        try:
+            messages = await subscription.fetch(batch=batch, timeout=1.0)
+        except (TimeoutError, NatsTimeout):
+            continue
+        except Exception as exc:  # NATS reconnecting: wait and fetch again
+            log.warning("fetch failed (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+            continue
+        try:
+            await handle(messages)
+        except Exception:
+            log.exception("handling %d messages failed; they will be redelivered", len(messages))
+            for message in messages:
+                await _quietly(message.nak(delay=1.0))
+            await asyncio.sleep(1.0)
+            continue
+        for message in messages:
+            await _quietly(message.ack())
+
+
+async def _quietly(operation: Awaitable[None]) -> None:
+    try:
+        await operation
+    except Exception as exc:  # a lost ack means a redelivery, which the handlers make harmless
+        log.warning("ack/nak failed: %s", exc)

@@ -1,0 +1,1 @@
+"""Configuration: the declarative shapes (spec), the in-memory snapshot, and its refresh."""

@@ -1,0 +1,100 @@
+"""The in-memory view of the configuration that the hot path reads (never Postgres)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from omniroute.catalog import provider_type
+from omniroute.secrets import Crypto
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    id: str
+    provider_id: str
+    name: str
+    api_key: str          # clear text only in the router's memory; "" where not decrypted
+    priority: int
+    enabled: bool
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: str
+    type: str
+    family: str
+    base_url: str
+    models: tuple[str, ...]
+    enabled: bool
+    settings: dict[str, Any]
+    connections: tuple[Connection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    enabled: bool
+    allowed_models: tuple[str, ...] | None
+    limits: dict[str, Any]
+    budget: dict[str, Any] | None
+    expires_at: datetime | None
+
+    def usable(self, now: datetime | None = None) -> bool:
+        if not self.enabled:
+            return False
+        return self.expires_at is None or self.expires_at > (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSnapshot:
+    providers: dict[str, Provider] = field(default_factory=dict)
+    keys_by_hash: dict[str, ApiKey] = field(default_factory=dict)
+    keys_by_id: dict[str, ApiKey] = field(default_factory=dict)
+    loaded_at: float = 0.0
+
+
+async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnapshot:
+    """Read the whole configuration. `crypto` None: credentials stay encrypted (edge)."""
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
+        provider_rows = await (await conn.execute("SELECT * FROM providers ORDER BY id")).fetchall()
+        connection_rows = await (await conn.execute(
+            "SELECT * FROM connections ORDER BY provider_id, priority, name")).fetchall()
+        key_rows = await (await conn.execute("SELECT * FROM api_keys")).fetchall()
+
+    connections: dict[str, list[Connection]] = {}
+    for row in connection_rows:
+        secret = row["api_key_enc"]
+        connections.setdefault(row["provider_id"], []).append(Connection(
+            id=row["id"], provider_id=row["provider_id"], name=row["name"],
+            api_key=crypto.decrypt(secret) if crypto is not None and secret else "",
+            priority=row["priority"], enabled=row["enabled"], settings=row["settings"] or {}))
+
+    providers: dict[str, Provider] = {}
+    for row in provider_rows:
+        kind = provider_type(row["type"])
+        family = kind.family if kind else "openai"
+        providers[row["id"]] = Provider(
+            id=row["id"], type=row["type"], family=family,
+            base_url=(row["base_url"] or (kind.base_url if kind else "")).rstrip("/"),
+            models=tuple(row["models"] or ()), enabled=row["enabled"],
+            settings=row["settings"] or {}, connections=tuple(connections.get(row["id"], ())))
+
+    keys_by_hash: dict[str, ApiKey] = {}
+    keys_by_id: dict[str, ApiKey] = {}
+    for row in key_rows:
+        allowed = row["allowed_models"]
+        key = ApiKey(id=row["id"], name=row["name"], enabled=row["enabled"],
+                     allowed_models=tuple(allowed) if allowed is not None else None,
+                     limits=row["limits"] or {}, budget=row["budget"], expires_at=row["expires_at"])
+        keys_by_hash[row["key_hash"]] = key
+        keys_by_id[row["id"]] = key
+    return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id,
+                          loaded_at=time.time())

@@ -1,0 +1,83 @@
+"""`python -m omniroute.devstack run` (what `make run` does): the whole stack on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from omniroute import secrets, settings
+from omniroute.devstack import backing
+from omniroute.devstack.stack import Ports, Stack
+from omniroute.store import migrate
+
+STATE_DIR = Path(".omniroute")
+
+
+def master_key() -> str:
+    """The master key from the environment, else one generated once and kept locally."""
+    if os.environ.get("OMNIROUTE_MASTER_KEY"):
+        return os.environ["OMNIROUTE_MASTER_KEY"]
+    path = STATE_DIR / "master.key"
+    if not path.exists():
+        STATE_DIR.mkdir(exist_ok=True)
+        path.write_text(secrets.generate_master_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def run() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s")
+    config = settings.load()
+    STATE_DIR.mkdir(exist_ok=True)
+    backing_processes = [p for p in (
+        backing.ensure_nats(config.nats_url, STATE_DIR),
+        backing.ensure_redis(config.redis_url, STATE_DIR),
+        backing.ensure_postgres(config.database_url, STATE_DIR),
+    ) if p is not None]
+    migrate.migrate(config.database_url)
+    env = {"OMNIROUTE_MASTER_KEY": master_key(),
+           "REQUIRE_API_KEY": os.environ.get("REQUIRE_API_KEY", "true"),
+           "QDRANT_URL": config.qdrant_url or str(STATE_DIR / "qdrant")}
+    stack = Stack(ports=Ports(edge=config.edge_port, admin=config.admin_port,
+                              router=config.router_port, executor=config.executor_port,
+                              accounting=config.accounting_port, analytics=config.analytics_port),
+                  env=env)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        print(f"\nOmniRoute is running: {stack.url}   (Ctrl-C stops everything)\n", flush=True)
+        while not stopping:
+            dead = stack.check_alive()
+            if dead:
+                print(f"service(s) exited: {', '.join(dead)}; stopping", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+        for process in backing_processes:
+            process.terminate()
+            process.wait(10)
+        print("OmniRoute stopped.", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m omniroute.devstack")
+    parser.add_argument("command", choices=["run"])
+    parser.parse_args()
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Start every OmniRoute service as its own process, wait until each is ready, stop them all."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from omniroute.devstack.backing import listening, wait_listening
+
+log = logging.getLogger("omniroute.devstack")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Ports:
+    edge: int = 20128
+    admin: int = 20129
+    router: int = 50051
+    executor: int = 50061
+    accounting: int = 20131
+    analytics: int = 20132
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(edge=free_port(), admin=free_port(), router=free_port(), executor=free_port(),
+                   accounting=free_port(), analytics=free_port())
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_file: IO[bytes] | None
+
+
+@dataclass
+class Stack:
+    """The services of one stack. `env` is passed to every service on top of os.environ."""
+
+    ports: Ports
+    env: dict[str, str]
+    log_dir: Path | None = None   # None: services write to this terminal
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.edge}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.admin}"
+
+    def service_env(self) -> dict[str, str]:
+        ports = self.ports
+        return {
+            **os.environ, **self.env,
+            "OMNIROUTE_PORT": str(ports.edge), "ADMIN_PORT": str(ports.admin),
+            "ROUTER_PORT": str(ports.router), "EXECUTOR_PORT": str(ports.executor),
+            "ACCOUNTING_PORT": str(ports.accounting), "ANALYTICS_PORT": str(ports.analytics),
+            "ROUTER_ADDR": f"127.0.0.1:{ports.router}", "EXECUTOR_ADDR": f"127.0.0.1:{ports.executor}",
+            "ADMIN_URL": self.admin_url,
+        }
+
+    def start_service(self, name: str, module: str, *args: str) -> ServiceProcess:
+        log_file = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_file = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen([sys.executable, "-m", module, *args], env=self.service_env(),
+                                   stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+        service = ServiceProcess(name, process, log_file)
+        self.processes.append(service)
+        return service
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start in dependency order and wait until every service is ready."""
+        executor = self.start_service("executor", "omniroute_executor", "--family", "all")
+        router = self.start_service("router", "omniroute_router")
+        accounting = self.start_service("accounting", "omniroute_accounting")
+        analytics = self.start_service("analytics", "omniroute_analytics")
+        admin = self.start_service("admin", "omniroute_admin")
+        wait_listening("127.0.0.1", self.ports.executor, "executor", timeout, executor.process)
+        wait_listening("127.0.0.1", self.ports.router, "router", timeout, router.process)
+        _wait_ready(f"{self.admin_url}/readyz", "admin", timeout, admin.process)
+        edge = self.start_service("edge", "omniroute_edge")
+        _wait_ready(f"{self.url}/readyz", "edge", timeout, edge.process)
+        _wait_ready(f"http://127.0.0.1:{self.ports.accounting}/readyz", "accounting", timeout,
+                    accounting.process)
+        _wait_ready(f"http://127.0.0.1:{self.ports.analytics}/readyz", "analytics", timeout,
+                    analytics.process)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM everything (services drain), then SIGKILL what is still running."""
+        for service in reversed(self.processes):
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for service in self.processes:
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
+            if service.log_file is not None:
+                service.log_file.close()
+        self.processes.clear()
+
+    def service(self, name: str) -> ServiceProcess:
+        return next(s for s in self.processes if s.name == name)
+
+    def check_alive(self) -> list[str]:
+        """Names of services that have exited."""
+        return [s.name for s in self.processes if s.process.poll() is not None]
+
+
+def _wait_ready(url: str, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} was not ready at {url} within {timeout}s")
+        time.sleep(0.1)
+
+
+def port_in_use(port: int) -> bool:
+    return listening("127.0.0.1", port)

@@ -1,0 +1,69 @@
+"""What every service process does the same way: logging, the event loop, signals, gRPC serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+
+def setup_logging(service: str) -> None:
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` on uvloop when available (it is in production images)."""
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def stop_event() -> asyncio.Event:
+    """An event set on SIGTERM / SIGINT, for graceful shutdown."""
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, event.set)
+    return event
+
+
+GRPC_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, port: int,
+                     service_names: list[str], grace_s: float = 30.0) -> None:
+    """Serve until SIGTERM, then stop taking calls and let running streams finish (`grace_s`)."""
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in [*service_names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logging.getLogger("omniroute").info("gRPC listening on %s:%d", host, port)
+    await stop_event().wait()
+    for name in [*service_names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace_s)
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    """One long-lived channel per peer, reused by every request."""
+    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)

@@ -1,0 +1,66 @@
+"""Process settings, read once from the environment. One place for every variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Namespace for NATS subjects / stream names and Redis keys, so that several stacks can
+    # share one NATS and one Redis (tests, staging beside production).
+    env: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_ENV", "omniroute"))
+    database_url: str = field(default_factory=lambda: os.environ.get(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/omniroute"))
+    redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    nats_url: str = field(default_factory=lambda: os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    qdrant_url: str = field(default_factory=lambda: os.environ.get("QDRANT_URL", ""))
+    master_key: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_MASTER_KEY", ""))
+    config_file: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_CONFIG", ""))
+    require_api_key: bool = field(default_factory=lambda: _flag("REQUIRE_API_KEY", True))
+    edge_port: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_PORT", "20128")))
+    admin_port: int = field(default_factory=lambda: int(os.environ.get("ADMIN_PORT", "20129")))
+    router_port: int = field(default_factory=lambda: int(os.environ.get("ROUTER_PORT", "50051")))
+    executor_port: int = field(default_factory=lambda: int(os.environ.get("EXECUTOR_PORT", "50061")))
+    accounting_port: int = field(default_factory=lambda: int(os.environ.get("ACCOUNTING_PORT", "20131")))
+    analytics_port: int = field(default_factory=lambda: int(os.environ.get("ANALYTICS_PORT", "20132")))
+    bind_host: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_BIND", "127.0.0.1"))
+    router_addr: str = field(default_factory=lambda: os.environ.get("ROUTER_ADDR", "127.0.0.1:50051"))
+    # "family=host:port,…"; a family without an entry uses EXECUTOR_ADDR.
+    executor_addrs: str = field(default_factory=lambda: os.environ.get("EXECUTOR_ADDRS", ""))
+    executor_addr: str = field(default_factory=lambda: os.environ.get("EXECUTOR_ADDR", "127.0.0.1:50061"))
+    admin_url: str = field(default_factory=lambda: os.environ.get("ADMIN_URL", "http://127.0.0.1:20129"))
+    max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_MAX_BODY_BYTES",
+                                                                           str(32 * 1024 * 1024))))
+    upstream_timeout_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_UPSTREAM_TIMEOUT_S", "600")))
+    config_refresh_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_CONFIG_REFRESH_S", "30")))
+    initial_password: str = field(default_factory=lambda: os.environ.get("INITIAL_PASSWORD", "123456"))
+
+    def executor_address(self, family: str) -> str:
+        for entry in self.executor_addrs.split(","):
+            name, _, address = entry.strip().partition("=")
+            if name == family and address:
+                return address
+        return self.executor_addr
+
+    @property
+    def stream_name(self) -> str:
+        """JetStream stream holding usage, telemetry and audit events for this env."""
+        return "".join(c if c.isalnum() else "_" for c in self.env).upper() + "_EVENTS"
+
+    def subject(self, suffix: str) -> str:
+        return f"{self.env}.{suffix}"
+
+
+def load() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Postgres: schema migrations and the repositories that read and write it."""

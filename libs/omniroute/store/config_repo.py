@@ -1,0 +1,128 @@
+"""Writes and reads of the configuration tables, shared by the admin API and the config file.
+
+Every write is an idempotent upsert keyed by the natural id (provider id, connection name,
+key name), so applying the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from omniroute.config.spec import KeySpec, ProviderSpec
+from omniroute.secrets import Crypto, generate_api_key, hash_api_key, key_prefix, mask
+
+
+async def upsert_provider(conn: AsyncConnection[Any], spec: ProviderSpec, crypto: Crypto, *,
+                          replace_connections: bool = True) -> None:
+    """Create or update a provider and its connections. With `replace_connections`, connections
+    not named in `spec` are removed (the spec is the whole truth)."""
+    await conn.execute(
+        """INSERT INTO providers (id, type, base_url, models, settings, enabled)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, base_url = EXCLUDED.base_url,
+             models = EXCLUDED.models, settings = EXCLUDED.settings, enabled = EXCLUDED.enabled,
+             updated_at = now()""",
+        (spec.id, spec.type, spec.base_url, Jsonb(spec.models), Jsonb(spec.settings), spec.enabled))
+    for connection in spec.connections:
+        encrypted = crypto.encrypt(connection.api_key) if connection.api_key else None
+        await conn.execute(
+            """INSERT INTO connections (id, provider_id, name, api_key_enc, priority, enabled, settings)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (provider_id, name) DO UPDATE SET
+                 api_key_enc = COALESCE(EXCLUDED.api_key_enc, connections.api_key_enc),
+                 priority = EXCLUDED.priority, enabled = EXCLUDED.enabled,
+                 settings = EXCLUDED.settings, updated_at = now()""",
+            (f"{spec.id}:{connection.name}", spec.id, connection.name, encrypted,
+             connection.priority, connection.enabled, Jsonb(connection.settings)))
+    if replace_connections:
+        await conn.execute("DELETE FROM connections WHERE provider_id = %s AND NOT (name = ANY(%s))",
+                           (spec.id, [c.name for c in spec.connections]))
+
+
+async def delete_provider(conn: AsyncConnection[Any], provider_id: str) -> bool:
+    cursor = await conn.execute("DELETE FROM providers WHERE id = %s", (provider_id,))
+    return cursor.rowcount > 0
+
+
+async def list_providers(conn: AsyncConnection[Any], crypto: Crypto | None = None,
+                         provider_id: str | None = None) -> list[dict[str, Any]]:
+    """Providers with their connections; credentials masked, never in clear."""
+    cursor = conn.cursor(row_factory=dict_row)
+    where, params = ("WHERE id = %s", (provider_id,)) if provider_id else ("", ())
+    await cursor.execute(f"SELECT * FROM providers {where} ORDER BY id", params)
+    providers = await cursor.fetchall()
+    await cursor.execute("SELECT * FROM connections ORDER BY provider_id, priority, name")
+    by_provider: dict[str, list[dict[str, Any]]] = {}
+    for row in await cursor.fetchall():
+        shown = None
+        if row["api_key_enc"]:
+            shown = mask(crypto.decrypt(row["api_key_enc"])) if crypto else "…"
+        by_provider.setdefault(row["provider_id"], []).append({
+            "name": row["name"], "api_key": shown, "priority": row["priority"],
+            "enabled": row["enabled"], "settings": row["settings"]})
+    return [{"id": p["id"], "type": p["type"], "base_url": p["base_url"], "models": p["models"],
+             "enabled": p["enabled"], "settings": p["settings"],
+             "connections": by_provider.get(p["id"], []),
+             "created_at": p["created_at"].isoformat(), "updated_at": p["updated_at"].isoformat()}
+            for p in providers]
+
+
+async def upsert_key(conn: AsyncConnection[Any], spec: KeySpec) -> tuple[str, str | None]:
+    """Create or update a key by name. Returns (id, clear key) — the clear key only when it was
+    generated now, so that the caller can show it once."""
+    cursor = await conn.execute("SELECT id FROM api_keys WHERE name = %s", (spec.name,))
+    existing = await cursor.fetchone()
+    generated = None
+    if existing is None:
+        clear = spec.key or generate_api_key()
+        generated = None if spec.key else clear
+        key_id = "key_" + uuid.uuid4().hex[:16]
+        await conn.execute(
+            """INSERT INTO api_keys (id, name, key_hash, key_prefix, enabled, allowed_models, limits,
+                                     budget, expires_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (key_id, spec.name, hash_api_key(clear), key_prefix(clear), spec.enabled,
+             _json_or_null(spec.allowed_models), Jsonb(spec.limits), _json_or_null(spec.budget),
+             spec.expires_at))
+        return key_id, generated
+    key_id = existing[0]
+    await conn.execute(
+        """UPDATE api_keys SET enabled = %s, allowed_models = %s, limits = %s, budget = %s,
+             expires_at = %s, updated_at = now() WHERE id = %s""",
+        (spec.enabled, _json_or_null(spec.allowed_models), Jsonb(spec.limits),
+         _json_or_null(spec.budget), spec.expires_at, key_id))
+    if spec.key:
+        await conn.execute("UPDATE api_keys SET key_hash = %s, key_prefix = %s WHERE id = %s",
+                           (hash_api_key(spec.key), key_prefix(spec.key), key_id))
+    return key_id, None
+
+
+async def create_key(conn: AsyncConnection[Any], spec: KeySpec) -> tuple[str, str]:
+    """A new key (the name must be free); returns (id, clear key) to be shown once."""
+    clear = spec.key or generate_api_key()
+    key_id, _ = await upsert_key(conn, spec.model_copy(update={"key": clear}))
+    return key_id, clear
+
+
+async def delete_key(conn: AsyncConnection[Any], key_id: str) -> bool:
+    cursor = await conn.execute("DELETE FROM api_keys WHERE id = %s OR name = %s", (key_id, key_id))
+    return cursor.rowcount > 0
+
+
+async def list_keys(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute("SELECT * FROM api_keys ORDER BY created_at, name")
+    return [{"id": r["id"], "name": r["name"], "key_prefix": r["key_prefix"], "enabled": r["enabled"],
+             "allowed_models": r["allowed_models"], "limits": r["limits"], "budget": r["budget"],
+             "expires_at": r["expires_at"].isoformat() if r["expires_at"] else None,
+             "created_at": r["created_at"].isoformat()}
+            for r in await cursor.fetchall()]
+
+
+def _json_or_null(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)

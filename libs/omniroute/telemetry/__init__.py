@@ -1,0 +1,84 @@
+"""OpenTelemetry set-up shared by every service, and W3C context across gRPC and NATS.
+
+Exporters follow the standard OTEL_* variables (OTEL_TRACES_EXPORTER=otlp|console|none,
+OTEL_EXPORTER_OTLP_ENDPOINT, …) and are off unless asked for. OMNIROUTE_TRACE_FILE writes
+finished spans as JSON lines to a file (used by tests and for local debugging).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
+
+_configured = False
+
+
+def setup(service_name: str) -> None:
+    """Install the tracer provider once per process."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    exporter_names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")}
+    if "otlp" in exporter_names:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if "console" in exporter_names:
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    trace_file = os.environ.get("OMNIROUTE_TRACE_FILE")
+    if trace_file:
+        out = open(trace_file, "a", buffering=1)
+        exporter = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+
+def shutdown() -> None:
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def tracing_enabled() -> bool:
+    return isinstance(trace.get_tracer_provider(), TracerProvider) and bool(
+        os.environ.get("OMNIROUTE_TRACE_FILE")
+        or os.environ.get("OTEL_TRACES_EXPORTER", "none") not in {"", "none"})
+
+
+def grpc_metadata() -> list[tuple[str, str]]:
+    """The current trace context as gRPC metadata (traceparent / tracestate)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return list(carrier.items())
+
+
+def context_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> context.Context:
+    carrier = {key: value for key, value in (metadata or ()) if isinstance(value, str)}
+    return propagate.extract(carrier)
+
+
+def nats_headers() -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
+    return propagate.extract(dict(headers or {}))

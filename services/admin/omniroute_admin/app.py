@@ -1,0 +1,68 @@
+"""The admin service's ASGI app: the control plane (/api/*) and, later, the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from omniroute import telemetry
+from omniroute.bus.connection import connect
+from omniroute.secrets import Crypto
+from omniroute.settings import Settings
+from psycopg_pool import AsyncConnectionPool
+from starlette.responses import JSONResponse, Response
+
+from omniroute_admin import config_file, providers_api, sessions
+from omniroute_admin.state import AdminState
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        telemetry.setup("omniroute-admin")
+        file_config = config_file.parse(settings.config_file) if settings.config_file else None
+        pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False)
+        await pool.open()
+        nats_client = await connect(settings.nats_url, name="omniroute-admin")
+        state = AdminState(settings=settings, pool=pool, nats=nats_client,
+                           redis=redis.from_url(settings.redis_url), crypto=Crypto(settings.master_key))
+        app.state.admin = state
+        if file_config is not None:
+            await config_file.apply(state, file_config)
+        try:
+            yield
+        finally:
+            await nats_client.drain()
+            await pool.close()
+            await state.redis.aclose()
+            telemetry.shutdown()
+
+    app = FastAPI(title="OmniRoute management API", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"error": {"message": exc.detail, "status": exc.status_code}},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"error": {"message": "Invalid request body.", "status": 400,
+                                       "details": details}}, status_code=400)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        ready = not request.app.state.admin.pool.closed
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    app.include_router(sessions.router)
+    app.include_router(providers_api.router)
+    return app

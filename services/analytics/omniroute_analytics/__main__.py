@@ -1,0 +1,54 @@
+"""Analytics process: `python -m omniroute_analytics` — usage events → latency windows in Redis.
+
+Every replica of every service can then answer latency percentiles from the same data
+(`omniroute.analytics_store`), rather than from one process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as redis
+from nats.aio.msg import Msg
+from omniroute import analytics_store, health, runtime, settings, telemetry
+from omniroute.bus.connection import connect, ensure_stream
+from omniroute.bus.consumer import consume
+from omniroute.v1 import events_pb2
+
+log = logging.getLogger("omniroute.analytics")
+
+
+async def main() -> None:
+    config = settings.load()
+    telemetry.setup("omniroute-analytics")
+    stop = runtime.stop_event()
+    nats_client = await connect(config.nats_url, name="omniroute-analytics")
+    await ensure_stream(nats_client, config)
+    store = analytics_store.LatencyStore(redis.from_url(config.redis_url), config.env)
+
+    async def handle(messages: list[Msg]) -> None:
+        events = []
+        for message in messages:
+            event = events_pb2.UsageEvent()
+            try:
+                event.ParseFromString(message.data)
+            except Exception:
+                log.error("dropping an undecodable usage event")
+                continue
+            events.append(event)
+        await store.record(events)
+
+    server = health.health_server(config.bind_host, config.analytics_port, lambda: True)
+    try:
+        await asyncio.gather(
+            consume(nats_client, config, durable="analytics", subject_suffix="usage.>",
+                    handle=handle, stop=stop),
+            health.run_until(server, stop))
+    finally:
+        await nats_client.drain()
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    runtime.setup_logging("analytics")
+    runtime.run(main)

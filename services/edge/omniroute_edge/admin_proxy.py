@@ -1,0 +1,36 @@
+"""Management paths (/api/*, /dashboard) on the public port are served by the admin service."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter, Request
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+router = APIRouter()
+
+_HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+               "proxy-authorization", "proxy-authenticate", "content-length"}
+
+
+async def proxy(request: Request) -> Response:
+    client: httpx.AsyncClient = request.app.state.edge.admin
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+    forwarded_for = request.client.host if request.client else ""
+    headers.append(("x-forwarded-for", forwarded_for))
+    upstream_request = client.build_request(request.method, request.url.path,
+                                            params=request.query_params, headers=headers,
+                                            content=request.stream())
+    try:
+        upstream = await client.send(upstream_request, stream=True)
+    except httpx.HTTPError:
+        return Response(b'{"error":{"message":"The admin service is unavailable.","type":"server_error"}}',
+                        status_code=503, media_type="application/json")
+    response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+    return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
+                             headers=response_headers, background=BackgroundTask(upstream.aclose))
+
+
+for path in ("/api/{rest:path}", "/dashboard", "/dashboard/{rest:path}"):
+    router.add_api_route(path, proxy, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                         include_in_schema=False)

@@ -1,0 +1,119 @@
+"""Turning the router's event stream into the caller's HTTP answer, in the caller's format.
+
+Chunks already in the caller's format are written as they come (passthrough); canonical chunks
+go through the format's StreamEncoder. Nothing is buffered: each event becomes one frame."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import orjson
+from omniroute import telemetry
+from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from omniroute_edge import errors
+from omniroute_edge.client_formats import ClientFormat
+
+log = logging.getLogger("omniroute.edge")
+
+
+async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
+                 headers: dict[str, str], encoder_args: dict[str, Any]) -> Response:
+    """Call the router and answer: a JSON response, an SSE/NDJSON stream, or an error."""
+    rpc = router.Chat(call, metadata=telemetry.grpc_metadata())
+    events = rpc.__aiter__()
+    try:
+        event = await _next(events)
+        if event is not None and event.WhichOneof("kind") == "start":
+            headers.update(event.start.headers)
+            if call.stream:
+                return StreamingResponse(_stream(rpc, events, fmt, encoder_args),
+                                         media_type=fmt.stream_media_type,
+                                         headers={**headers, "cache-control": "no-cache",
+                                                  "x-accel-buffering": "no"})
+            event = await _next(events)
+    except grpc.aio.AioRpcError as exc:
+        return _router_failure(fmt, exc, headers)
+    if event is None:
+        return errors.error_response(fmt, 502, "The answer ended before it started.",
+                                     type_="server_error", code="empty_answer", headers=headers)
+    kind = event.WhichOneof("kind")
+    if kind == "error":
+        return errors.from_proto(fmt, event.error, headers)
+    if kind == "response":
+        body = event.response
+        if event.format != fmt.proto:
+            body = orjson.dumps(fmt.module.canonical_to_response(orjson.loads(body)))
+        # Read the stream to its end after answering, so the router completes normally.
+        return Response(body, media_type="application/json", headers=headers,
+                        background=BackgroundTask(_drain, events))
+    return errors.error_response(fmt, 502, f"Unexpected answer event {kind!r}.", type_="server_error",
+                                 headers=headers)
+
+
+async def _next(events: AsyncIterator[common_pb2.AnswerEvent]) -> common_pb2.AnswerEvent | None:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _drain(events: AsyncIterator[common_pb2.AnswerEvent]) -> None:
+    try:
+        async for _ in events:
+            pass
+    except grpc.aio.AioRpcError:
+        pass
+
+
+def _router_failure(fmt: ClientFormat, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
+    log.warning("router call failed: %s %s", exc.code().name, exc.details())
+    return errors.error_response(fmt, 503, "The gateway's router is unavailable; retry shortly.",
+                                 type_="server_error", code="router_unavailable", headers=headers)
+
+
+async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: ClientFormat,
+                  encoder_args: dict[str, Any]) -> AsyncIterator[bytes]:
+    encoder = None
+    try:
+        async for event in events:
+            kind = event.WhichOneof("kind")
+            if kind == "chunk":
+                if event.format == fmt.proto:
+                    yield fmt.frame(event.chunk.event, event.chunk.data)
+                    continue
+                if encoder is None:
+                    encoder = fmt.module.StreamEncoder(**encoder_args)
+                for name, data in encoder.encode(orjson.loads(event.chunk.data)):
+                    yield fmt.frame(name, orjson.dumps(data))
+            elif kind == "error":
+                for frame in _error_frames(fmt, encoder, event.error):
+                    yield frame
+                return
+        if encoder is not None:
+            for name, data in encoder.finish():
+                yield fmt.frame(name, orjson.dumps(data))
+        if fmt.done_frame:
+            yield fmt.done_frame
+    except grpc.aio.AioRpcError as exc:
+        log.warning("router stream failed mid-answer: %s", exc.code().name)
+        error = common_pb2.Error(status=502, type="server_error", code="router_unavailable",
+                                 message="The gateway lost the answer mid-stream.")
+        for frame in _error_frames(fmt, encoder, error):
+            yield frame
+    finally:
+        rpc.cancel()  # a caller that went away cancels the upstream call too
+
+
+def _error_frames(fmt: ClientFormat, encoder: Any, error: common_pb2.Error) -> list[bytes]:
+    if encoder is not None and hasattr(encoder, "error"):
+        return [fmt.frame(name, orjson.dumps(data))
+                for name, data in encoder.error(error.status, error.message, error.type)]
+    return [fmt.frame("error" if fmt.proto == common_pb2.ANTHROPIC else "",
+                      fmt.error_json(error.status, error.message, type_=error.type or None,
+                                     code=error.code or None))]

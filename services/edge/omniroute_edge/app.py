@@ -1,0 +1,74 @@
+"""The edge's ASGI app: client routes, health, and the management proxy (registered last)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from omniroute import runtime, telemetry
+from omniroute.bus.connection import connect
+from omniroute.config.watcher import SnapshotHolder
+from omniroute.settings import Settings
+from omniroute.v1 import router_pb2_grpc
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from omniroute_edge import admin_proxy, errors, openai_routes
+from omniroute_edge.client_formats import OPENAI_CHAT
+from omniroute_edge.state import EdgeState
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        telemetry.setup("omniroute-edge")
+        nats_client = await connect(settings.nats_url, name="omniroute-edge")
+        holder = SnapshotHolder(settings, decrypt=False)
+        await holder.start(nats_client)
+        channel = runtime.channel(settings.router_addr)
+        admin = httpx.AsyncClient(base_url=settings.admin_url, timeout=httpx.Timeout(300, connect=5))
+        app.state.edge = EdgeState(settings=settings, config=holder,
+                                   router=router_pb2_grpc.RouterStub(channel), admin=admin,
+                                   nats=nats_client)
+        try:
+            yield
+        finally:
+            await holder.stop()
+            await admin.aclose()
+            await channel.close()
+            await nats_client.drain()
+            telemetry.shutdown()
+
+    app = FastAPI(title="OmniRoute gateway", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def trace_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if not request.url.path.startswith(("/v1", "/api/chat", "/api/tags")):
+            return await call_next(request)
+        with telemetry.tracer("omniroute.edge").start_as_current_span(
+                f"{request.method} {request.url.path}") as span:
+            span.set_attribute("http.request.method", request.method)
+            response = await call_next(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return errors.error_response(OPENAI_CHAT, 400, f"Invalid request: {exc.errors()[:3]}")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        ready = request.app.state.edge.config.current.loaded_at > 0
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    app.include_router(openai_routes.router)
+    app.include_router(admin_proxy.router)
+    return app

@@ -1,0 +1,20 @@
+"""What the edge process holds for its whole life: config snapshot, router stub, pools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from nats.aio.client import Client
+from omniroute.config.watcher import SnapshotHolder
+from omniroute.settings import Settings
+from omniroute.v1 import router_pb2_grpc
+
+
+@dataclass
+class EdgeState:
+    settings: Settings
+    config: SnapshotHolder
+    router: router_pb2_grpc.RouterStub
+    admin: httpx.AsyncClient
+    nats: Client | None = None

@@ -1,0 +1,55 @@
+"""Executor process: `python -m omniroute_executor --family openai[,anthropic…|all]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import httpx
+from omniroute import runtime, settings, telemetry
+from omniroute.v1 import executor_pb2_grpc
+
+from omniroute_executor.families import FAMILIES
+from omniroute_executor.servicer import ExecutorServicer
+
+log = logging.getLogger("omniroute.executor")
+
+
+def _families(spec: str) -> dict[str, object]:
+    if spec == "all":
+        return dict(FAMILIES)
+    chosen = {}
+    for name in spec.split(","):
+        if name.strip() not in FAMILIES:
+            raise SystemExit(f"unknown family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+        chosen[name.strip()] = FAMILIES[name.strip()]
+    return chosen
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="omniroute_executor")
+    parser.add_argument("--family", default=os.environ.get("EXECUTOR_FAMILIES", "all"),
+                        help="provider families served, comma-separated, or 'all'")
+    args = parser.parse_args()
+    config = settings.load()
+    telemetry.setup("omniroute-executor")
+    families = _families(args.family)
+    # One pooled client for every upstream call of this process (keep-alive, HTTP/2 over TLS).
+    http = httpx.AsyncClient(http2=True, limits=httpx.Limits(max_connections=2000,
+                                                             max_keepalive_connections=500),
+                             timeout=httpx.Timeout(config.upstream_timeout_s, connect=10.0))
+    servicer = ExecutorServicer(families, http, config.upstream_timeout_s)  # type: ignore[arg-type]
+    log.info("serving families: %s", ", ".join(families))
+    try:
+        await runtime.serve_grpc(lambda server: executor_pb2_grpc.add_ExecutorServicer_to_server(
+            servicer, server), host=config.bind_host, port=config.executor_port,
+            service_names=["omniroute.v1.Executor"])
+    finally:
+        await http.aclose()
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    runtime.setup_logging("executor")
+    runtime.run(main)

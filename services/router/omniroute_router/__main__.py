@@ -1,0 +1,44 @@
+"""Router process: `python -m omniroute_router`."""
+
+from __future__ import annotations
+
+import logging
+
+from omniroute import runtime, settings, telemetry
+from omniroute.bus.connection import connect, ensure_stream
+from omniroute.bus.publisher import EventPublisher
+from omniroute.config.watcher import SnapshotHolder
+from omniroute.v1 import router_pb2_grpc
+
+from omniroute_router.executors import ExecutorPool
+from omniroute_router.servicer import RouterServicer
+
+log = logging.getLogger("omniroute.router")
+
+
+async def main() -> None:
+    config = settings.load()
+    telemetry.setup("omniroute-router")
+    nats_client = await connect(config.nats_url, name="omniroute-router")
+    await ensure_stream(nats_client, config)
+    publisher = EventPublisher(nats_client)
+    publisher.start()
+    snapshot = SnapshotHolder(config, decrypt=True)
+    await snapshot.start(nats_client)
+    executors = ExecutorPool(config)
+    servicer = RouterServicer(config, snapshot, executors, publisher)
+    try:
+        await runtime.serve_grpc(lambda server: router_pb2_grpc.add_RouterServicer_to_server(
+            servicer, server), host=config.bind_host, port=config.router_port,
+            service_names=["omniroute.v1.Router"])
+    finally:
+        await publisher.close()
+        await snapshot.stop()
+        await executors.close()
+        await nats_client.drain()
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    runtime.setup_logging("router")
+    runtime.run(main)

@@ -1,0 +1,15 @@
+"""The model list every client format's /models route is built from."""
+
+from __future__ import annotations
+
+from omniroute.config.snapshot import ConfigSnapshot
+from omniroute.v1 import router_pb2
+
+
+def list_models(snapshot: ConfigSnapshot) -> router_pb2.ListModelsResponse:
+    created = int(snapshot.loaded_at)
+    models = [router_pb2.ModelInfo(id=f"{provider.id}/{model}", owned_by=provider.id, kind="chat",
+                                   created=created)
+              for provider in snapshot.providers.values() if provider.enabled
+              for model in provider.models]
+    return router_pb2.ListModelsResponse(models=models)

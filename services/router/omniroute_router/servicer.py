@@ -1,0 +1,85 @@
+"""The Router gRPC service: thin — resolve, check policy, dispatch, account."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from omniroute import telemetry
+from omniroute.bus.publisher import EventPublisher
+from omniroute.config.watcher import SnapshotHolder
+from omniroute.settings import Settings
+from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
+
+from omniroute_router.dispatch import dispatch
+from omniroute_router.errors import RoutingError
+from omniroute_router.executors import ExecutorPool
+from omniroute_router.models import list_models
+from omniroute_router.resolve import check_key_allows, resolve
+from omniroute_router.usage import RequestRecord, publish_usage
+
+log = logging.getLogger("omniroute.router")
+_tracer = telemetry.tracer("omniroute.router")
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, settings: Settings, config: SnapshotHolder, executors: ExecutorPool,
+                 publisher: EventPublisher) -> None:
+        self._settings = settings
+        self._config = config
+        self._executors = executors
+        self._publisher = publisher
+
+    async def Chat(self, request: router_pb2.ChatRequest,
+                   context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
+        parent = telemetry.context_from_metadata(context.invocation_metadata())
+        with _tracer.start_as_current_span("router.chat", context=parent) as span:
+            span.set_attribute("omniroute.request_id", request.request_id)
+            span.set_attribute("omniroute.model", request.model)
+            record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
+                                   requested_model=request.model, client_format=request.client_format,
+                                   stream=request.stream)
+            try:
+                async for event in self._answer(request, record):
+                    kind = event.WhichOneof("kind")
+                    if kind == "usage":
+                        record.usage = event.usage
+                        continue  # for accounting; the caller's format carries it in chunks
+                    if kind in ("chunk", "response"):
+                        record.mark_first_chunk()
+                    elif kind == "error":
+                        record.status, record.error_class = event.error.status, event.error.code
+                    yield event
+            except BaseException as exc:  # includes cancellation by a client that went away
+                if record.status < 400:
+                    record.status, record.error_class = 499, type(exc).__name__
+                raise
+            finally:
+                publish_usage(self._publisher, self._settings, record)
+
+    async def _answer(self, request: router_pb2.ChatRequest,
+                      record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
+        snapshot = self._config.current
+        try:
+            key = snapshot.keys_by_id.get(request.key_id) if request.key_id else None
+            if request.key_id and (key is None or not key.usable()):
+                raise RoutingError(401, "This API key is not valid (revoked or expired).",
+                                   code="invalid_api_key", type_="authentication_error")
+            candidates = resolve(snapshot, request.model)
+            for candidate in candidates:
+                check_key_allows(key, request.model, candidate)
+        except RoutingError as exc:
+            yield common_pb2.AnswerEvent(error=exc.to_proto())
+            return
+        try:
+            async for event in dispatch(self._executors, request, candidates, record,
+                                        self._settings.upstream_timeout_s):
+                yield event
+        except RoutingError as exc:
+            yield common_pb2.AnswerEvent(error=exc.to_proto())
+
+    async def ListModels(self, request: router_pb2.ListModelsRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
+        return list_models(self._config.current)
