@@ -27,7 +27,7 @@ run: protos
 	$(PY) -m omniroute.devstack run
 
 test: protos
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m omniroute.devstack test -- -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 lint: protos
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,8 @@
-"""Publishing events to JetStream off the request path: bounded buffer, retries, ordering kept.
+"""Publishing events to JetStream off the request path: bounded buffer, retries, no loss.
 
 A request only enqueues (no await on NATS). A background task publishes in small concurrent
-batches and, if NATS is away, keeps the events and retries, so a short outage loses nothing.
+batches and, if NATS is away, keeps the events and retries, so a short outage loses nothing. Order is not kept across a
+retry; consumers key everything by request id.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class EventPublisher:
             failed = [event for event, result in zip(batch, results, strict=True)
                       if isinstance(result, BaseException)]
             if failed:
-                self._buffer.extendleft(reversed(failed))  # retried first, in order
+                self._buffer.extendleft(reversed(failed))  # retried first
                 log.warning("publish failed for %d events (%s); retrying in %.1fs",
                             len(failed), next(r for r in results if isinstance(r, BaseException)),
                             delay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from psycopg.rows import dict_row
 
 from omniroute.catalog import provider_type
 from omniroute.secrets import Crypto
+
+log = logging.getLogger("omniroute.config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +74,10 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
 
     connections: dict[str, list[Connection]] = {}
     for row in connection_rows:
-        secret = row["api_key_enc"]
+        api_key, usable = _credential(row, crypto)
         connections.setdefault(row["provider_id"], []).append(Connection(
-            id=row["id"], provider_id=row["provider_id"], name=row["name"],
-            api_key=crypto.decrypt(secret) if crypto is not None and secret else "",
-            priority=row["priority"], enabled=row["enabled"], settings=row["settings"] or {}))
+            id=row["id"], provider_id=row["provider_id"], name=row["name"], api_key=api_key,
+            priority=row["priority"], enabled=row["enabled"] and usable, settings=row["settings"] or {}))
 
     providers: dict[str, Provider] = {}
     for row in provider_rows:
@@ -98,3 +100,17 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         keys_by_id[row["id"]] = key
     return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id,
                           loaded_at=time.time())
+
+
+def _credential(row: dict[str, Any], crypto: Crypto | None) -> tuple[str, bool]:
+    """(clear credential, usable?). A credential that this master key cannot read disables its
+    connection rather than the whole snapshot: the other connections keep serving."""
+    secret = row["api_key_enc"]
+    if crypto is None or not secret:
+        return "", True
+    try:
+        return crypto.decrypt(secret), True
+    except ValueError:
+        log.error("connection %s: its credential cannot be decrypted with this master key; "
+                  "the connection is skipped", row["id"])
+        return "", False

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from omniroute import secrets, settings
@@ -30,15 +33,38 @@ def master_key() -> str:
     return path.read_text().strip()
 
 
-def run() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s")
-    config = settings.load()
+@contextlib.contextmanager
+def backing_services(config: settings.Settings) -> Iterator[None]:
+    """NATS, Redis and Postgres for the duration: those already listening are used as they are;
+    the others are started here and stopped on the way out."""
     STATE_DIR.mkdir(exist_ok=True)
-    backing_processes = [p for p in (
+    started = [p for p in (
         backing.ensure_nats(config.nats_url, STATE_DIR),
         backing.ensure_redis(config.redis_url, STATE_DIR),
         backing.ensure_postgres(config.database_url, STATE_DIR),
     ) if p is not None]
+    try:
+        yield
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(10)
+
+
+def test(pytest_args: list[str]) -> int:
+    """Run pytest with the backing services up (what `make test` does)."""
+    config = settings.load()
+    with backing_services(config):
+        return subprocess.call([sys.executable, "-m", "pytest", *pytest_args])
+
+
+def run() -> None:
+    config = settings.load()
+    with backing_services(config):
+        _run_stack(config)
+
+
+def _run_stack(config: settings.Settings) -> None:
     migrate.migrate(config.database_url)
     env = {"OMNIROUTE_MASTER_KEY": master_key(),
            "REQUIRE_API_KEY": os.environ.get("REQUIRE_API_KEY", "true"),
@@ -66,16 +92,17 @@ def run() -> None:
             time.sleep(0.5)
     finally:
         stack.stop()
-        for process in backing_processes:
-            process.terminate()
-            process.wait(10)
         print("OmniRoute stopped.", flush=True)
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s")
     parser = argparse.ArgumentParser(prog="python -m omniroute.devstack")
-    parser.add_argument("command", choices=["run"])
-    parser.parse_args()
+    parser.add_argument("command", choices=["run", "test"])
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.command == "test":
+        raise SystemExit(test([a for a in args.pytest_args if a != "--"]))
     run()
 
 

@@ -82,7 +82,8 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_file = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen([sys.executable, "-m", module, *args], env=self.service_env(),
-                                   stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+                                   stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
+                                   preexec_fn=_die_with_parent)
         service = ServiceProcess(name, process, log_file)
         self.processes.append(service)
         return service
@@ -142,6 +143,16 @@ def _wait_ready(url: str, what: str, timeout: float, process: subprocess.Popen[b
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready at {url} within {timeout}s")
         time.sleep(0.1)
+
+
+def _die_with_parent() -> None:
+    """Linux: a service gets SIGTERM if the process that started it dies (no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def port_in_use(port: int) -> bool:

@@ -82,3 +82,13 @@ def nats_headers() -> dict[str, str]:
 
 def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
     return propagate.extract(dict(headers or {}))
+
+
+def links_from_messages(messages: Iterable[Any]) -> list[trace.Link]:
+    """Span links to the traces whose context NATS messages carry (batch consumers)."""
+    links = []
+    for message in messages:
+        span_context = trace.get_current_span(context_from_headers(message.headers)).get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context))
+    return links

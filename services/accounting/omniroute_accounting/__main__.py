@@ -14,6 +14,7 @@ from omniroute.v1 import events_pb2
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("omniroute.accounting")
+_tracer = telemetry.tracer("omniroute.accounting")
 
 
 def decode(messages: list[Msg]) -> list[events_pb2.UsageEvent]:
@@ -41,7 +42,12 @@ async def main() -> None:
 
     async def handle(messages: list[Msg]) -> None:
         events = decode(messages)
-        if events:
+        # One span per batch, linked to each request's trace (context from the NATS headers).
+        with _tracer.start_as_current_span("accounting.record_batch",
+                                           links=telemetry.links_from_messages(messages)) as span:
+            span.set_attribute("messaging.batch.message_count", len(messages))
+            if not events:
+                return
             async with pool.connection() as conn:
                 inserted = await insert_usage(conn, events)
             log.debug("recorded %d usage rows (%d new)", len(events), inserted)

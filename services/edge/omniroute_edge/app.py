@@ -45,16 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="OmniRoute gateway", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
 
-    @app.middleware("http")
-    async def trace_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if not request.url.path.startswith(("/v1", "/api/chat", "/api/tags")):
-            return await call_next(request)
-        with telemetry.tracer("omniroute.edge").start_as_current_span(
-                f"{request.method} {request.url.path}") as span:
-            span.set_attribute("http.request.method", request.method)
-            response = await call_next(request)
-            span.set_attribute("http.response.status_code", response.status_code)
-            return response
+    # FastAPI itself opens the server span of each request under the global tracer provider.
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -1,0 +1,33 @@
+"""One running stack (all six services) and one mock upstream per test worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mocks.server import MockServer, start_mock_server
+from tests.support import Gateway, running_gateway
+
+API_KEY = "sk-omni-e2e-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def mock_upstream() -> Iterator[MockServer]:
+    with start_mock_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = {
+        "providers": [{
+            "id": "myopenai", "type": "openai", "base_url": f"{mock_upstream.url}/v1",
+            "models": ["gpt-4o-mini", "mock-tool"],
+            "connections": [{"name": "primary", "api_key": "sk-upstream-1"}],
+        }],
+        "keys": [{"name": "e2e", "key": API_KEY}],
+    }
+    with running_gateway(tmp_path_factory.mktemp("stack"), config, api_key=API_KEY) as running:
+        yield running
