@@ -1,4 +1,4 @@
-"""Mock upstream providers that speak each family's real wire format (see ``README`` in app.py).
+"""Mock upstream providers that speak each family's real wire format (see README.md here).
 
     from tests.mocks import start_mock_server
     with start_mock_server() as mock:          # all families on one port, in a background thread

@@ -13,14 +13,17 @@ one write). Responses are built once at start-up; HTTP/1.1 keep-alive, no record
 validation. httptools parses, uvloop runs the loop; ``--workers N`` forks N processes sharing the
 port (SO_REUSEPORT).
 
-Measured alone (2-core machine shared with other work, wrk 4.1.0 on the same cores, one worker,
-``--latency-ms 0 --tokens 100 --tps 0``, 30 s of 5 s runs, 64 connections, 2 wrk threads):
+Measured alone on this 2-core machine (2026-11-25, shared with other work; wrk 4.1.0 on the same two
+cores, 5 s runs, one worker, uvloop + httptools):
 
-* non-streaming chat:        ~NONSTREAM req/s (p99 NONSTREAM_P99)
-* streaming chat, 100 tokens: ~STREAM req/s (p99 STREAM_P99)
+* non-streaming chat, ``-t2 -c64``:                       ~117,000 req/s, p50 0.5 ms, p99 8.5 ms
+* streaming chat, 100 tokens, ``--tps 0``, ``-t2 -c64``:   ~90,000 req/s, p50 0.6 ms, p99 12.6 ms
+* non-streaming, ``--latency-ms 20``, ``-c256``:           ~11,800 req/s, p50 21.1 ms, p99 27 ms
+* streaming, 100 tokens at ``--tps 1000``, ``-t1 -c64``:  612 req/s (= 64 / 0.1 s), p50 103 ms,
+  p99 110 ms, about 0.2 CPU-seconds per second (64,000 chunk writes/s)
 
-i.e. tens of times the rates the gateway benchmarks aim at (issue 5), so the mock is not the
-bottleneck; ``--workers 2`` raises it further when the load generator leaves a core free.
+i.e. two orders of magnitude above the rates the gateway benchmarks aim at (issue 5): the mock is
+not the bottleneck. ``--workers 2``: ~148,000 req/s non-streaming (same wrk settings).
 """
 
 from __future__ import annotations
@@ -167,18 +170,18 @@ class FastProtocol(asyncio.Protocol):
 
     def _answer(self, kind: bytes, keep: bool) -> None:
         if kind == b"stream" and self.cfg.tps > 0:
-            self._tick(0, keep)
+            self._tick(0, self.loop.time(), keep)
             return
         data = {b"chat": self.res.completion, b"stream": self.res.stream_all}.get(kind, self.res.models)
         self._write(data)
         self._done(keep)
 
-    def _tick(self, index: int, keep: bool) -> None:
+    def _tick(self, index: int, start: float, keep: bool) -> None:
         parts = self.res.stream_parts
         self._write(parts[index])
         if index + 1 < len(parts) and self.transport is not None:
-            # the head and the role chunk go out at once; then one token every 1/tps seconds
-            self.loop.call_later(1 / self.cfg.tps, self._tick, index + 1, keep)
+            # the head and the role chunk go out at once; token i at start + i/tps (no drift)
+            self.loop.call_at(start + (index + 1) / self.cfg.tps, self._tick, index + 1, start, keep)
         else:
             self._done(keep)
 

@@ -598,6 +598,19 @@ def test_ollama_errors_and_tags(mock: MockServer) -> None:
     assert json.loads(lines[-1])["done"] is True
 
 
+def test_echo_and_cached_usage(mock: MockServer) -> None:
+    r = oai(mock).chat.completions.create(model="mock-echo", messages=user("repeat these exact words"))
+    assert r.choices[0].message.content == "repeat these exact words"
+    r = oai(mock).chat.completions.create(model="mock-cached", messages=user())
+    assert r.usage is not None and r.usage.prompt_tokens_details is not None
+    assert (r.usage.prompt_tokens, r.usage.prompt_tokens_details.cached_tokens) == (6, 3)
+    m = ant(mock).messages.create(model="mock-cached", max_tokens=100, messages=user())
+    # Anthropic counts cache reads apart from input_tokens
+    assert (m.usage.input_tokens, m.usage.cache_read_input_tokens) == (3, 3)
+    g = gem(mock).models.generate_content(model="mock-cached", contents=PROMPT)
+    assert g.usage_metadata is not None and g.usage_metadata.cached_content_token_count == 3
+
+
 # ----------------------------------------------------------------------------------- recorder, timing
 
 
