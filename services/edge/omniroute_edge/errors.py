@@ -18,7 +18,7 @@ def error_response(fmt: ClientFormat, status: int, message: str, *, type_: str |
 def from_proto(fmt: ClientFormat, error: common_pb2.Error,
                headers: dict[str, str] | None = None) -> Response:
     status = error.status if 400 <= error.status <= 599 else 502
-    extra = dict(headers or {})
+    extra = {**(headers or {}), **error.headers}
     if error.retry_after_s:
         extra["retry-after"] = str(max(1, round(error.retry_after_s)))
     return error_response(fmt, status, error.message or "upstream error", type_=error.type or None,

@@ -14,6 +14,7 @@ from omniroute_edge import errors
 from omniroute_edge.answer import answer
 from omniroute_edge.auth import AuthError, authenticate
 from omniroute_edge.client_formats import OPENAI_CHAT
+from omniroute_edge.options import request_options
 from omniroute_edge.state import EdgeState
 
 router = APIRouter()
@@ -63,7 +64,7 @@ async def chat_completions(request: Request) -> Response:
     stream = bool(body.get("stream"))
     call = router_pb2.ChatRequest(request_id=request_id, key_id=key.id if key else "",
                                   client_format=OPENAI_CHAT.proto, body=raw,
-                                  stream=stream, model=body["model"])
+                                  stream=stream, model=body["model"], options=request_options(request))
     return await answer(state.router, OPENAI_CHAT, call, {"x-request-id": request_id},
                         {"model": body["model"], "request_id": request_id,
                          "include_usage": openai_chat.wants_usage_in_stream(body)})
