@@ -6,7 +6,7 @@ SERVICES := edge router executor accounting analytics admin
 PROTOS := $(wildcard protos/omniroute/v1/*.proto)
 STUBS  := libs/omniroute/v1/.stamp
 
-.PHONY: venv protos run test lint typecheck bench clean
+.PHONY: venv protos run test lint typecheck bench clean chart-check
 
 venv: $(VENV)/.stamp
 
@@ -39,3 +39,7 @@ bench: protos
 
 clean:
 	rm -rf $(VENV) .omniroute libs/omniroute/v1/*_pb2*.py libs/omniroute/v1/*_pb2*.pyi $(STUBS)
+
+chart-check: protos
+	$(PY) -m tests.deploy.chart && $(PY) -m tests.deploy.chart charts/omniroute/examples/production.yaml
+	$(PY) -m pytest -q tests/deploy/test_chart.py

@@ -28,11 +28,22 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
 
 
 def stop_event() -> asyncio.Event:
-    """An event set on SIGTERM / SIGINT, for graceful shutdown."""
+    """An event set on SIGTERM / SIGINT, for graceful shutdown.
+
+    Draining may take up to OMNIROUTE_DRAIN_S; past that (plus a margin), or on a second
+    signal, the process exits at once, so that a stuck dependency can never keep it alive."""
     event = asyncio.Event()
     loop = asyncio.get_running_loop()
+    deadline_s = float(os.environ.get("OMNIROUTE_DRAIN_S", "30")) + 10
+
+    def on_signal() -> None:
+        if event.is_set():
+            os._exit(1)
+        event.set()
+        loop.call_later(deadline_s, os._exit, 1)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, event.set)
+        loop.add_signal_handler(sig, on_signal)
     return event
 
 

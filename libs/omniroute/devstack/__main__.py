@@ -38,12 +38,13 @@ def backing_services(config: settings.Settings) -> Iterator[None]:
     """NATS, Redis and Postgres for the duration: those already listening are used as they are;
     the others are started here and stopped on the way out."""
     STATE_DIR.mkdir(exist_ok=True)
-    started = [p for p in (
-        backing.ensure_nats(config.nats_url, STATE_DIR),
-        backing.ensure_redis(config.redis_url, STATE_DIR),
-        backing.ensure_postgres(config.database_url, STATE_DIR),
-    ) if p is not None]
+    started: list[subprocess.Popen[bytes]] = []
     try:
+        for ensure, url in ((backing.ensure_nats, config.nats_url), (backing.ensure_redis, config.redis_url),
+                            (backing.ensure_postgres, config.database_url)):
+            process = ensure(url, STATE_DIR)
+            if process is not None:
+                started.append(process)
         yield
     finally:
         for process in started:

@@ -84,6 +84,8 @@ def ensure_redis(url: str, state_dir: Path) -> subprocess.Popen[bytes] | None:
 
 
 def _postgres_bin() -> Path:
+    if os.environ.get("OMNIROUTE_PG_BIN"):
+        return Path(os.environ["OMNIROUTE_PG_BIN"])
     for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
         if Path(folder, "initdb").exists():
             return Path(folder)
@@ -100,7 +102,7 @@ def ensure_postgres(url: str, state_dir: Path) -> subprocess.Popen[bytes] | None
     if listening(host, port):
         return None
     bin_dir = _postgres_bin()
-    data = state_dir / "postgres"
+    data = (state_dir / "postgres").resolve()  # postgres resolves -k relative to its data dir
     as_nobody = os.geteuid() == 0
     prefix = ["runuser", "-u", "nobody", "--"] if as_nobody else []
     if not (data / "PG_VERSION").exists():
@@ -109,9 +111,10 @@ def ensure_postgres(url: str, state_dir: Path) -> subprocess.Popen[bytes] | None
             _open_path_for(data)
         subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
+    log_file = open(state_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the server process
     process = subprocess.Popen([*prefix, str(bin_dir / "postgres"), "-D", str(data), "-h", host,
                                 "-p", str(port), "-k", str(data)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=log_file, stderr=subprocess.STDOUT)
     wait_listening(host, port, "postgres", process=process)
     log.info("started PostgreSQL on %s:%d (%s)", host, port, bin_dir)
     return process

@@ -1,0 +1,601 @@
+"""charts/omniroute: render offline with several value sets, validate every object against the
+Kubernetes schemas (kubernetes-validate --strict), and assert the properties the chart promises."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+import yaml
+
+from .chart import (
+    CHART,
+    CRD_KINDS,
+    EXAMPLES,
+    EXTERNAL,
+    KUBE_VERSION,
+    NAMESPACE,
+    ROOT,
+    deep_merge,
+    load_values,
+    render,
+    validate,
+)
+
+helm = pytest.importorskip("helm_python")
+
+Obj = dict[str, Any]
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "external": EXTERNAL,
+    "families": deep_merge(
+        EXTERNAL,
+        {
+            "executor": {
+                "families": {
+                    "openai-responses": None,
+                    "ollama": {},
+                    "audio": {"replicaCount": 1, "autoscaling": {"enabled": False}},
+                }
+            }
+        },
+    ),
+    "ingress": deep_merge(
+        EXTERNAL,
+        {
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "hosts": ["ai.example.com"],
+                "tls": [{"secretName": "ai-tls", "hosts": ["ai.example.com"]}],
+            }
+        },
+    ),
+    "existing-secret": deep_merge(
+        EXTERNAL, {"secrets": {"existingSecret": "omniroute-creds", "databaseUrl": ""}}
+    ),
+    "monitoring": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}}},
+        "edge": {
+            "autoscaling": {
+                "metrics": [
+                    {
+                        "type": "Pods",
+                        "pods": {
+                            "metric": {"name": "omniroute_inflight_streams"},
+                            "target": {"type": "AverageValue", "averageValue": "50"},
+                        },
+                    }
+                ]
+            }
+        },
+        "otel": {"enabled": False},
+    },
+    "no-networkpolicy": deep_merge(EXTERNAL, {"networkPolicy": {"enabled": False}}),
+    "production-example": load_values(EXAMPLES / "production.yaml"),
+    "dev-example": load_values(EXAMPLES / "dev.yaml"),
+}
+
+CACHE: dict[str, list[Obj]] = {}
+
+
+def objects(scenario: str) -> list[Obj]:
+    if scenario not in CACHE:
+        CACHE[scenario] = render(SCENARIOS[scenario])
+    return CACHE[scenario]
+
+
+def of_kind(objs: Iterable[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def by_name(objs: Iterable[Obj], kind: str) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in of_kind(objs, kind)}
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def env_of(container: Obj) -> dict[str, Obj]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def component(obj: Obj) -> str:
+    return obj["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+# ---- every value set renders and validates -----------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_renders_and_validates_strict(scenario: str) -> None:
+    objs = objects(scenario)
+    assert objs, "nothing rendered"
+    errors = validate(objs)
+    assert not errors, "\n".join(errors)
+    # No two objects of one kind share a name; every name is a valid DNS label length.
+    seen = set()
+    for o in objs:
+        ident = (o["kind"], o["metadata"]["name"])
+        assert ident not in seen, ident
+        seen.add(ident)
+        assert len(o["metadata"]["name"]) <= 63
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") != "dashboards":
+            assert o["metadata"]["namespace"] == NAMESPACE, ident  # `helm template | kubectl apply`
+
+
+def test_validates_against_oldest_supported_kubernetes() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"].startswith(">=1.27")
+    assert not validate(objects("production-example"), version="1.27.0")
+
+
+def test_lint_has_no_findings_but_the_undownloaded_subcharts() -> None:
+    for scenario in ("defaults", "external"):
+        report = helm.lint(str(CHART), SCENARIOS[scenario], strict=True, kube_version=f"v{KUBE_VERSION}")
+        problems = [
+            m
+            for m in report["messages"]
+            if m["severity"] >= 2 and "missing these dependencies" not in m["error"]
+        ]
+        assert not problems, problems
+
+
+def test_schema_rejects_bad_values() -> None:
+    bad: dict[str, Any]
+    for bad in (
+        {"edge": {"replicaCount": "two"}},
+        {"edgee": {}},
+        {"executor": {"families": {"Open_AI": {}}}},
+        {"externalRedis": {"url": "http://redis"}},
+        {"ingress": {"edgePaths": ["v1"]}},
+        {"edge": {"autoscaling": {"targetCPUUtilizationPercentage": 300}}},
+    ):
+        with pytest.raises(helm.HelmValuesError):
+            render(bad)
+
+
+def test_external_endpoints_are_required_without_subcharts() -> None:
+    for missing in ("externalNats", "externalRedis"):
+        values = deep_merge(EXTERNAL, {missing: {"url": ""}})
+        with pytest.raises(helm.HelmRenderError):
+            render(values)
+    with pytest.raises(helm.HelmRenderError):
+        render(deep_merge(EXTERNAL, {"secrets": {"databaseUrl": ""}}))
+
+
+# ---- workloads ------------------------------------------------------------------------------
+
+SERVICES = ["edge", "admin", "router", "accounting", "analytics"]
+GRPC = {"router", "executor"}
+STREAMING = {"edge", "router", "executor"}
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "families", "production-example"])
+def test_pods_are_locked_down(scenario: str) -> None:
+    objs = objects(scenario)
+    pods = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in of_kind(objs, "Deployment")]
+    pods += [(j["metadata"]["name"], j["spec"]["template"]["spec"]) for j in of_kind(objs, "Job")]
+    assert len(pods) >= 7
+    for name, spec in pods:
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec["automountServiceAccountToken"] is False, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], name
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", name
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], name
+            # A read-only root needs a writable /tmp.
+            assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"]), name
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "families"])
+def test_probes_and_graceful_termination(scenario: str) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        values = chart.merge_values(SCENARIOS[scenario])
+    for d in of_kind(objects(scenario), "Deployment"):
+        comp = component(d)
+        spec = d["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["metrics"] == 9464
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            p = c[probe]
+            if comp in GRPC:
+                assert p["grpc"]["port"] == ports["grpc"], (d["metadata"]["name"], probe)
+            else:
+                port = "http" if comp in ("edge", "admin") else "health"
+                assert p["httpGet"]["port"] == port and port in ports
+                assert p["httpGet"]["path"] == ("/readyz" if probe == "readinessProbe" else "/healthz")
+        sleep = int(c["lifecycle"]["preStop"]["exec"]["command"][-1])
+        assert sleep == values["preStopSleepSeconds"] > 0
+        grace = spec["terminationGracePeriodSeconds"]
+        drain = int(env_of(c)["OMNIROUTE_DRAIN_S"]["value"])
+        assert sleep + drain < grace, d["metadata"]["name"]
+        if comp in STREAMING:
+            assert drain >= 300, "streams get five minutes to finish"
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "families", "monitoring"])
+def test_each_deployment_has_service_account_service_pdb_and_spread(scenario: str) -> None:
+    objs = objects(scenario)
+    sas = by_name(objs, "ServiceAccount")
+    services = of_kind(objs, "Service")
+    pdbs = of_kind(objs, "PodDisruptionBudget")
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(objs, "HorizontalPodAutoscaler")}
+    for d in of_kind(objs, "Deployment"):
+        name = d["metadata"]["name"]
+        spec = d["spec"]["template"]["spec"]
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert selects(d["spec"]["selector"]["matchLabels"], labels)
+        assert spec["serviceAccountName"] == name and name in sas
+        svc = [
+            s
+            for s in services
+            if selects(s["spec"]["selector"], labels) and s["spec"].get("clusterIP") != "None"
+        ]
+        assert len(svc) == 1, name
+        assert {"metrics"} < {p["name"] for p in svc[0]["spec"]["ports"]}
+        assert any(selects(p["spec"]["selector"]["matchLabels"], labels) for p in pdbs), name
+        spread = spec["topologySpreadConstraints"]
+        assert {t["topologyKey"] for t in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        assert all(selects(t["labelSelector"]["matchLabels"], labels) for t in spread)
+        if component(d) in STREAMING and name != "omniroute-executor-audio":  # audio: autoscaling off
+            hpa = hpas[name]
+            assert "replicas" not in d["spec"], "the HPA owns the replica count"
+            metrics = hpa["spec"]["metrics"]
+            assert metrics[0]["resource"]["name"] == "cpu"
+            assert hpa["spec"]["minReplicas"] >= 2
+    # No HPA or PDB points at nothing.
+    deployments = by_name(objs, "Deployment")
+    assert set(hpas) <= set(deployments)
+    if scenario == "monitoring":
+        edge_metrics = hpas["omniroute-edge"]["spec"]["metrics"]
+        assert edge_metrics[1]["pods"]["metric"]["name"] == "omniroute_inflight_streams"
+
+
+def test_one_executor_deployment_per_family() -> None:
+    for scenario, families in (
+        ("defaults", {"openai", "openai-responses", "anthropic", "gemini"}),
+        ("families", {"openai", "anthropic", "gemini", "ollama", "audio"}),
+    ):
+        objs = objects(scenario)
+        executors = [d for d in of_kind(objs, "Deployment") if component(d) == "executor"]
+        got = {
+            d["spec"]["template"]["metadata"]["labels"]["omniroute.io/executor-family"]: d for d in executors
+        }
+        assert set(got) == families
+        for fam, d in got.items():
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            assert c["args"] == ["--family", fam]
+            assert c["image"].endswith(("/executor:0.1.0", "/executor:dev")) or "/executor:" in c["image"]
+            assert env_of(c)["EXECUTOR_PORT"]["value"] == "50061"
+            assert "OMNIROUTE_MASTER_KEY" not in env_of(c) and "DATABASE_URL" not in env_of(c)
+        # The router is told where each family lives, and each address is a real Service.
+        router = by_name(objs, "Deployment")["omniroute-router"]
+        addrs = env_of(router["spec"]["template"]["spec"]["containers"][0])["EXECUTOR_ADDRS"]["value"]
+        pairs = dict(a.split("=", 1) for a in addrs.split(","))
+        assert set(pairs) == families
+        services = by_name(objs, "Service")
+        for fam, addr in pairs.items():
+            host, port = addr.rsplit(":", 1)
+            svc = services[host]
+            assert svc["spec"]["selector"]["omniroute.io/executor-family"] == fam
+            assert int(port) in [p["port"] for p in svc["spec"]["ports"]]
+        if scenario == "families":
+            audio = got["audio"]
+            assert audio["spec"]["replicas"] == 1
+            assert "omniroute-executor-audio" not in {
+                h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")
+            }
+
+
+def test_service_wiring_env() -> None:
+    objs = objects("external")
+    deps = by_name(objs, "Deployment")
+    services = by_name(objs, "Service")
+    secret = by_name(objs, "Secret")["omniroute"]
+
+    def env(name: str) -> dict[str, Obj]:
+        return env_of(deps[name]["spec"]["template"]["spec"]["containers"][0])
+
+    edge = env("omniroute-edge")
+    assert edge["OMNIROUTE_PORT"]["value"] == "20128"
+    router_host, router_port = edge["ROUTER_ADDR"]["value"].rsplit(":", 1)
+    assert router_host in services and router_port == "50051"
+    assert edge["ADMIN_URL"]["value"] == "http://omniroute-admin:20129" and "omniroute-admin" in services
+    assert edge["NATS_URL"]["value"] == "nats://nats.messaging:4222"
+    admin = env("omniroute-admin")
+    assert admin["OMNIROUTE_CONFIG"]["value"] == "/etc/omniroute/config.yaml"
+    assert env("omniroute-router")["QDRANT_URL"]["value"] == "http://qdrant.vectors:6333"
+    for name, d in deps.items():
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        e = env_of(c)
+        assert e["OMNIROUTE_BIND"]["value"] == "0.0.0.0", "the services bind 127.0.0.1 by default"
+        port_env = {
+            "edge": "OMNIROUTE_PORT",
+            "admin": "ADMIN_PORT",
+            "router": "ROUTER_PORT",
+            "executor": "EXECUTOR_PORT",
+            "accounting": "ACCOUNTING_PORT",
+            "analytics": "ANALYTICS_PORT",
+        }
+        main_port = next(p for p in c["ports"] if p["name"] != "metrics")["containerPort"]
+        assert e[port_env[component(d)]]["value"] == str(main_port), name
+        assert e["OTEL_SERVICE_NAME"]["value"].startswith("omniroute-")
+        assert e["OTEL_EXPORTER_PROMETHEUS_PORT"]["value"] == "9464"
+        for var in e.values():
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref["name"] == "omniroute":
+                assert ref["key"] in secret["data"], (name, ref)
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded["DATABASE_URL"] == EXTERNAL["secrets"]["databaseUrl"]
+    assert decoded["REDIS_URL"] == EXTERNAL["externalRedis"]["url"]
+    assert len(decoded["OMNIROUTE_MASTER_KEY"]) >= 32
+    assert len(decoded["INITIAL_PASSWORD"]) >= 16, "never the services' built-in default"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_bundled_backing_services_use_the_subcharts_secrets() -> None:
+    objs = objects("defaults")
+    router = by_name(objs, "Deployment")["omniroute-router"]
+    e = env_of(router["spec"]["template"]["spec"]["containers"][0])
+    assert e["NATS_URL"]["value"] == "nats://omniroute-nats:4222"
+    assert e["QDRANT_URL"]["value"] == "http://omniroute-qdrant:6333"
+    assert e["OMNIROUTE_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "omniroute-postgresql",
+        "key": "password",
+    }
+    assert "$(OMNIROUTE_DB_PASSWORD)@omniroute-postgresql:5432/omniroute" in e["DATABASE_URL"]["value"]
+    assert "$(OMNIROUTE_REDIS_PASSWORD)@omniroute-redis-master:6379" in e["REDIS_URL"]["value"]
+    names = list(e)  # $(VAR) only expands variables defined earlier
+    assert names.index("OMNIROUTE_DB_PASSWORD") < names.index("DATABASE_URL")
+    assert names.index("OMNIROUTE_REDIS_PASSWORD") < names.index("REDIS_URL")
+    # A release called differently still finds its subcharts.
+    other = render({}, release="gw")
+    r = by_name(other, "Deployment")["gw-omniroute-router"]
+    assert (
+        env_of(r["spec"]["template"]["spec"]["containers"][0])["NATS_URL"]["value"] == "nats://gw-nats:4222"
+    )
+
+
+def test_existing_secret() -> None:
+    objs = objects("existing-secret")
+    assert not [s for s in of_kind(objs, "Secret")], "no Secret when existingSecret is set"
+    refs = set()
+    for d in of_kind(objs, "Deployment") + of_kind(objs, "Job"):
+        for var in d["spec"]["template"]["spec"]["containers"][0].get("env", []):
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["name"] == "omniroute-creds", (d["metadata"]["name"], var)
+                refs.add(ref["key"])
+    assert {"OMNIROUTE_MASTER_KEY", "DATABASE_URL", "REDIS_URL"} <= refs
+
+
+def test_migration_job_is_a_hook() -> None:
+    ext = objects("external")
+    (job,) = of_kind(ext, "Job")
+    ann = job["metadata"]["annotations"]
+    assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["python", "-m", "omniroute.store.migrate"]
+    # Pre-install runs before the chart's Secret exists: the Job reads a hook Secret created first.
+    ref = env_of(c)["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    hook_secret = by_name(ext, "Secret")[ref["name"]]
+    assert hook_secret["metadata"]["annotations"]["helm.sh/hook"] == ann["helm.sh/hook"]
+    assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        ann["helm.sh/hook-weight"]
+    )
+    assert "serviceAccountName" not in job["spec"]["template"]["spec"], "release ServiceAccounts come later"
+    # The bundled database exists only after install: migrate post-install, then pre-upgrade.
+    (bundled,) = of_kind(objects("defaults"), "Job")
+    assert bundled["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    (existing,) = of_kind(objects("existing-secret"), "Job")
+    ref = env_of(existing["spec"]["template"]["spec"]["containers"][0])["DATABASE_URL"]["valueFrom"][
+        "secretKeyRef"
+    ]
+    assert ref == {"name": "omniroute-creds", "key": "DATABASE_URL"}
+
+
+# ---- network ------------------------------------------------------------------------------
+
+
+def _peers_are_internal(peers: list[Obj]) -> bool:
+    return all("ipBlock" not in p for p in peers)
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "families", "production-example"])
+def test_network_policies(scenario: str) -> None:
+    objs = objects(scenario)
+    policies = {
+        p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]: p
+        for p in of_kind(objs, "NetworkPolicy")
+    }
+    assert set(policies) == {"edge", "admin", "router", "executor", "accounting", "analytics", "migrations"}
+    # Every pod the chart runs is selected by a policy.
+    for w in of_kind(objs, "Deployment") + of_kind(objs, "Job"):
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        assert any(selects(p["spec"]["podSelector"]["matchLabels"], labels) for p in policies.values())
+    for comp, p in policies.items():
+        spec = p["spec"]
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        public = [r for r in spec.get("ingress", []) if "from" not in r]
+        if comp in ("edge", "admin") and scenario != "production-example":
+            assert public and all(port["port"] == "http" for r in public for port in r["ports"]), comp
+        else:
+            assert not public, f"{comp} takes traffic from anywhere"
+            assert all(_peers_are_internal(r["from"]) for r in spec.get("ingress", [])), comp
+        egress = spec["egress"]
+        dns = [r for r in egress if {"port": 53, "protocol": "UDP"} in r.get("ports", [])]
+        assert dns, f"{comp}: no DNS"
+        internet = [r for r in egress if "to" in r and not _peers_are_internal(r["to"])]
+        unrestricted = [r for r in egress if "to" not in r and r not in dns]
+        assert not unrestricted, comp
+        if comp == "executor":
+            blocks = [peer["ipBlock"] for r in internet for peer in r["to"] if "ipBlock" in peer]
+            assert {"0.0.0.0/0", "::/0"} <= {b["cidr"] for b in blocks}
+            v4 = next(b for b in blocks if b["cidr"] == "0.0.0.0/0")
+            assert "169.254.169.254/32" in v4["except"], "no cloud metadata from executors"
+        else:
+            # Others reach in-cluster peers, or private ranges listed in clusterPeers.
+            for r in internet:
+                for peer in r["to"]:
+                    cidr = peer.get("ipBlock", {}).get("cidr", "10.0.0.0/8")
+                    assert cidr.startswith(("10.", "172.16.", "192.168.")), f"{comp} reaches the internet"
+    # Only the edge reaches the router, only the router reaches executors.
+    router_in = policies["router"]["spec"]["ingress"][0]["from"]
+    assert router_in == [
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "omniroute",
+                    "app.kubernetes.io/instance": "omniroute",
+                    "app.kubernetes.io/component": "edge",
+                }
+            }
+        }
+    ]
+    exec_in = policies["executor"]["spec"]["ingress"][0]["from"]
+    assert exec_in[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    # Named ports in policies exist on the pods they select.
+    deps = of_kind(objs, "Deployment")
+    for comp, p in policies.items():
+        for r in p["spec"].get("ingress", []):
+            for port in r["ports"]:
+                if isinstance(port["port"], str):
+                    for d in deps:
+                        if selects(
+                            p["spec"]["podSelector"]["matchLabels"],
+                            d["spec"]["template"]["metadata"]["labels"],
+                        ):
+                            names = {
+                                cp["name"] for cp in d["spec"]["template"]["spec"]["containers"][0]["ports"]
+                            }
+                            assert port["port"] in names, (comp, port)
+
+
+def test_network_policy_can_be_disabled() -> None:
+    assert not of_kind(objects("no-networkpolicy"), "NetworkPolicy")
+
+
+def _route(ingress: Obj, path: str) -> str:
+    """The Service a request path reaches: the longest matching Prefix wins."""
+    best, svc = -1, ""
+    for rule in ingress["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            prefix = p["path"].rstrip("/")
+            if (path == prefix or path.startswith(prefix + "/")) and len(prefix) > best:
+                best, svc = len(prefix), p["backend"]["service"]["name"]
+    return svc
+
+
+def test_ingress_routes() -> None:
+    assert not of_kind(objects("external"), "Ingress")
+    (ing,) = of_kind(objects("ingress"), "Ingress")
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"][0]["secretName"] == "ai-tls"
+    services = by_name(objects("ingress"), "Service")
+    for path, target in {
+        "/v1/chat/completions": "omniroute-edge",
+        "/v1/messages": "omniroute-edge",
+        "/v1beta/models/gemini-pro:generateContent": "omniroute-edge",
+        "/api/tags": "omniroute-edge",
+        "/api/chat": "omniroute-edge",
+        "/api/providers": "omniroute-admin",
+        "/api": "omniroute-admin",
+        "/dashboard": "omniroute-admin",
+        "/dashboard/keys": "omniroute-admin",
+    }.items():
+        assert _route(ing, path) == target, path
+    for rule in ing["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            svc = services[p["backend"]["service"]["name"]]
+            assert p["backend"]["service"]["port"]["name"] in {x["name"] for x in svc["spec"]["ports"]}
+
+
+# ---- observability --------------------------------------------------------------------------
+
+
+def test_service_monitor() -> None:
+    assert not [o for o in objects("defaults") if o["kind"] == "ServiceMonitor"]
+    objs = objects("monitoring")
+    (sm,) = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    assert (sm["apiVersion"], sm["kind"]) in CRD_KINDS
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    scraped = [
+        s
+        for s in of_kind(objs, "Service")
+        if selects(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+    ]
+    deployments = of_kind(objs, "Deployment")
+    assert len(scraped) == len(deployments), "one scraped Service per Deployment"
+    for s in scraped:
+        assert any(p["name"] == "metrics" and p["port"] == 9464 for p in s["spec"]["ports"])
+    otel_off = env_of(deployments[0]["spec"]["template"]["spec"]["containers"][0])
+    assert otel_off["OTEL_TRACES_EXPORTER"]["value"] == "none"
+
+
+def test_grafana_dashboards_ship_as_configmaps() -> None:
+    files = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+    assert files
+    cms = [
+        c
+        for c in of_kind(objects("defaults"), "ConfigMap")
+        if c["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    assert len(cms) == len(files)
+    shipped = {k: v for c in cms for k, v in c["data"].items()}
+    readme = (ROOT / "deploy" / "grafana" / "README.md").read_text()
+    for f in files:
+        dash = json.loads(shipped[f.name])
+        assert dash == json.loads(f.read_text())
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        titles = " ".join(p["title"].lower() for p in dash["panels"])
+        for word in ("request rate", "error rate", "p50", "p95", "p99", "tokens", "cost"):
+            assert word in titles, word
+        metrics = {m for e in exprs for m in __import__("re").findall(r"omniroute_[a-z_]+", e)}
+        assert metrics, f.name
+        for m in metrics:
+            base = m.removesuffix("_bucket")
+            assert base in readme, f"{m} used by {f.name} but not documented in deploy/grafana/README.md"
+
+
+def test_config_map_carries_omniroute_config() -> None:
+    objs = render(deep_merge(EXTERNAL, {"config": {"settings": {"require_api_key": True}}}))
+    cm = by_name(objs, "ConfigMap")["omniroute-config"]
+    assert yaml.safe_load(cm["data"]["config.yaml"]) == {"settings": {"require_api_key": True}}
+    admin = by_name(objs, "Deployment")["omniroute-admin"]
+    vols = admin["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": "omniroute-config"}} in vols
+    assert "checksum/configmap" in admin["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_chart_dependencies() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    deps = {d["name"]: d for d in chart["dependencies"]}
+    assert set(deps) == {"nats", "postgresql", "redis", "qdrant"}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for name, d in deps.items():
+        assert d["condition"] == f"{name}.enabled" and isinstance(values[name]["enabled"], bool)
+        assert d["repository"].startswith(("https://", "oci://"))
+    assert values["nats"]["config"]["cluster"] == {"enabled": True, "replicas": 3}
+    assert values["nats"]["config"]["jetstream"]["enabled"] is True
+    listed = {d["name"] for d in helm.dependency_list(str(CHART))}
+    assert listed == set(deps)
+
+
+def test_examples_exist() -> None:
+    for name in ("production.yaml", "dev.yaml"):
+        assert (EXAMPLES / name).exists()
+    prod = load_values(EXAMPLES / "production.yaml")
+    assert prod["secrets"]["existingSecret"]
