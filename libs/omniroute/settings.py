@@ -45,6 +45,31 @@ class Settings:
     config_refresh_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_CONFIG_REFRESH_S", "30")))
     initial_password: str = field(default_factory=lambda: os.environ.get("INITIAL_PASSWORD", "123456"))
+    # Where the admin service keeps stored backups (a volume in Kubernetes).
+    backup_dir: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_BACKUP_DIR",
+                                                                   ".omniroute/backups"))
+    # --- accounting, analytics, observability ---
+    # Prometheus /metrics port (on when OTEL_METRICS_EXPORTER contains "prometheus").
+    metrics_port: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_METRICS_PORT", "9464")))
+    # Usage rows older than this are deleted by accounting (0 keeps them forever).
+    usage_retention_days: int = field(default_factory=lambda: int(os.environ.get(
+        "OMNIROUTE_USAGE_RETENTION_DAYS", "90")))
+    retention_interval_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_RETENTION_INTERVAL_S", "3600")))
+    # How often one accounting replica re-raises the Redis spend counters to Postgres's sums.
+    budget_rebuild_interval_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_BUDGET_REBUILD_INTERVAL_S", "600")))
+    telemetry_window_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_TELEMETRY_WINDOW_S", "3600")))
+    sessions_window_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_SESSIONS_WINDOW_S", "900")))
+    # Health endpoints that /api/monitoring/health polls (defaults follow the port variables).
+    edge_health_url: str = field(default_factory=lambda: os.environ.get(
+        "EDGE_HEALTH_URL", f"http://127.0.0.1:{os.environ.get('OMNIROUTE_PORT', '20128')}/healthz"))
+    accounting_health_url: str = field(default_factory=lambda: os.environ.get(
+        "ACCOUNTING_HEALTH_URL", f"http://127.0.0.1:{os.environ.get('ACCOUNTING_PORT', '20131')}/healthz"))
+    analytics_health_url: str = field(default_factory=lambda: os.environ.get(
+        "ANALYTICS_HEALTH_URL", f"http://127.0.0.1:{os.environ.get('ANALYTICS_PORT', '20132')}/healthz"))
 
     def executor_address(self, family: str) -> str:
         for entry in self.executor_addrs.split(","):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +21,20 @@ def mock_upstream() -> Iterator[MockServer]:
 @pytest.fixture(scope="session")
 def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config = {
-        "providers": [{
-            "id": "myopenai", "type": "openai", "base_url": f"{mock_upstream.url}/v1",
-            "models": ["gpt-4o-mini", "mock-tool"],
-            "connections": [{"name": "primary", "api_key": "sk-upstream-1"}],
-        }],
+        "providers": [
+            {"id": "myopenai", "type": "openai", "base_url": f"{mock_upstream.url}/v1",
+             "models": ["gpt-4o-mini", "mock-tool"],
+             "connections": [{"name": "primary", "api_key": "sk-upstream-1"}]},
+            # One provider per upstream family, for the format matrix (test_formats_*.py).
+            {"id": "myanthropic", "type": "anthropic", "base_url": f"{mock_upstream.url}/v1",
+             "models": ["mock-text"], "connections": [{"name": "primary", "api_key": "sk-ant-upstream"}]},
+            {"id": "mygemini", "type": "gemini", "base_url": f"{mock_upstream.url}/v1beta",
+             "models": ["mock-text"], "connections": [{"name": "primary", "api_key": "gm-upstream"}]},
+            {"id": "myollama", "type": "ollama", "base_url": mock_upstream.url,
+             "models": ["mock-text"], "connections": [{"name": "primary", "api_key": "ol-upstream"}]},
+            {"id": "myresponses", "type": "openai-responses", "base_url": f"{mock_upstream.url}/v1",
+             "models": ["mock-text"], "connections": [{"name": "primary", "api_key": "sk-resp-upstream"}]},
+        ],
         "keys": [{"name": "e2e", "key": API_KEY}],
     }
     with running_gateway(tmp_path_factory.mktemp("stack"), config, api_key=API_KEY) as running:

@@ -8,8 +8,8 @@ import time
 import httpx
 import openai
 import pytest
-
 from omniroute.secrets import hash_api_key
+
 from tests.mocks.server import MockServer
 from tests.support import Gateway, wait_for
 
@@ -21,6 +21,8 @@ def admin(gateway: Gateway) -> httpx.Client:
     session = httpx.Client(base_url=gateway.url)  # management paths on the public port
     login = session.post("/api/auth/login", json={"password": gateway.admin_password})
     assert login.status_code == 200 and "auth_token" in session.cookies
+    # Cookie-authenticated writes carry the CSRF token that login returned.
+    session.headers["X-CSRF-Token"] = login.json()["csrfToken"]
     return session
 
 

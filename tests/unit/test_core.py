@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from pydantic import ValidationError
-
 from omniroute.analytics_store import percentile
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection, Provider
 from omniroute.config.spec import ConfigFile
@@ -16,7 +14,9 @@ from omniroute.secrets import Crypto, generate_api_key, generate_master_key, has
 from omniroute.settings import Settings
 from omniroute_executor.upstream_errors import classify_status, retry_after_seconds, transport_error
 from omniroute_router.errors import RoutingError
-from omniroute_router.resolve import check_key_allows, resolve, usable_connections
+from omniroute_router.policy import check_access
+from omniroute_router.resolve import enabled_connections, resolve, targets
+from pydantic import ValidationError
 
 
 def test_crypto_round_trip_and_key_independence() -> None:
@@ -57,9 +57,9 @@ def snapshot() -> ConfigSnapshot:
 
 
 def test_resolve_by_id_and_prefix() -> None:
-    assert resolve(snapshot(), "myoai/gpt-4o")[0].model == "gpt-4o"
-    assert resolve(snapshot(), "oai/gpt-4o")[0].provider.id == "myoai"  # the type's short prefix
-    assert resolve(snapshot(), "myoai/org/model-x")[0].model == "org/model-x"
+    assert targets(resolve(snapshot(), "myoai/gpt-4o"))[0].model == "gpt-4o"
+    assert targets(resolve(snapshot(), "oai/gpt-4o"))[0].provider.id == "myoai"  # the type's short prefix
+    assert targets(resolve(snapshot(), "myoai/org/model-x"))[0].model == "org/model-x"
     for bad, status in (("gpt-4o", 400), ("nope/gpt", 404), ("myoai/", 400)):
         with pytest.raises(RoutingError) as caught:
             resolve(snapshot(), bad)
@@ -67,15 +67,15 @@ def test_resolve_by_id_and_prefix() -> None:
 
 
 def test_connections_by_priority_enabled_only() -> None:
-    assert [c.name for c in usable_connections(snapshot().providers["myoai"])] == ["a", "b"]
+    assert [c.name for c in enabled_connections(snapshot().providers["myoai"])] == ["a", "b"]
 
 
 def test_key_model_allow_list() -> None:
-    candidate = resolve(snapshot(), "myoai/gpt")[0]
+    node = resolve(snapshot(), "myoai/gpt")
     key = ApiKey("k", "k", True, ("myoai/*",), {}, None, None)
-    check_key_allows(key, "myoai/gpt", candidate)
+    check_access(snapshot(), key, [], "myoai/gpt", node)
     with pytest.raises(RoutingError) as caught:
-        check_key_allows(ApiKey("k", "k", True, ("other/x",), {}, None, None), "myoai/gpt", candidate)
+        check_access(snapshot(), ApiKey("k", "k", True, ("other/x",), {}, None, None), [], "myoai/gpt", node)
     assert caught.value.status == 403
 
 

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from omniroute.catalog import provider_type
+from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 from omniroute.secrets import Crypto
 
 log = logging.getLogger("omniroute.config")
@@ -62,6 +63,11 @@ class ConfigSnapshot:
     keys_by_hash: dict[str, ApiKey] = field(default_factory=dict)
     keys_by_id: dict[str, ApiKey] = field(default_factory=dict)
     loaded_at: float = 0.0
+    aliases: dict[str, str] = field(default_factory=dict)
+    combos: dict[str, ComboSpec] = field(default_factory=dict)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    # admin_settings (general, ip_filter, proxy, …): name → JSON document; no clear secrets.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnapshot:
@@ -71,6 +77,10 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         connection_rows = await (await conn.execute(
             "SELECT * FROM connections ORDER BY provider_id, priority, name")).fetchall()
         key_rows = await (await conn.execute("SELECT * FROM api_keys")).fetchall()
+        alias_rows = await (await conn.execute("SELECT alias, target FROM aliases")).fetchall()
+        combo_rows = await (await conn.execute("SELECT name, spec FROM combos")).fetchall()
+        setting_rows = await (await conn.execute("SELECT key, value FROM routing_settings")).fetchall()
+        admin_rows = await (await conn.execute("SELECT key, value FROM admin_settings")).fetchall()
 
     connections: dict[str, list[Connection]] = {}
     for row in connection_rows:
@@ -99,7 +109,12 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         keys_by_hash[row["key_hash"]] = key
         keys_by_id[row["id"]] = key
     return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id,
-                          loaded_at=time.time())
+                          loaded_at=time.time(),
+                          aliases={row["alias"]: row["target"] for row in alias_rows},
+                          combos={row["name"]: ComboSpec.model_validate(row["spec"]) for row in combo_rows},
+                          routing=RoutingSettings.from_rows({row["key"]: row["value"]
+                                                             for row in setting_rows}),
+                          settings={row["key"]: row["value"] for row in admin_rows})
 
 
 def _credential(row: dict[str, Any], crypto: Crypto | None) -> tuple[str, bool]:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omniroute.catalog import provider_type
+from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 
 _ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$"
 
@@ -66,3 +67,6 @@ class ConfigFile(BaseModel):
 
     providers: list[ProviderSpec] = Field(default_factory=list)
     keys: list[KeySpec] = Field(default_factory=list)
+    aliases: dict[str, str] = Field(default_factory=dict)   # alias → model, alias or combo
+    combos: list[ComboSpec] = Field(default_factory=list)
+    routing: RoutingSettings | None = None  # only the fields the file names are applied

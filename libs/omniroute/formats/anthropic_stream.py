@@ -55,6 +55,7 @@ _TYPE_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error",
                    413: "request_too_large", 422: "invalid_request_error",
                    429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}
 # OpenAI-style type names other modules may pass in → Anthropic's names.
+_KNOWN_TYPES = {*_STATUS_BY_TYPE, *_TYPE_BY_STATUS.values()}
 _TYPE_ALIASES = {"server_error": "api_error", "conflict_error": "invalid_request_error",
                  "insufficient_quota": "rate_limit_error"}
 
@@ -67,8 +68,12 @@ def error_type_for_status(status: int) -> str:
 
 def error_body(status: int, message: str, *, type_: str | None = None, code: str | None = None,
                param: str | None = None) -> Json:
-    """{"type": "error", "error": {"type", "message"}} with Anthropic's type names."""
-    kind = _TYPE_ALIASES.get(type_ or "", type_) or error_type_for_status(status)
+    """{"type": "error", "error": {"type", "message"}} with Anthropic's type names. A type
+    from another vocabulary (Gemini's RESOURCE_EXHAUSTED, a generic invalid_request_error on a
+    404 …) gives way to the type Anthropic uses for that status."""
+    kind = _TYPE_ALIASES.get(type_ or "", type_)
+    if not kind or _STATUS_BY_TYPE.get(kind, status) != status or kind not in _KNOWN_TYPES:
+        kind = error_type_for_status(status)
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 

@@ -66,9 +66,11 @@ def request_to_canonical(body: Any, *, model: str | None = None,
             canonical[key] = body[key]
     if body.get("max_output_tokens") is not None:
         canonical["max_tokens"] = body["max_output_tokens"]
-    effort = (body.get("reasoning") or {}).get("effort")
+    reasoning = body.get("reasoning") or {}
+    effort = reasoning.get("effort")
     if isinstance(effort, str):
         canonical["reasoning_effort"] = effort
+        c.set_ext(canonical, "include_thoughts", reasoning.get("summary") is not None)
     _tools_to_canonical(body, canonical)
     _text_format_to_canonical((body.get("text") or {}).get("format"), canonical)
     return canonical
@@ -186,8 +188,13 @@ def canonical_to_request(canonical: Json, model: str) -> Json:
             body[key] = canonical[key]
     if c.max_output_tokens(canonical) is not None:
         body["max_output_tokens"] = c.max_output_tokens(canonical)
-    if isinstance(canonical.get("reasoning_effort"), str):
-        body["reasoning"] = {"effort": canonical["reasoning_effort"]}
+    effort = canonical.get("reasoning_effort")
+    if isinstance(effort, str):
+        body["reasoning"] = {"effort": effort}
+        # Canonical reasoning is visible text (reasoning_content); Responses only returns it
+        # as a summary, and only when one is asked for.
+        if c.ext(canonical).get("include_thoughts", effort != "none"):
+            body["reasoning"]["summary"] = "auto"
     tools = [{"type": "function", **c.strip_extensions(f)} for f in c.function_tools(canonical)]
     if tools:
         body["tools"] = tools

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 from omniroute.config.spec import KeySpec, ProviderSpec
 from omniroute.secrets import Crypto, generate_api_key, hash_api_key, key_prefix, mask
 
@@ -126,3 +127,61 @@ async def list_keys(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
 
 def _json_or_null(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
+
+
+# --- routing: aliases, combos, routing settings ---------------------------------------------
+
+async def upsert_alias(conn: AsyncConnection[Any], alias: str, target: str) -> None:
+    await conn.execute(
+        """INSERT INTO aliases (alias, target) VALUES (%s, %s)
+           ON CONFLICT (alias) DO UPDATE SET target = EXCLUDED.target, updated_at = now()""",
+        (alias, target))
+
+
+async def delete_alias(conn: AsyncConnection[Any], alias: str) -> bool:
+    cursor = await conn.execute("DELETE FROM aliases WHERE alias = %s", (alias,))
+    return cursor.rowcount > 0
+
+
+async def list_aliases(conn: AsyncConnection[Any]) -> dict[str, str]:
+    cursor = await conn.execute("SELECT alias, target FROM aliases ORDER BY alias")
+    return {row[0]: row[1] for row in await cursor.fetchall()}
+
+
+async def upsert_combo(conn: AsyncConnection[Any], spec: ComboSpec) -> None:
+    await conn.execute(
+        """INSERT INTO combos (name, spec) VALUES (%s, %s)
+           ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()""",
+        (spec.name, Jsonb(spec.model_dump(mode="json"))))
+
+
+async def delete_combo(conn: AsyncConnection[Any], name: str) -> bool:
+    cursor = await conn.execute("DELETE FROM combos WHERE name = %s", (name,))
+    return cursor.rowcount > 0
+
+
+async def list_combos(conn: AsyncConnection[Any]) -> list[ComboSpec]:
+    cursor = await conn.execute("SELECT spec FROM combos ORDER BY name")
+    return [ComboSpec.model_validate(row[0]) for row in await cursor.fetchall()]
+
+
+async def set_routing_setting(conn: AsyncConnection[Any], key: str, value: Any) -> None:
+    """One RoutingSettings field (validated by the caller through RoutingSettings)."""
+    if key not in RoutingSettings.model_fields:
+        raise ValueError(f"unknown routing setting {key!r}")
+    await conn.execute(
+        """INSERT INTO routing_settings (key, value) VALUES (%s, %s)
+           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()""",
+        (key, Jsonb(value)))
+
+
+async def get_routing_settings(conn: AsyncConnection[Any]) -> RoutingSettings:
+    cursor = await conn.execute("SELECT key, value FROM routing_settings")
+    return RoutingSettings.from_rows({row[0]: row[1] for row in await cursor.fetchall()})
+
+
+async def apply_routing_settings(conn: AsyncConnection[Any], settings: RoutingSettings) -> None:
+    """Store the fields that were given (model_fields_set), leaving the others as they are."""
+    dumped = settings.model_dump(mode="json")
+    for key in settings.model_fields_set:
+        await set_routing_setting(conn, key, dumped[key])

@@ -29,6 +29,9 @@ def setup(service_name: str) -> None:
     if _configured:
         return
     _configured = True
+    from omniroute.telemetry import metrics as _metrics  # metrics: OTEL_METRICS_EXPORTER
+
+    _metrics.setup(service_name)
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
     exporter_names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")}
@@ -47,6 +50,9 @@ def setup(service_name: str) -> None:
 
 
 def shutdown() -> None:
+    from omniroute.telemetry import metrics as _metrics
+
+    _metrics.shutdown()
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.shutdown()

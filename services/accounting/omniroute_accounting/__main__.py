@@ -1,34 +1,23 @@
-"""Accounting process: `python -m omniroute_accounting` — usage events → Postgres rows."""
+"""Accounting process: `python -m omniroute_accounting` — usage events → priced Postgres rows,
+Redis spend counters, usage metrics. Any number of replicas share the durable consumer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from nats.aio.msg import Msg
+import redis.asyncio as redis
 from omniroute import health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
-from omniroute.store.usage_repo import insert_usage
-from omniroute.v1 import events_pb2
+from omniroute.bus.shutdown import close_nats
 from psycopg_pool import AsyncConnectionPool
 
+from omniroute_accounting import maintenance
+from omniroute_accounting.prices import PriceSource
+from omniroute_accounting.recorder import Recorder
+
 log = logging.getLogger("omniroute.accounting")
-_tracer = telemetry.tracer("omniroute.accounting")
-
-
-def decode(messages: list[Msg]) -> list[events_pb2.UsageEvent]:
-    events = []
-    for message in messages:
-        event = events_pb2.UsageEvent()
-        try:
-            event.ParseFromString(message.data)
-        except Exception:  # protobuf raises DecodeError; a poison message must not block the rest
-            log.error("dropping an undecodable usage event (%d bytes)", len(message.data))
-            continue
-        if event.request_id:
-            events.append(event)
-    return events
 
 
 async def main() -> None:
@@ -39,28 +28,29 @@ async def main() -> None:
     await ensure_stream(nats_client, config)
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=4, open=False)
     await pool.open()
-
-    async def handle(messages: list[Msg]) -> None:
-        events = decode(messages)
-        # One span per batch, linked to each request's trace (context from the NATS headers).
-        with _tracer.start_as_current_span("accounting.record_batch",
-                                           links=telemetry.links_from_messages(messages)) as span:
-            span.set_attribute("messaging.batch.message_count", len(messages))
-            if not events:
-                return
-            async with pool.connection() as conn:
-                inserted = await insert_usage(conn, events)
-            log.debug("recorded %d usage rows (%d new)", len(events), inserted)
+    redis_client = redis.from_url(config.redis_url)
+    prices = PriceSource(pool, config)
+    await prices.start(nats_client)
+    recorder = Recorder(config, pool, redis_client, lambda: prices.current)
+    # Postgres is the truth: bring the counters up to it before counting anything new.
+    try:
+        await maintenance.rebuild_spend(config, pool, redis_client)
+    except Exception as exc:
+        log.warning("spend rebuild at start failed (%s); maintenance retries it", exc)
+        recorder.rebuild_wanted.set()
 
     server = health.health_server(config.bind_host, config.accounting_port, lambda: not pool.closed)
     try:
         await asyncio.gather(
             consume(nats_client, config, durable="accounting", subject_suffix="usage.>",
-                    handle=handle, stop=stop),
+                    handle=recorder.handle, stop=stop),
+            maintenance.run(config, pool, redis_client, stop, recorder.rebuild_wanted),
             health.run_until(server, stop))
     finally:
+        await prices.stop()
         await pool.close()
-        await nats_client.drain()
+        await redis_client.aclose()
+        await close_nats(nats_client)
         telemetry.shutdown()
 
 

@@ -1,7 +1,10 @@
-"""The admin service's ASGI app: the control plane (/api/*) and, later, the dashboard."""
+"""The admin service's ASGI app: the control plane (/api/*), its OpenAPI document and docs page,
+and the dashboard (/dashboard)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +18,22 @@ from omniroute.settings import Settings
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import JSONResponse, Response
 
-from omniroute_admin import config_file, providers_api, sessions
+from omniroute_admin import (
+    auth_api,
+    backups_api,
+    compliance_api,
+    config_file,
+    dashboard,
+    docs,
+    maintenance,
+    passwords,
+    providers_api,
+    routing_api,
+    sessions,
+    settings_api,
+    usage_api,
+)
+from omniroute_admin.security import SecurityHeaders
 from omniroute_admin.state import AdminState
 
 
@@ -30,28 +48,38 @@ def create_app(settings: Settings) -> FastAPI:
         state = AdminState(settings=settings, pool=pool, nats=nats_client,
                            redis=redis.from_url(settings.redis_url), crypto=Crypto(settings.master_key))
         app.state.admin = state
+        await passwords.ensure_initial(pool, settings.initial_password)
         if file_config is not None:
             await config_file.apply(state, file_config)
+        upkeep = asyncio.create_task(maintenance.loop(state))
         try:
             yield
         finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
             await nats_client.drain()
             await pool.close()
             await state.redis.aclose()
             telemetry.shutdown()
 
+    # Swagger UI would load from a CDN: /docs is our own offline page instead (docs.py).
     app = FastAPI(title="OmniRoute management API", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/dashboard"):
+            return dashboard.error_page(request, exc)
         return JSONResponse({"error": {"message": exc.detail, "status": exc.status_code}},
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": {"message": "Invalid request body.", "status": 400,
+        said = "; ".join(f"{'.'.join(str(p) for p in d['loc'])}: {d['msg']}" for d in details[:3])
+        return JSONResponse({"error": {"message": f"Invalid request: {said}", "status": 400,
                                        "details": details}}, status_code=400)
 
     @app.get("/healthz", include_in_schema=False)
@@ -64,5 +92,13 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     app.include_router(sessions.router)
+    app.include_router(auth_api.router)
     app.include_router(providers_api.router)
+    app.include_router(routing_api.router)
+    app.include_router(settings_api.router)
+    app.include_router(compliance_api.router)
+    app.include_router(backups_api.router)
+    app.include_router(docs.router)
+    app.include_router(dashboard.router)
+    app.include_router(usage_api.router)
     return app

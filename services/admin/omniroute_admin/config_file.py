@@ -36,6 +36,12 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
             _, clear = await config_repo.upsert_key(conn, key)
             if clear:
                 generated[key.name] = clear
+        for alias, target in config.aliases.items():
+            await config_repo.upsert_alias(conn, alias, target)
+        for combo in config.combos:
+            await config_repo.upsert_combo(conn, combo)
+        if config.routing is not None:
+            await config_repo.apply_routing_settings(conn, config.routing)
     for name, clear in generated.items():
         # Shown once, at creation: only its hash is stored.
         print(f"OmniRoute API key '{name}' created: {clear}", flush=True)

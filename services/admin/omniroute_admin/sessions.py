@@ -1,24 +1,44 @@
-"""Dashboard / management sessions: login with the admin password, a cookie, kept in Redis so
-that every admin replica accepts it."""
+"""Management sessions: login with the admin password, a cookie kept in Redis (so that every admin
+replica accepts it), CSRF protection for cookie-authenticated writes, and a per-IP lockout.
+
+Two ways to present a session:
+- the `auth_token` cookie (browsers; HttpOnly, SameSite=Strict, Secure over HTTPS). A write
+  (POST/PUT/PATCH/DELETE) must also send `X-CSRF-Token` equal to the session's CSRF token,
+  which login returns and mirrors in the readable `csrf_token` cookie (double submit, bound to
+  the session server-side so that a planted cookie does not help an attacker);
+- `Authorization: Bearer <token>` (scripts): exempt from CSRF, since no browser attaches it on
+  its own.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+import time
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
+from omniroute_admin import audit, passwords, settings_store
+from omniroute_admin.requestctx import client_ip
 from omniroute_admin.state import AdminState
 
-router = APIRouter()
+router = APIRouter(tags=["auth"])
 COOKIE = "auth_token"
-SESSION_TTL_S = 7 * 24 * 3600
+CSRF_COOKIE = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Lockout: this many failed logins from one address within the window → 429 until it expires.
+MAX_FAILURES = 5
+LOCKOUT_S = 60
 
 
 class Login(BaseModel):
-    password: str
+    password: str = Field(min_length=1, max_length=1024)
 
 
 def _state(request: Request) -> AdminState:
@@ -27,39 +47,173 @@ def _state(request: Request) -> AdminState:
 
 
 def _session_key(state: AdminState, token: str) -> str:
-    return f"{state.settings.env}:session:{token}"
+    # The token's hash names the record: whoever reads Redis cannot replay a session from it.
+    return f"{state.settings.env}:session:{hashlib.sha256(token.encode()).hexdigest()}"
+
+
+def _failures_key(state: AdminState, ip: str) -> str:
+    return f"{state.settings.env}:login-failures:{ip}"
+
+
+def is_https(request: Request) -> bool:
+    # X-Forwarded-Proto comes from the TLS terminator in front of the edge; believing it can
+    # only make the cookies stricter.
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
+def presented_token(request: Request) -> tuple[str, str]:
+    """(token, "cookie" | "bearer" | "")."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), "bearer"
+    cookie = request.cookies.get(COOKIE, "")
+    return (cookie, "cookie") if cookie else ("", "")
+
+
+async def load_session(state: AdminState, token: str) -> dict[str, Any] | None:
+    if not token:
+        return None
+    raw = await state.redis.get(_session_key(state, token))
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def login_required(state: AdminState) -> bool:
+    async with state.pool.connection() as conn:
+        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
+    return general.require_login
+
+
+def check_cross_site(request: Request) -> None:
+    """Browsers label cross-site requests; refuse them for writes whatever the credentials."""
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        raise HTTPException(403, "Cross-site requests cannot change the configuration.")
+
+
+async def current_session(request: Request) -> tuple[dict[str, Any] | None, str]:
+    """The valid session this request presents, if any, and how it presented it."""
+    token, via = presented_token(request)
+    session = await load_session(_state(request), token)
+    return session, via if session else ""
 
 
 async def require_session(request: Request) -> None:
-    """Dependency of every management route: a valid session cookie or bearer session token."""
+    """Dependency of every management route: a valid session (or login switched off), and for a
+    cookie-authenticated write, the CSRF token."""
     state = _state(request)
-    token = request.cookies.get(COOKIE)
-    if not token:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        token = value.strip() if scheme.lower() == "bearer" else ""
-    if not token or not await state.redis.exists(_session_key(state, token)):
-        raise HTTPException(401, "Log in first: POST /api/auth/login with the admin password.")
+    session, via = await current_session(request)
+    unsafe = request.method.upper() in UNSAFE_METHODS
+    if unsafe:
+        check_cross_site(request)
+    if session is None:
+        if await login_required(state):
+            raise HTTPException(401, "Log in first: POST /api/auth/login with the admin password.")
+        request.state.actor = "anonymous"
+        return
+    request.state.actor = "admin"
+    request.state.session = session
+    if unsafe and via == "cookie":
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent, str(session.get("csrf", ""))):
+            raise HTTPException(403, "Missing or wrong X-CSRF-Token header (the csrf_token cookie's "
+                                     "value, also returned by login).")
 
 
-@router.post("/api/auth/login")
-async def login(body: Login, request: Request) -> Response:
-    state = _state(request)
-    if not hmac.compare_digest(body.password.encode(), state.settings.initial_password.encode()):
-        raise HTTPException(401, "Wrong password.")
-    token = secrets.token_urlsafe(32)
-    await state.redis.set(_session_key(state, token), "1", ex=SESSION_TTL_S)
-    response = JSONResponse({"success": True, "token": token})
-    response.set_cookie(COOKIE, token, max_age=SESSION_TTL_S, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
-    return response
+async def throttle(state: AdminState, ip: str) -> None:
+    """Refuse while this address is locked out (shared by every replica through Redis)."""
+    key = _failures_key(state, ip)
+    failures = int(await state.redis.get(key) or 0)
+    if failures >= MAX_FAILURES:
+        retry = max(1, int(await state.redis.ttl(key)))
+        raise HTTPException(429, f"Too many failed logins; try again in {retry} s.",
+                            headers={"Retry-After": str(retry)})
 
 
-@router.post("/api/auth/logout")
-async def logout(request: Request) -> Response:
-    state = _state(request)
-    token = request.cookies.get(COOKIE)
+async def note_failure(state: AdminState, ip: str) -> None:
+    key = _failures_key(state, ip)
+    async with state.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, LOCKOUT_S)  # the window restarts at each failure
+        await pipe.execute()
+
+
+async def start_session(state: AdminState, request: Request) -> dict[str, Any]:
+    """Create a session; returns its token, CSRF token and lifetime (for set_cookies)."""
+    async with state.pool.connection() as conn:
+        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
+    ttl = general.session_ttl_hours * 3600
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    record = {"csrf": csrf, "created": time.time(), "ip": client_ip(request),
+              "user_agent": request.headers.get("user-agent", "")[:200],
+              "id": hashlib.sha256(token.encode()).hexdigest()[:16]}
+    await state.redis.set(_session_key(state, token), orjson.dumps(record), ex=ttl)
+    return {"token": token, "csrf": csrf, "ttl": ttl}
+
+
+def set_cookies(request: Request, response: Response, issued: dict[str, Any]) -> None:
+    secure = is_https(request)
+    response.set_cookie(COOKIE, issued["token"], max_age=issued["ttl"], httponly=True,
+                        samesite="strict", secure=secure, path="/")
+    # Readable by the dashboard's script, which echoes it in X-CSRF-Token.
+    response.set_cookie(CSRF_COOKIE, issued["csrf"], max_age=issued["ttl"], httponly=False,
+                        samesite="strict", secure=secure, path="/")
+
+
+async def check_password(state: AdminState, request: Request, password: str) -> bool:
+    """Verify with lockout bookkeeping and an audit row for failures."""
+    ip = client_ip(request)
+    await throttle(state, ip)
+    if await passwords.verify(state.pool, password):
+        await state.redis.delete(_failures_key(state, ip))
+        return True
+    await note_failure(state, ip)
+    await audit.record(state, request, "auth.login_failed", "admin")
+    return False
+
+
+async def end_session(state: AdminState, request: Request, response: Response) -> None:
+    token, _ = presented_token(request)
     if token:
         await state.redis.delete(_session_key(state, token))
-    response = JSONResponse({"success": True})
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+@router.post("/api/auth/login", summary="Log in with the admin password")
+async def login(body: Login, request: Request) -> Response:
+    state = _state(request)
+    if not await check_password(state, request, body.password):
+        raise HTTPException(401, "Wrong password.")
+    issued = await start_session(state, request)
+    request.state.actor = "admin"
+    await audit.record(state, request, "auth.login", "admin")
+    response = JSONResponse({"success": True, "token": issued["token"], "csrfToken": issued["csrf"]})
+    set_cookies(request, response, issued)
     return response
+
+
+@router.post("/api/auth/logout", summary="End this session")
+async def logout(request: Request) -> Response:
+    response = JSONResponse({"success": True})
+    await end_session(_state(request), request, response)
+    return response
+
+
+async def list_sessions(state: AdminState) -> list[dict[str, Any]]:
+    sessions: list[dict[str, Any]] = []
+    async for key in state.redis.scan_iter(match=f"{state.settings.env}:session:*", count=200):
+        raw = await state.redis.get(key)
+        if raw is None:
+            continue
+        record = orjson.loads(raw)
+        sessions.append({"id": record.get("id", ""), "ip": record.get("ip", ""),
+                         "user_agent": record.get("user_agent", ""),
+                         "created_at": record.get("created", 0),
+                         "expires_in_s": await state.redis.ttl(key)})
+    return sorted(sessions, key=lambda s: s["created_at"], reverse=True)

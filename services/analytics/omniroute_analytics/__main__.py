@@ -1,4 +1,5 @@
-"""Analytics process: `python -m omniroute_analytics` — usage events → latency windows in Redis.
+"""Analytics process: `python -m omniroute_analytics` — usage events → latency windows and
+active sessions in Redis.
 
 Every replica of every service can then answer latency percentiles from the same data
 (`omniroute.analytics_store`), rather than from one process's memory."""
@@ -13,6 +14,7 @@ from nats.aio.msg import Msg
 from omniroute import analytics_store, health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
+from omniroute.bus.shutdown import close_nats
 from omniroute.v1 import events_pb2
 
 log = logging.getLogger("omniroute.analytics")
@@ -24,7 +26,9 @@ async def main() -> None:
     stop = runtime.stop_event()
     nats_client = await connect(config.nats_url, name="omniroute-analytics")
     await ensure_stream(nats_client, config)
-    store = analytics_store.LatencyStore(redis.from_url(config.redis_url), config.env)
+    redis_client = redis.from_url(config.redis_url)
+    store = analytics_store.LatencyStore(redis_client, config.env)
+    sessions = analytics_store.SessionStore(redis_client, config.env)
 
     async def handle(messages: list[Msg]) -> None:
         events = []
@@ -37,6 +41,7 @@ async def main() -> None:
                 continue
             events.append(event)
         await store.record(events)
+        await sessions.record(events)
 
     server = health.health_server(config.bind_host, config.analytics_port, lambda: True)
     try:
@@ -45,7 +50,8 @@ async def main() -> None:
                     handle=handle, stop=stop),
             health.run_until(server, stop))
     finally:
-        await nats_client.drain()
+        await close_nats(nats_client)
+        await redis_client.aclose()
         telemetry.shutdown()
 
 

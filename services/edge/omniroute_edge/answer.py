@@ -47,6 +47,8 @@ async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: ro
         return errors.from_proto(fmt, event.error, headers)
     if kind == "response":
         body = event.response
+        # Streams are never cached, so only a whole answer says whether it came from the cache.
+        headers.setdefault("x-omniroute-cache", "MISS")
         if event.format != fmt.proto:
             body = orjson.dumps(fmt.module.canonical_to_response(orjson.loads(body)))
         # Read the stream to its end after answering, so the router completes normally.
@@ -92,7 +94,7 @@ async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: 
                 for name, data in encoder.encode(orjson.loads(event.chunk.data)):
                     yield fmt.frame(name, orjson.dumps(data))
             elif kind == "error":
-                for frame in _error_frames(fmt, encoder, event.error):
+                for frame in _error_frames(fmt, encoder, event.error, encoder_args):
                     yield frame
                 return
         if encoder is not None:
@@ -104,16 +106,17 @@ async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: 
         log.warning("router stream failed mid-answer: %s", exc.code().name)
         error = common_pb2.Error(status=502, type="server_error", code="router_unavailable",
                                  message="The gateway lost the answer mid-stream.")
-        for frame in _error_frames(fmt, encoder, error):
+        for frame in _error_frames(fmt, encoder, error, encoder_args):
             yield frame
     finally:
         rpc.cancel()  # a caller that went away cancels the upstream call too
 
 
-def _error_frames(fmt: ClientFormat, encoder: Any, error: common_pb2.Error) -> list[bytes]:
-    if encoder is not None and hasattr(encoder, "error"):
-        return [fmt.frame(name, orjson.dumps(data))
-                for name, data in encoder.error(error.status, error.message, error.type)]
-    return [fmt.frame("error" if fmt.proto == common_pb2.ANTHROPIC else "",
-                      fmt.error_json(error.status, error.message, type_=error.type or None,
-                                     code=error.code or None))]
+def _error_frames(fmt: ClientFormat, encoder: Any, error: common_pb2.Error,
+                  encoder_args: dict[str, Any]) -> list[bytes]:
+    """The format's own mid-stream error event (Anthropic `event: error`, Responses `error`,
+    an OpenAI/Gemini error object, an Ollama error line). A passthrough stream has no encoder
+    yet: a fresh one knows the shape."""
+    encoder = encoder or fmt.module.StreamEncoder(**encoder_args)
+    return [fmt.frame(name, orjson.dumps(data))
+            for name, data in encoder.error(error.status, error.message, error.type or "api_error")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 from fastapi import FastAPI
@@ -16,7 +17,16 @@ from omniroute.v1 import router_pb2_grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from omniroute_edge import admin_proxy, errors, openai_routes
+from omniroute_edge import (
+    admin_proxy,
+    anthropic_routes,
+    errors,
+    gemini_routes,
+    ip_filter,
+    ollama_routes,
+    openai_routes,
+    responses_routes,
+)
 from omniroute_edge.client_formats import OPENAI_CHAT
 from omniroute_edge.state import EdgeState
 
@@ -29,7 +39,10 @@ def create_app(settings: Settings) -> FastAPI:
         holder = SnapshotHolder(settings, decrypt=False)
         await holder.start(nats_client)
         channel = runtime.channel(settings.router_addr)
-        admin = httpx.AsyncClient(base_url=settings.admin_url, timeout=httpx.Timeout(300, connect=5))
+        # A jar that accepts nothing: this client is shared by every caller, so a Set-Cookie from
+        # the admin (a login) must go to that caller's browser only, never be replayed for others.
+        admin = httpx.AsyncClient(base_url=settings.admin_url, timeout=httpx.Timeout(300, connect=5),
+                                  cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         app.state.edge = EdgeState(settings=settings, config=holder,
                                    router=router_pb2_grpc.RouterStub(channel), admin=admin,
                                    nats=nats_client)
@@ -44,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="OmniRoute gateway", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
+    app.add_middleware(ip_filter.IpFilterMiddleware)  # admin's IP allow/blocklist (settings)
 
     # FastAPI itself opens the server span of each request under the global tracer provider.
 
@@ -60,6 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
         ready = request.app.state.edge.config.current.loaded_at > 0
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    app.include_router(openai_routes.router)
+    for routes in (openai_routes, responses_routes, anthropic_routes, gemini_routes, ollama_routes):
+        app.include_router(routes.router)
+    # Last: the Ollama routes above share /api/* with the management API.
     app.include_router(admin_proxy.router)
     return app

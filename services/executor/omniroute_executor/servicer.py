@@ -10,12 +10,14 @@ import grpc
 import httpx
 import orjson
 from omniroute import telemetry
-from omniroute.formats import openai_chat
-from omniroute.formats.framing import SSEParser
+from omniroute.formats import FormatError
+from omniroute.formats.canonical import Usage
+from omniroute.formats.errors import UpstreamStreamError
+from omniroute.formats.framing import NDJSONParser, SSEParser
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
 from omniroute_executor import upstream_errors
-from omniroute_executor.families.base import Family, Json, StreamedEvent
+from omniroute_executor.families.base import Family, Json
 
 log = logging.getLogger("omniroute.executor")
 _tracer = telemetry.tracer("omniroute.executor")
@@ -71,7 +73,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         try:
             if upstream.status_code >= 400:
                 raw = await _read_bounded(upstream, _MAX_ERROR_BODY)
-                error_type, message = family.parse_error(upstream.status_code, raw)
+                error_type, message = family.module.parse_error(upstream.status_code, raw)
                 yield _error(upstream_errors.classify_status(
                     upstream.status_code, error_type, message, upstream.headers, raw))
                 return
@@ -95,16 +97,15 @@ def _provider_body(family: Family, request: executor_pb2.ExecuteRequest) -> tupl
     Passthrough: the caller's own body goes upstream untouched but for the model name, so
     that fields OmniRoute does not know survive."""
     native_format = request.native_format or common_pb2.OPENAI_CHAT
-    passthrough = native_format == family.native_format
-    if passthrough:
+    if native_format == family.native_format:
         body = orjson.loads(request.native_body or request.body)
-        source = body
-        wants_usage = native_format == common_pb2.OPENAI_CHAT and openai_chat.wants_usage_in_stream(source)
-        body["model"] = request.target.model
+        if not isinstance(body, dict):
+            raise ValueError("the request body is not a JSON object")
+        wants_usage = family.caller_wants_usage(body)  # before prepare() asks for it anyway
+        family.put_model(body, request.target.model)
         return body, True, wants_usage
     canonical = orjson.loads(request.body)
-    wants_usage = native_format == common_pb2.OPENAI_CHAT and openai_chat.wants_usage_in_stream(canonical)
-    return family.to_provider_request(canonical, request.target.model), False, wants_usage
+    return family.module.canonical_to_request(canonical, request.target.model), False, True
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
@@ -116,6 +117,20 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
     return bytes(data[:limit])
 
 
+def _usage_proto(usage: object) -> common_pb2.Usage | None:
+    """Canonical (OpenAI-shaped) usage JSON → the proto accounting reads."""
+    if not isinstance(usage, dict):
+        return None
+    counts = Usage.from_openai(usage)
+    return common_pb2.Usage(input_tokens=counts.prompt, output_tokens=counts.completion,
+                            cached_tokens=counts.cached, reasoning_tokens=counts.reasoning)
+
+
+def _stream_error(exc: UpstreamStreamError) -> common_pb2.AnswerEvent:
+    return _error(common_pb2.Error(status=exc.status, type=exc.type, code="upstream_stream_error",
+                                   message=exc.message, retryable=False))
+
+
 async def _relay_response(family: Family, upstream: httpx.Response, out_format: int,
                           passthrough: bool) -> AsyncIterator[common_pb2.AnswerEvent]:
     raw = await upstream.aread()
@@ -124,61 +139,90 @@ async def _relay_response(family: Family, upstream: httpx.Response, out_format: 
     except orjson.JSONDecodeError:
         yield _error(upstream_errors.bad_stream("the upstream answer is not valid JSON"))
         return
-    if not isinstance(parsed, dict):
-        yield _error(upstream_errors.bad_stream("the upstream answer is not a JSON object"))
+    try:
+        if not isinstance(parsed, dict):
+            raise FormatError("the upstream answer is not a JSON object")
+        # Translated even in passthrough: the canonical usage is what accounting reads.
+        canonical = family.module.response_to_canonical(parsed)
+    except FormatError as exc:
+        yield _error(upstream_errors.bad_stream(exc.message))
         return
-    body = raw if passthrough else orjson.dumps(family.response_to_canonical(parsed))
+    body = raw if passthrough else orjson.dumps(canonical)
     yield common_pb2.AnswerEvent(response=body, format=out_format)  # type: ignore[arg-type]
-    usage = family.usage_of_response(parsed)
+    usage = _usage_proto(canonical.get("usage"))
     if usage is not None:
         yield common_pb2.AnswerEvent(usage=usage)
+
+
+async def _frames(family: Family, upstream: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """(event name, data) per upstream event, SSE or NDJSON, as soon as each is complete."""
+    if family.framing == "ndjson":
+        lines = NDJSONParser()
+        async for piece in upstream.aiter_bytes():
+            for line in lines.feed(piece):
+                yield "", line.decode("utf-8", errors="replace")
+        for line in lines.flush():
+            yield "", line.decode("utf-8", errors="replace")
+        return
+    parser = SSEParser()
+    async for piece in upstream.aiter_bytes():
+        for frame in parser.feed(piece):
+            yield frame.event, frame.data
+    for frame in parser.flush():
+        yield frame.event, frame.data
 
 
 async def _relay_stream(family: Family, upstream: httpx.Response, out_format: int, passthrough: bool,
                         client_wants_usage: bool) -> AsyncIterator[common_pb2.AnswerEvent]:
-    """Relay each upstream event as soon as it is parsed: nothing is held back."""
-    parser = SSEParser()
-    decoder = None if passthrough or family.stream_decoder is None else family.stream_decoder()
+    """Relay each upstream event as soon as it is parsed: nothing is held back.
+
+    The family's decoder reads every event, also in passthrough: it finds the usage, the
+    provider's mid-stream error and the end of the stream whatever the caller's format."""
+    decoder = family.module.StreamDecoder()
     usage: common_pb2.Usage | None = None
-    ended = not family.end_marker
-    async for piece in upstream.aiter_bytes():
-        for frame in parser.feed(piece):
-            if family.end_marker and frame.data == family.end_marker:
-                ended = True
-                continue
-            try:
-                data = orjson.loads(frame.data)
-            except orjson.JSONDecodeError:
-                yield _error(upstream_errors.bad_stream("the upstream stream sent invalid JSON"))
-                return
-            if not isinstance(data, dict):
-                continue
-            if "error" in data and family.native_format == common_pb2.OPENAI_CHAT:
-                error_type, message = family.parse_error(502, frame.data.encode())
-                yield _error(common_pb2.Error(status=502, type=error_type, code="upstream_stream_error",
-                                              message=message, retryable=False))
-                return
-            event = StreamedEvent(frame.event, data, frame.data.encode())
-            usage = family.usage_of_event(event) or usage
-            if decoder is not None:
-                for chunk in decoder.feed(frame.event, data):
-                    yield common_pb2.AnswerEvent(chunk=common_pb2.Chunk(data=orjson.dumps(chunk)),
-                                                 format=out_format)  # type: ignore[arg-type]
-                continue
-            if passthrough and _is_usage_only(data) and not client_wants_usage:
-                continue  # asked upstream for accounting, not by the caller
-            yield common_pb2.AnswerEvent(chunk=common_pb2.Chunk(event=frame.event, data=event.raw),
-                                         format=out_format)  # type: ignore[arg-type]
-    if decoder is not None:
-        for chunk in decoder.finish():
-            yield common_pb2.AnswerEvent(chunk=common_pb2.Chunk(data=orjson.dumps(chunk)),
-                                         format=out_format)  # type: ignore[arg-type]
+    ended = False
+    async for name, text in _frames(family, upstream):
+        if family.end_marker and text == family.end_marker:
+            ended = True
+            continue
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            yield _error(upstream_errors.bad_stream("the upstream stream sent invalid JSON"))
+            return
+        if not isinstance(data, dict):
+            continue
+        try:
+            chunks = decoder.feed(name, data)
+        except UpstreamStreamError as exc:
+            yield _stream_error(exc)
+            return
+        ended = ended or family.ends_stream(name, data)
+        usage = _last_usage(chunks) or usage
+        if not passthrough:
+            for chunk in chunks:
+                yield _chunk("", orjson.dumps(chunk), out_format)
+        elif client_wants_usage or family.accounting_only is None or not family.accounting_only(data):
+            yield _chunk(name, text.encode(), out_format)
+    tail = decoder.finish()
+    usage = _last_usage(tail) or usage
     if not ended:
         yield _error(upstream_errors.bad_stream("the upstream stream ended before it was complete"))
         return
+    if not passthrough:
+        for chunk in tail:
+            yield _chunk("", orjson.dumps(chunk), out_format)
     if usage is not None:
         yield common_pb2.AnswerEvent(usage=usage)
 
 
-def _is_usage_only(data: Json) -> bool:
-    return data.get("choices") == [] and "usage" in data
+def _chunk(event: str, data: bytes, out_format: int) -> common_pb2.AnswerEvent:
+    return common_pb2.AnswerEvent(chunk=common_pb2.Chunk(event=event, data=data),
+                                  format=out_format)  # type: ignore[arg-type]
+
+
+def _last_usage(chunks: list[Json]) -> common_pb2.Usage | None:
+    usage = None
+    for chunk in chunks:
+        usage = _usage_proto(chunk.get("usage")) or usage
+    return usage

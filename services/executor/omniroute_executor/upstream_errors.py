@@ -46,7 +46,8 @@ def classify_status(status: int, error_type: str, message: str, headers: httpx.H
 def transport_error(exc: Exception) -> common_pb2.Error:
     if isinstance(exc, httpx.TimeoutException):
         return common_pb2.Error(status=504, type="upstream_error", code="upstream_timeout",
-                                message=f"the upstream provider did not answer in time ({type(exc).__name__})",
+                                message="the upstream provider did not answer in time "
+                                        f"({type(exc).__name__})",
                                 retryable=True)
     return common_pb2.Error(status=502, type="upstream_error", code="upstream_unreachable",
                             message=f"the upstream provider could not be reached: {type(exc).__name__}",

@@ -12,6 +12,7 @@ from omniroute.v1 import router_pb2_grpc
 
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.servicer import RouterServicer
+from omniroute_router.shared import Shared
 
 log = logging.getLogger("omniroute.router")
 
@@ -26,7 +27,8 @@ async def main() -> None:
     snapshot = SnapshotHolder(config, decrypt=True)
     await snapshot.start(nats_client)
     executors = ExecutorPool(config)
-    servicer = RouterServicer(config, snapshot, executors, publisher)
+    shared = Shared.connect(config)
+    servicer = RouterServicer(config, snapshot, executors, publisher, shared)
     try:
         await runtime.serve_grpc(lambda server: router_pb2_grpc.add_RouterServicer_to_server(
             servicer, server), host=config.bind_host, port=config.router_port,
@@ -35,6 +37,7 @@ async def main() -> None:
         await publisher.close()
         await snapshot.stop()
         await executors.close()
+        await shared.close()
         await nats_client.drain()
         telemetry.shutdown()
 

@@ -1,55 +1,142 @@
-"""Calling executors for one request: try each candidate connection until one answers.
+"""Calling executors for one request: step by step (the plan's order), account by account.
 
-A failure before the answer starts falls back to the next connection transparently; once the
-first event of an answer has gone to the caller, a failure ends the answer with an error."""
+A failure before the answer starts falls back transparently (next account, then the step's
+retries, then the next step); once the answer has started, a failure ends it with an error
+event, which the edge turns into a clean error in the caller's format."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import grpc
 from omniroute import telemetry
+from omniroute.config.routing_spec import PolicySpec
+from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
+from omniroute.limits.ratelimit import Limits
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
 
+from omniroute_router.accounts import Accounts
+from omniroute_router.classify import falls_back
 from omniroute_router.executors import ExecutorPool
-from omniroute_router.resolve import Candidate, usable_connections
+from omniroute_router.outcomes import penalise, reward
+from omniroute_router.plan import Step
+from omniroute_router.policy import provider_allowed
+from omniroute_router.shared import Shared
 from omniroute_router.usage import RequestRecord
 
 
-async def dispatch(pool: ExecutorPool, request: router_pb2.ChatRequest, candidates: list[Candidate],
-                   record: RequestRecord, timeout_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
+@dataclass
+class Dispatch:
+    pool: ExecutorPool
+    shared: Shared
+    accounts: Accounts
+    snapshot: ConfigSnapshot
+    key: ApiKey | None
+    policies: list[PolicySpec]
+    default_timeout_s: float
+    start_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Attempt:
+    done: bool = False                  # the answer was given (or a final error): stop
+    error: common_pb2.Error | None = None
+
+
+async def dispatch(ctx: Dispatch, request: router_pb2.ChatRequest, steps: list[Step],
+                   record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
     last_error: common_pb2.Error | None = None
-    for candidate in candidates:
-        for connection in usable_connections(candidate.provider):
-            target = executor_pb2.Target(
-                provider_id=candidate.provider.id, provider_type=candidate.provider.type,
-                family=candidate.provider.family, base_url=candidate.provider.base_url,
-                api_key=connection.api_key, connection=connection.name, model=candidate.model,
-                timeout_s=timeout_s)
-            call = executor_pb2.ExecuteRequest(
-                request_id=request.request_id, target=target, body=request.body,
-                native_format=request.client_format, native_body=request.native_body,
-                stream=request.stream)
-            started = False
-            async for event in _execute(pool, candidate.provider.family, call):
-                kind = event.WhichOneof("kind")
-                if kind == "error" and not started and event.error.retryable:
-                    last_error = event.error
-                    record.failed_attempts.append(
-                        f"{candidate.provider.id}/{connection.name}:{event.error.status}")
-                    break  # fall back to the next connection
-                if kind == "start":
-                    started = True
-                    record.provider, record.connection = candidate.provider.id, connection.name
-                    record.model = candidate.model
-                yield event
-                if kind == "error":
+    reasons: list[str] = []
+    waits: list[float] = []
+    for step in steps:
+        target = step.target
+        if not provider_allowed(ctx.policies, target):
+            reasons.append(f"{target.name}: provider not allowed by policy")
+            continue
+        retries = step.combo.max_retries if step.combo else 0
+        for attempt_no in range(retries + 1):
+            if attempt_no and step.combo and step.combo.retry_delay_ms:
+                await asyncio.sleep(step.combo.retry_delay_ms / 1000)
+            availability = await ctx.accounts.available(target, ctx.key)
+            if not availability.usable:
+                reasons += [f"{target.name} [{name}]: {why}" for name, why in availability.reasons.items()]
+                if availability.retry_after_s:
+                    waits.append(availability.retry_after_s)
+                break
+            for connection in availability.usable:
+                attempt = _Attempt()
+                async for event in _try(ctx, request, step, connection, record, attempt):
+                    yield event
+                if attempt.done:
                     return
+                if attempt.error is not None:
+                    last_error = attempt.error
+                    record.failed_attempts.append(f"{target.provider.id}/{connection.name}:"
+                                                  f"{attempt.error.status}")
             else:
-                return  # the answer ended normally
+                continue  # every account failed: retry the step (if retries are left)
+            break
     if last_error is not None:
         yield common_pb2.AnswerEvent(error=last_error)
+        return
+    retry_after = min(waits) if waits else 0.0
+    yield common_pb2.AnswerEvent(error=common_pb2.Error(
+        status=503, type="server_error", code="no_available_account", retryable=True,
+        retry_after_s=retry_after,
+        message="No account can serve this request now: " + ("; ".join(reasons[:8]) or "none configured")))
 
+
+async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, connection: Connection,
+               record: RequestRecord, attempt: _Attempt) -> AsyncIterator[common_pb2.AnswerEvent]:
+    target = step.target
+    resilience = ctx.snapshot.routing.resilience
+    rpm = connection.settings.get("rpm")
+    if isinstance(rpm, int) and rpm > 0:  # a fixed per-account limit: headroom or skip
+        admission = await ctx.shared.limiter.admit(f"conn:{connection.id}", Limits(rpm=rpm),
+                                                   f"{request.request_id}:{len(record.failed_attempts)}")
+        if not admission.allowed:
+            return
+    timeout_s = (step.combo.timeout_s if step.combo and step.combo.timeout_s else None) \
+        or ctx.default_timeout_s
+    breaker = await ctx.shared.breakers.try_pass(connection.id, probe_timeout_s=min(timeout_s, 60.0))
+    if not breaker.usable:
+        return  # opened (or its probe claimed) by another request since the selection
+    await ctx.accounts.touch(connection)
+    headers = connection.settings.get("headers")
+    call = executor_pb2.ExecuteRequest(
+        request_id=request.request_id, body=request.body, native_format=request.client_format,
+        native_body=request.native_body, stream=request.stream,
+        target=executor_pb2.Target(
+            provider_id=target.provider.id, provider_type=target.provider.type,
+            family=target.provider.family, base_url=target.provider.base_url,
+            api_key=connection.api_key, connection=connection.name, model=target.model,
+            timeout_s=timeout_s, headers=headers if isinstance(headers, dict) else {}))
+    started = False
+    async for event in _execute(ctx.pool, target.provider.family, call):
+        kind = event.WhichOneof("kind")
+        if kind == "error":
+            failure = await penalise(ctx.shared, resilience, target, connection, event.error)
+            if not started and event.error.retryable and falls_back(failure):
+                attempt.error = event.error
+                return
+            attempt.done = True
+            yield event
+            return
+        if kind == "start":
+            started = True
+            record.provider, record.connection, record.model = target.provider.id, connection.name, \
+                target.model
+            if step.path:
+                event.start.combo = step.path[0][0]
+                record.combo = step.path[0][0]
+            event.start.headers.update(ctx.start_headers)
+            await reward(ctx.shared, resilience, target, connection)
+            for combo, answered in step.path:
+                await ctx.shared.combos.answered(combo, answered)
+        yield event
+    attempt.done = True
 
 
 async def _execute(pool: ExecutorPool, family: str,
@@ -62,3 +149,4 @@ async def _execute(pool: ExecutorPool, family: str,
         yield common_pb2.AnswerEvent(error=common_pb2.Error(
             status=502, type="server_error", code="executor_unavailable",
             message=f"the {family} executor failed: {exc.code().name}", retryable=True))
+

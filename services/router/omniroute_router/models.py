@@ -12,4 +12,9 @@ def list_models(snapshot: ConfigSnapshot) -> router_pb2.ListModelsResponse:
                                    created=created)
               for provider in snapshot.providers.values() if provider.enabled
               for model in provider.models]
+    # Combos (and aliases) are models too: a client names them like any other.
+    models += [router_pb2.ModelInfo(id=name, owned_by="combo", kind="combo", created=created)
+               for name, combo in sorted(snapshot.combos.items()) if combo.enabled]
+    models += [router_pb2.ModelInfo(id=alias, owned_by="alias", kind="alias", created=created)
+               for alias in sorted(snapshot.aliases)]
     return router_pb2.ListModelsResponse(models=models)

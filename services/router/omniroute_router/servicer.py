@@ -1,4 +1,4 @@
-"""The Router gRPC service: thin — resolve, check policy, dispatch, account."""
+"""The Router gRPC service: thin — unpack, let ChatFlow answer, account."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 
-from omniroute_router.dispatch import dispatch
-from omniroute_router.errors import RoutingError
 from omniroute_router.executors import ExecutorPool
+from omniroute_router.flow import ChatFlow
 from omniroute_router.models import list_models
-from omniroute_router.resolve import check_key_allows, resolve
+from omniroute_router.shared import Shared
 from omniroute_router.usage import RequestRecord, publish_usage
 
 log = logging.getLogger("omniroute.router")
@@ -26,11 +25,11 @@ _tracer = telemetry.tracer("omniroute.router")
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
     def __init__(self, settings: Settings, config: SnapshotHolder, executors: ExecutorPool,
-                 publisher: EventPublisher) -> None:
+                 publisher: EventPublisher, shared: Shared) -> None:
         self._settings = settings
         self._config = config
-        self._executors = executors
         self._publisher = publisher
+        self._flow = ChatFlow(settings, config, executors, shared)
 
     async def Chat(self, request: router_pb2.ChatRequest,
                    context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
@@ -42,7 +41,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                                    requested_model=request.model, client_format=request.client_format,
                                    stream=request.stream)
             try:
-                async for event in self._answer(request, record):
+                async for event in self._flow.answer(request, record):
                     kind = event.WhichOneof("kind")
                     if kind == "usage":
                         record.usage = event.usage
@@ -58,27 +57,6 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 raise
             finally:
                 publish_usage(self._publisher, self._settings, record)
-
-    async def _answer(self, request: router_pb2.ChatRequest,
-                      record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
-        snapshot = self._config.current
-        try:
-            key = snapshot.keys_by_id.get(request.key_id) if request.key_id else None
-            if request.key_id and (key is None or not key.usable()):
-                raise RoutingError(401, "This API key is not valid (revoked or expired).",
-                                   code="invalid_api_key", type_="authentication_error")
-            candidates = resolve(snapshot, request.model)
-            for candidate in candidates:
-                check_key_allows(key, request.model, candidate)
-        except RoutingError as exc:
-            yield common_pb2.AnswerEvent(error=exc.to_proto())
-            return
-        try:
-            async for event in dispatch(self._executors, request, candidates, record,
-                                        self._settings.upstream_timeout_s):
-                yield event
-        except RoutingError as exc:
-            yield common_pb2.AnswerEvent(error=exc.to_proto())
 
     async def ListModels(self, request: router_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:

@@ -31,6 +31,8 @@ class RequestRecord:
     first_chunk_at: float = 0.0
     usage: common_pb2.Usage | None = None
     failed_attempts: list[str] = field(default_factory=list)
+    combo: str = ""
+    cache_hit: bool = False
 
     def mark_first_chunk(self) -> None:
         if not self.first_chunk_at:
@@ -47,7 +49,8 @@ class RequestRecord:
             latency_ms=(ended - self.started_monotonic) * 1000,
             ttft_ms=(self.first_chunk_at - self.started_monotonic) * 1000 if self.first_chunk_at else 0.0,
             stream=self.stream, client_format=self.client_format,  # type: ignore[arg-type]
-            started_at=started_at, failed_attempts=self.failed_attempts)
+            started_at=started_at, failed_attempts=self.failed_attempts,
+            combo=self.combo, cache_hit=self.cache_hit)
 
 
 def publish_usage(publisher: EventPublisher, settings: Settings, record: RequestRecord) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from omniroute_executor.families.anthropic import ANTHROPIC
 from omniroute_executor.families.base import Family
+from omniroute_executor.families.gemini import GEMINI
+from omniroute_executor.families.ollama import OLLAMA
 from omniroute_executor.families.openai import OPENAI
+from omniroute_executor.families.openai_responses import OPENAI_RESPONSES
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (OPENAI,)}
+FAMILIES: dict[str, Family] = {family.name: family
+                               for family in (OPENAI, OPENAI_RESPONSES, ANTHROPIC, GEMINI, OLLAMA)}

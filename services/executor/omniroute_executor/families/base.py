@@ -1,9 +1,15 @@
-"""What the executor needs to know about a provider family's wire protocol."""
+"""What the executor needs to know about a provider family's wire protocol.
+
+A family is data plus a few small functions: where to send the request (URL, headers), which
+pure translator module of `omniroute.formats` speaks its body and stream, how its streams are
+framed and how a complete stream ends. Everything else (relaying, usage, errors) is generic in
+`servicer.py`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from omniroute.v1 import common_pb2, executor_pb2
@@ -11,28 +17,48 @@ from omniroute.v1 import common_pb2, executor_pb2
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class StreamedEvent:
-    """One upstream stream event, already parsed."""
+def put_model_field(body: Json, model: str) -> None:
+    """Most APIs name the model in the body."""
+    body["model"] = model
 
-    event: str      # SSE event name ("" when none)
-    data: Json
-    raw: bytes      # the event's data as received, for passthrough
+
+def never(event: str, data: Json) -> bool:
+    return False
+
+
+def always(body: Json) -> bool:
+    return True
+
+
+def json_headers(target: executor_pb2.Target, auth: dict[str, str]) -> dict[str, str]:
+    """Content type, the credential headers when there is a key, then the provider's own
+    configured headers (which win, e.g. a pinned API version)."""
+    headers = {"content-type": "application/json"}
+    if target.api_key:
+        headers.update(auth)
+    headers.update(dict(target.headers))
+    return headers
 
 
 @dataclass(frozen=True, slots=True)
 class Family:
     name: str
     native_format: common_pb2.ApiFormat.ValueType
+    # The pure translator of the family's format: canonical_to_request, response_to_canonical,
+    # StreamDecoder (also used in passthrough, for usage, errors and the end of the stream)
+    # and parse_error.
+    module: ModuleType
     # (target, stream, provider body) → (url, headers). The body may be adjusted in place
-    # (e.g. asking for usage in the stream).
+    # (the stream flag, asking for usage in the stream …).
     prepare: Callable[[executor_pb2.Target, bool, Json], tuple[str, dict[str, str]]]
-    to_provider_request: Callable[[Json, str], Json]      # canonical → provider body
-    response_to_canonical: Callable[[Json], Json]
-    usage_of_response: Callable[[Json], common_pb2.Usage | None]
-    usage_of_event: Callable[[StreamedEvent], common_pb2.Usage | None]
-    parse_error: Callable[[int, bytes], tuple[str, str]]
-    framing: str = "sse"    # sse or ndjson
-    end_marker: str = "[DONE]"   # an SSE data line that ends the stream ("" when none)
-    # A streaming decoder class: StreamDecoder().feed(event, data) / .finish() → canonical chunks
-    stream_decoder: Callable[[], Any] | None = None
+    # Where the provider's model name goes in a passthrough body (Gemini: in the URL instead).
+    put_model: Callable[[Json, str], None] = put_model_field
+    framing: str = "sse"           # sse or ndjson
+    end_marker: str = ""           # a non-JSON SSE data line that ends the stream ([DONE])
+    # (event name, data) → True for the event that completes a stream. A stream that stops
+    # before it is an error: the caller must not take a truncated answer for a whole one.
+    ends_stream: Callable[[str, Json], bool] = never
+    # Passthrough streams: events the gateway asked for only for accounting, hidden from a
+    # caller that did not ask for them (OpenAI's usage-only chunk).
+    accounting_only: Callable[[Json], bool] | None = None
+    caller_wants_usage: Callable[[Json], bool] = always

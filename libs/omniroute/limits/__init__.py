@@ -1,0 +1,28 @@
+"""Shared state in Redis that every replica must agree on: rate limits, circuit breakers,
+cooldowns, idempotency and the exact cache. Each module is one concept; every update is one
+atomic Lua script (registered once per process, run with EVALSHA) and every key starts with
+`settings.env + ":"` so that stacks can share one Redis."""
+
+from __future__ import annotations
+
+import redis.asyncio as redis
+
+from omniroute.settings import Settings
+
+# Every script reads the clock from Redis (TIME), so replicas on machines whose clocks differ
+# still agree on windows, cooldowns and breaker timeouts.
+NOW_MS = """
+local __t = redis.call('TIME')
+local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)
+"""
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """The process's one Redis client (one connection pool), shared by every limits object."""
+    return redis.Redis.from_url(settings.redis_url, max_connections=256, health_check_interval=30)
+
+
+def text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

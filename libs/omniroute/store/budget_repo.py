@@ -1,0 +1,52 @@
+"""Budgets (the `api_keys.budget` JSON, so that every router's snapshot carries them) and the
+Postgres side of spend: per-key sums for the current periods, to rebuild Redis counters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from omniroute.limits.budget import NANOS_PER_USD, PERIODS, Budget, period_bounds
+
+
+async def set_budget(conn: AsyncConnection[Any], key_id: str, budget: Budget | None) -> bool:
+    """False when the key does not exist. None removes the budget."""
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "UPDATE api_keys SET budget = %s, updated_at = now() WHERE id = %s",
+            (Jsonb(budget.as_json()) if budget else None, key_id))
+        return cursor.rowcount > 0
+
+
+async def list_budgets(conn: AsyncConnection[Any], key_id: str | None = None) -> list[dict[str, Any]]:
+    """[{keyId, name, budget (raw JSON)}] for keys that have a budget (or the one key asked)."""
+    query = "SELECT id, name, budget FROM api_keys WHERE "
+    query += "id = %s" if key_id else "budget IS NOT NULL"
+    cursor = await conn.execute(query + " ORDER BY name", (key_id,) if key_id else ())
+    return [{"keyId": row[0], "name": row[1], "budget": row[2]} for row in await cursor.fetchall()]
+
+
+async def period_totals(conn: AsyncConnection[Any], now: datetime | None = None
+                        ) -> dict[tuple[str, str, datetime], int]:
+    """(key id, period, period start) → nano-dollars spent in the current daily, weekly and
+    monthly periods, in one scan of the rows since the earliest of those starts."""
+    now = now or datetime.now(UTC)
+    bounds = {period: period_bounds(period, now) for period in PERIODS}
+    earliest = min(start for start, _ in bounds.values())
+    sums = ", ".join("sum(cost_usd) FILTER (WHERE started_at >= %s AND started_at < %s)"
+                     for _ in PERIODS)
+    params: list[Any] = [value for period in PERIODS for value in bounds[period]]
+    cursor = await conn.execute(
+        f"SELECT key_id, {sums} FROM usage WHERE started_at >= %s AND key_id <> '' "
+        "GROUP BY key_id", [*params, earliest])
+    totals: dict[tuple[str, str, datetime], int] = {}
+    for row in await cursor.fetchall():
+        for index, period in enumerate(PERIODS):
+            spent: Decimal | None = row[index + 1]
+            if spent:
+                totals[(row[0], period, bounds[period][0])] = int(spent * NANOS_PER_USD)
+    return totals

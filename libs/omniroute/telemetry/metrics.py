@@ -1,0 +1,163 @@
+"""OpenTelemetry metrics: the meter provider every service installs, and the usage instruments.
+
+OTEL_METRICS_EXPORTER (comma list; default none): `prometheus` serves /metrics on
+OMNIROUTE_METRICS_PORT (default 9464; on one machine give each process its own port or leave it
+off), `otlp` pushes to OTEL_EXPORTER_OTLP_ENDPOINT, `console` prints. Names follow the contract in
+deploy/grafana/README.md (the Prometheus exporter adds the unit suffix and `_total`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+
+from omniroute import settings as settings_module
+from omniroute.v1 import events_pb2
+
+log = logging.getLogger("omniroute.telemetry")
+
+# Long enough for multi-minute streams (the dashboards' contract).
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+_provider: MeterProvider | None = None
+
+
+def exporters() -> set[str]:
+    return {name.strip() for name in os.environ.get("OTEL_METRICS_EXPORTER", "none").split(",")
+            if name.strip() and name.strip() != "none"}
+
+
+def setup(service_name: str) -> None:
+    """Install the meter provider once per process. Without an exporter, instruments are no-ops
+    (the API's default provider), so recording costs nothing."""
+    global _provider
+    names = exporters()
+    if _provider is not None or not names:
+        return
+    readers: list[MetricReader] = []
+    if "prometheus" in names:
+        readers.extend(_prometheus_reader())
+    if "otlp" in names:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if "console" in names:
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    views = [
+        View(instrument_name="omniroute.request.duration",
+             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
+        View(instrument_name="omniroute.time_to_first_token",
+             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
+        View(instrument_name="gen_ai.client.operation.duration",
+             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
+        View(instrument_name="gen_ai.client.token.usage",
+             aggregation=ExplicitBucketHistogramAggregation(TOKEN_BUCKETS)),
+    ]
+    _provider = MeterProvider(resource=resource, metric_readers=readers, views=views)
+    metrics.set_meter_provider(_provider)
+
+
+def _prometheus_reader() -> list[MetricReader]:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
+
+    config = settings_module.load()
+    try:
+        start_http_server(config.metrics_port, addr=config.bind_host)
+    except OSError as exc:  # a taken port must not stop the service: it only loses /metrics
+        log.error("cannot serve /metrics on %s:%d (%s); Prometheus export is off",
+                  config.bind_host, config.metrics_port, exc)
+        return []
+    log.info("Prometheus metrics on http://%s:%d/metrics", config.bind_host, config.metrics_port)
+    return [PrometheusMetricReader()]
+
+
+def shutdown() -> None:
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
+
+
+def meter(name: str) -> metrics.Meter:
+    return metrics.get_meter(name)
+
+
+@dataclass
+class UsageMetrics:
+    """The per-request series, recorded once per request by accounting (which sees each usage
+    row exactly once: only rows it actually inserted are recorded)."""
+
+    requests: metrics.Counter
+    duration: metrics.Histogram
+    ttft: metrics.Histogram
+    tokens: metrics.Counter
+    cost: metrics.Counter
+    cache_hits: metrics.Counter
+    fallbacks: metrics.Counter
+    unpriced: metrics.Counter
+    genai_tokens: metrics.Histogram
+    genai_duration: metrics.Histogram
+
+    @classmethod
+    def create(cls, source: metrics.Meter | None = None) -> UsageMetrics:
+        m = source or meter("omniroute.usage")
+        return cls(
+            requests=m.create_counter("omniroute.requests", description="Requests answered, by status"),
+            duration=m.create_histogram("omniroute.request.duration", unit="s",
+                                        description="Request duration as the client saw it"),
+            ttft=m.create_histogram("omniroute.time_to_first_token", unit="s",
+                                    description="Time to the first streamed chunk"),
+            tokens=m.create_counter("omniroute.tokens", unit="{token}",
+                                    description="Tokens by direction (input, output, cached_input)"),
+            cost=m.create_counter("omniroute.cost.usd", description="Cost in US dollars"),
+            cache_hits=m.create_counter("omniroute.cache.hits", description="Answers served from cache"),
+            fallbacks=m.create_counter("omniroute.fallbacks",
+                                       description="Failed attempts before the answer (fallbacks)"),
+            unpriced=m.create_counter("omniroute.unpriced_requests",
+                                      description="Requests whose model has no price (cost 0)"),
+            genai_tokens=m.create_histogram("gen_ai.client.token.usage", unit="{token}",
+                                            description="GenAI semantic convention: tokens per request"),
+            genai_duration=m.create_histogram("gen_ai.client.operation.duration", unit="s",
+                                              description="GenAI semantic convention: operation time"))
+
+    def record(self, event: events_pb2.UsageEvent, cost: Decimal | None) -> None:
+        base = {"provider": event.provider or "unknown", "model": event.model or "unknown"}
+        self.requests.add(1, {**base, "status": str(event.status)})
+        self.duration.record(event.latency_ms / 1000.0, base)
+        if event.ttft_ms > 0:
+            self.ttft.record(event.ttft_ms / 1000.0, base)
+        usage = event.usage
+        for direction, count in (("input", usage.input_tokens), ("output", usage.output_tokens),
+                                 ("cached_input", usage.cached_tokens)):
+            if count:
+                self.tokens.add(count, {**base, "direction": direction})
+        if cost is None:
+            self.unpriced.add(1, base)
+        elif cost > 0:
+            self.cost.add(float(cost), base)
+        if event.cache_hit:
+            self.cache_hits.add(1, base)
+        if event.failed_attempts:
+            self.fallbacks.add(len(event.failed_attempts), base)
+        genai = {"gen_ai.provider.name": base["provider"], "gen_ai.request.model": base["model"],
+                 "gen_ai.operation.name": "chat"}
+        if event.status >= 400:
+            genai["error.type"] = event.error_class or str(event.status)
+        self.genai_duration.record(event.latency_ms / 1000.0, genai)
+        for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+            if count:
+                self.genai_tokens.record(count, {**genai, "gen_ai.token.type": token_type})

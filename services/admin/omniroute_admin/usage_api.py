@@ -1,0 +1,251 @@
+"""/api/usage/*, /api/pricing and (through monitoring_api) telemetry, sessions and health.
+
+Usage rows are written by accounting; this module only reads them, edits prices and budgets,
+and announces the edits (config.changed) so that accounting re-prices and routers see budgets.
+Request payloads are not captured (no detailed logging yet): request logs carry the metadata of
+each request only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from omniroute.limits import budget as budgets
+from omniroute.store import budget_repo, pricing_repo, usage_queries
+from omniroute.store.pricing import ANY_PROVIDER, Price, seed_prices
+from omniroute.store.usage_queries import UsageFilter
+from pydantic import BaseModel, ConfigDict, Field
+
+from omniroute_admin import monitoring_api
+from omniroute_admin.sessions import require_session
+from omniroute_admin.state import AdminState
+
+router = APIRouter(dependencies=[Depends(require_session)])
+_MAX_RANGE = timedelta(days=400)
+
+
+def _state(request: Request) -> AdminState:
+    state: AdminState = request.app.state.admin
+    return state
+
+
+def parse_time(value: str | None, default: datetime) -> datetime:
+    """ISO 8601 (a bare date or a naive time is UTC) or epoch seconds / milliseconds."""
+    if not value:
+        return default
+    try:
+        number = float(value)
+        return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(400, f"{value!r} is not a time: use ISO 8601 or epoch seconds.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _range(since: str | None, until: str | None, default_span: timedelta) -> tuple[datetime, datetime]:
+    end = parse_time(until, datetime.now(UTC))
+    start = parse_time(since, end - default_span)
+    if start >= end:
+        raise HTTPException(400, "`from` must be before `to`.")
+    if end - start > _MAX_RANGE:
+        raise HTTPException(400, f"A range may span at most {_MAX_RANGE.days} days.")
+    return start, end
+
+
+def _auto_bucket(span: timedelta) -> str:
+    if span <= timedelta(hours=3):
+        return "minute"
+    if span <= timedelta(days=3):
+        return "hour"
+    if span <= timedelta(days=90):
+        return "day"
+    return "week"
+
+
+GroupBy = Literal["key", "provider", "model", "connection", "status"]
+Bucket = Literal["minute", "hour", "day", "week", "month"]
+
+
+# ---- pricing ---------------------------------------------------------------------------------
+
+class PriceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider_type: str = Field(default=ANY_PROVIDER, alias="providerType", min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=200)
+    input: Decimal = Field(ge=0, le=100_000)
+    output: Decimal = Field(ge=0, le=100_000)
+    cached: Decimal | None = Field(default=None, ge=0, le=100_000)
+
+    def price(self) -> Price:
+        return Price(provider_type=self.provider_type, model=self.model, input_per_mtok=self.input,
+                     output_per_mtok=self.output, cached_per_mtok=self.cached)
+
+
+class PriceEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prices: list[PriceSpec] = Field(min_length=1, max_length=1000)
+
+
+@router.get("/api/pricing")
+async def get_pricing(request: Request, provider_type: str | None = Query(None, alias="providerType"),
+                      model: str | None = None) -> dict[str, Any]:
+    state = _state(request)
+    async with state.pool.connection() as conn:
+        prices = await pricing_repo.load(conn)
+        if not prices:  # a fresh database before accounting ever ran: show the list prices
+            await pricing_repo.seed(conn)
+            prices = await pricing_repo.load(conn)
+    rows = [p.as_json() for p in prices
+            if (provider_type is None or p.provider_type == provider_type)
+            and (model is None or p.model == model)]
+    return {"unit": "USD per million tokens", "seedVersion": seed_prices()[0], "pricing": rows}
+
+
+@router.put("/api/pricing")
+@router.post("/api/pricing")
+async def edit_pricing(body: PriceEdit | PriceSpec, request: Request) -> dict[str, Any]:
+    """One price ({providerType, model, input, output, cached}) or {"prices": [...]}; upserts."""
+    specs = body.prices if isinstance(body, PriceEdit) else [body]
+    state = _state(request)
+    async with state.pool.connection() as conn:
+        for spec in specs:
+            await pricing_repo.upsert(conn, spec.price())
+    await state.announce("pricing")  # accounting reloads its price book
+    return {"updated": [spec.price().as_json() for spec in specs]}
+
+
+# ---- budgets ---------------------------------------------------------------------------------
+
+class BudgetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    key_id: str = Field(alias="keyId", min_length=1, max_length=128)
+    limit: Decimal | None = Field(ge=0, le=10_000_000)  # null removes the budget
+    period: Literal["daily", "weekly", "monthly"] = "monthly"
+    warn_at: float = Field(default=0.8, alias="warnAt", ge=0, le=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyBudget:
+    """The two fields of an API key that check_budget reads."""
+
+    id: str
+    budget: dict[str, Any] | None
+
+
+async def _status(state: AdminState, key_id: str, raw: dict[str, Any] | None) -> dict[str, Any]:
+    status = await budgets.check_budget(state.redis, state.settings, _KeyBudget(key_id, raw))
+    return status.as_json()
+
+
+@router.get("/api/usage/budget")
+async def get_budgets(request: Request, key_id: str | None = Query(None, alias="keyId")) -> dict[str, Any]:
+    state = _state(request)
+    async with state.pool.connection() as conn:
+        rows = await budget_repo.list_budgets(conn, key_id)
+    if key_id and not rows:
+        raise HTTPException(404, f"No key {key_id!r}.")
+    statuses = [{**await _status(state, row["keyId"], row["budget"]), "name": row["name"]}
+                for row in rows]
+    return statuses[0] if key_id else {"budgets": statuses}
+
+
+@router.post("/api/usage/budget")
+async def set_budget(spec: BudgetSpec, request: Request) -> dict[str, Any]:
+    state = _state(request)
+    budget = None if spec.limit is None else budgets.Budget(
+        limit_usd=spec.limit, period=spec.period, warn_at=spec.warn_at)
+    async with state.pool.connection() as conn:
+        if not await budget_repo.set_budget(conn, spec.key_id, budget):
+            raise HTTPException(404, f"No key {spec.key_id!r}.")
+    await state.announce("keys")  # routers reload the snapshot that carries budgets
+    return await _status(state, spec.key_id, budget.as_json() if budget else None)
+
+
+# ---- usage queries ---------------------------------------------------------------------------
+
+@router.get("/api/usage/history")
+async def usage_history(
+        request: Request, since: str | None = Query(None, alias="from"),
+        until: str | None = Query(None, alias="to"), bucket: Bucket | None = None,
+        group_by: GroupBy | None = Query(None, alias="groupBy"),
+        key_id: str | None = Query(None, alias="keyId"), provider: str | None = None,
+        model: str | None = None) -> dict[str, Any]:
+    start, end = _range(since, until, timedelta(hours=24))
+    chosen = bucket or _auto_bucket(end - start)
+    if chosen == "minute" and end - start > timedelta(days=2):
+        raise HTTPException(400, "Minute buckets cover at most 2 days; pick a larger bucket.")
+    where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
+    async with _state(request).pool.connection() as conn:
+        buckets = await usage_queries.history(conn, where, chosen, group_by)
+        total = await usage_queries.totals(conn, where)
+    return {"from": start.isoformat(), "to": end.isoformat(), "bucket": chosen, "groupBy": group_by,
+            "buckets": buckets, "totals": total}
+
+
+async def _logs(request: Request, since: str | None, until: str | None, key_id: str | None,
+                provider: str | None, model: str | None, limit: int, before: str | None,
+                before_id: str | None, request_id: str | None = None) -> list[dict[str, Any]]:
+    start, end = _range(since, until, timedelta(days=7))
+    where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
+    cursor = (parse_time(before, end), before_id or "\uffff") if before else None
+    async with _state(request).pool.connection() as conn:
+        return await usage_queries.request_logs(conn, where, limit=limit, before=cursor,
+                                                request_id=request_id)
+
+
+@router.get("/api/usage/logs")
+async def usage_logs(
+        request: Request, since: str | None = Query(None, alias="from"),
+        until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
+        provider: str | None = None, model: str | None = None,
+        limit: int = Query(100, ge=1, le=1000), before: str | None = None) -> dict[str, Any]:
+    """Recent requests as one short line each, newest first."""
+    rows = await _logs(request, since, until, key_id, provider, model, limit, before, None)
+    lines = [f"{r['startedAt']} {r['status']} {r['provider']}/{r['model']} key={r['keyId'] or '-'} "
+             f"in={r['inputTokens']} out={r['outputTokens']} ${r['costUsd']:.6f} "
+             f"{r['latencyMs']:.0f}ms{' cache-hit' if r['cacheHit'] else ''}" for r in rows]
+    return {"logs": lines, "count": len(lines)}
+
+
+@router.get("/api/usage/request-logs")
+async def usage_request_logs(
+        request: Request, since: str | None = Query(None, alias="from"),
+        until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
+        provider: str | None = None, model: str | None = None,
+        request_id: str | None = Query(None, alias="requestId"),
+        limit: int = Query(100, ge=1, le=1000), before: str | None = None,
+        before_id: str | None = Query(None, alias="beforeId")) -> dict[str, Any]:
+    """Per request, newest first; page with before=<startedAt>&beforeId=<requestId> of the last
+    row. Payloads are not captured (`detailedLogging` false)."""
+    rows = await _logs(request, since, until, key_id, provider, model, limit, before, before_id,
+                       request_id)
+    last = rows[-1] if len(rows) == limit else None
+    return {"requests": rows, "detailedLogging": False,
+            "next": {"before": last["startedAt"], "beforeId": last["requestId"]} if last else None}
+
+
+router.include_router(monitoring_api.router)  # fixed /api/* paths, before the catch-all below
+
+
+@router.get("/api/usage/{connection_id}")
+async def usage_of_connection(
+        connection_id: str, request: Request, since: str | None = Query(None, alias="from"),
+        until: str | None = Query(None, alias="to")) -> dict[str, Any]:
+    start, end = _range(since, until, timedelta(days=30))
+    async with _state(request).pool.connection() as conn:
+        provider, name = await usage_queries.resolve_connection(conn, connection_id)
+        where = UsageFilter(since=start, until=end, provider=provider, connection=name)
+        total = await usage_queries.totals(conn, where)
+        by_model = await usage_queries.totals(conn, where, "model")
+    return {"connectionId": connection_id, "provider": provider, "connection": name,
+            "from": start.isoformat(), "to": end.isoformat(), "totals": total, "byModel": by_model}

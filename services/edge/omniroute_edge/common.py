@@ -1,0 +1,120 @@
+"""What every client route shares: reading the body, authenticating, calling the router and
+the answer headers. A route module only says how its format maps to the canonical request."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import orjson
+from fastapi import Request
+from omniroute.config.snapshot import ApiKey
+from omniroute.formats import FormatError, openai_chat
+from omniroute.v1 import common_pb2, router_pb2
+from starlette.responses import Response
+
+from omniroute_edge import errors
+from omniroute_edge.answer import answer
+from omniroute_edge.auth import AuthError, authenticate
+from omniroute_edge.client_formats import ClientFormat
+from omniroute_edge.options import request_options
+from omniroute_edge.state import EdgeState
+
+Json = dict[str, Any]
+_OFF = {"", "0", "false", "no", "off", "disabled"}
+
+
+def edge_state(request: Request) -> EdgeState:
+    state: EdgeState = request.app.state.edge
+    return state
+
+
+async def read_json(request: Request, limit: int) -> tuple[bytes, object]:
+    """The raw body and its JSON, refusing oversized or malformed bodies with a FormatError."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
+    if not body:
+        raise FormatError("The request body is empty: send a JSON object.")
+    try:
+        return bytes(body), orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FormatError(f"The request body is not valid JSON: {exc}") from exc
+
+
+def caller_key(request: Request, fmt: ClientFormat) -> tuple[ApiKey | None, Response | None]:
+    """(the caller's key, None), or (None, a 401 in the caller's format)."""
+    state = edge_state(request)
+    try:
+        return authenticate(request, state.config.current, state.settings.require_api_key), None
+    except AuthError as exc:
+        return None, errors.error_response(fmt, 401, exc.message, type_="authentication_error",
+                                           code="invalid_api_key")
+
+
+def seed_headers(request: Request, request_id: str) -> dict[str, str]:
+    """Headers every chat answer carries: the gateway's request id (also under x-request-id
+    unless the caller chose its own, which is echoed instead), the echoed Idempotency-Key and
+    whether progress reporting was asked for."""
+    headers = {"x-omniroute-request-id": request_id,
+               "x-request-id": request.headers.get("x-request-id") or request_id}
+    if request.headers.get("idempotency-key"):
+        headers["idempotency-key"] = request.headers["idempotency-key"]
+    if request.headers.get("x-omniroute-progress", "").strip().lower() not in _OFF:
+        headers["x-omniroute-progress"] = "enabled"
+    return headers
+
+
+async def serve_chat(request: Request, fmt: ClientFormat,
+                     to_canonical: Callable[[object], Json]) -> Response:
+    """One chat request in `fmt`: authenticate, translate to canonical, answer in `fmt`."""
+    state = edge_state(request)
+    key, denied = caller_key(request, fmt)
+    if denied is not None:
+        return denied
+    try:
+        raw, parsed = await read_json(request, state.settings.max_body_bytes)
+        canonical = to_canonical(parsed)
+    except FormatError as exc:
+        return errors.error_response(fmt, exc.status, exc.message, param=exc.param, code=exc.code)
+    request_id = uuid.uuid4().hex
+    stream = bool(canonical.get("stream"))
+    model = str(canonical["model"])
+    if fmt.proto == common_pb2.OPENAI_CHAT:
+        # The caller's body is already canonical: sent as is, no second copy.
+        call = router_pb2.ChatRequest(body=raw)
+    else:
+        call = router_pb2.ChatRequest(body=orjson.dumps(canonical), native_body=raw)
+    call.request_id, call.key_id, call.client_format = request_id, key.id if key else "", fmt.proto
+    call.stream, call.model = stream, model
+    call.options.update(request_options(request))
+    include_usage = openai_chat.wants_usage_in_stream(canonical) if fmt.proto == common_pb2.OPENAI_CHAT \
+        else True
+    return await answer(state.router, fmt, call, seed_headers(request, request_id),
+                        {"model": model, "request_id": request_id, "include_usage": include_usage})
+
+
+async def list_models(request: Request, fmt: ClientFormat) -> list[router_pb2.ModelInfo] | Response:
+    """The models this caller may name (from the router), or an error in the caller's format."""
+    key, denied = caller_key(request, fmt)
+    if denied is not None:
+        return denied
+    try:
+        listing = await edge_state(request).router.ListModels(
+            router_pb2.ListModelsRequest(key_id=key.id if key else ""))
+    except grpc.aio.AioRpcError:
+        return errors.error_response(fmt, 503, "The gateway's router is unavailable; retry shortly.",
+                                     type_="server_error", code="router_unavailable")
+    return list(listing.models)
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)

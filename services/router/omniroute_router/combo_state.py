@@ -1,0 +1,56 @@
+"""Per-combo state that strategies read and every replica shares: the round-robin counter, how
+often each step answered (least-used), the step that answered last (lkgp / fill-first), and
+recent latency per provider (from the analytics service's windows)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import redis.asyncio as redis
+from omniroute.limits import text
+
+from omniroute_router.strategies import Shared
+
+_LATENCY_SAMPLES = 100
+_LATENCY_CACHE_S = 5.0  # p50 is advisory: a few seconds' staleness per process is fine
+
+
+class ComboState:
+    def __init__(self, client: redis.Redis, env: str) -> None:
+        self._redis = client
+        self._prefix = f"{env}:combo:"
+        self._latency_prefix = f"{env}:latency:"
+        self._p50: dict[str, tuple[float, float | None]] = {}
+
+    async def shared(self, combo: str, strategy: str) -> Shared:
+        base = self._prefix + combo
+        if strategy == "round-robin":
+            return Shared(counter=int(await self._redis.incr(base + ":rr")) - 1)
+        if strategy in ("lkgp", "fill-first"):
+            return Shared(last_good=text(await self._redis.get(base + ":good")),
+                          current=text(await self._redis.get(base + ":good")))
+        return Shared()
+
+    async def used(self, combo: str) -> dict[str, int]:
+        raw = await self._redis.hgetall(self._prefix + combo + ":used")
+        return {text(k): int(v) for k, v in raw.items()}
+
+    async def answered(self, combo: str, step: str) -> None:
+        """The step that just answered: counts for least-used, first next time for lkgp."""
+        base = self._prefix + combo
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(base + ":used", step, 1)
+            pipe.set(base + ":good", step, ex=24 * 3600)
+            await pipe.execute()
+
+    async def p50_ms(self, provider: str) -> float | None:
+        cached = self._p50.get(provider)
+        now = time.monotonic()
+        if cached and now - cached[0] < _LATENCY_CACHE_S:
+            return cached[1]
+        samples = [float(v) for v in await self._redis.lrange(self._latency_prefix + provider, 0,
+                                                              _LATENCY_SAMPLES - 1)]
+        value = statistics.median(samples) if samples else None
+        self._p50[provider] = (now, value)
+        return value

@@ -1,0 +1,52 @@
+"""What an attempt's outcome does to the shared state of its connection: failures cool it down,
+count towards its breaker or lock the model on it; a success heals it."""
+
+from __future__ import annotations
+
+import logging
+
+from omniroute.config.routing_spec import ResilienceProfile, ResilienceSettings
+from omniroute.config.snapshot import Connection
+from omniroute.v1 import common_pb2
+
+from omniroute_router.classify import Failure, classify
+from omniroute_router.resolve import Target
+from omniroute_router.shared import Shared
+
+log = logging.getLogger("omniroute.router")
+
+
+def profile_of(resilience: ResilienceSettings, target: Target, connection: Connection) -> ResilienceProfile:
+    name = connection.settings.get("resilience_profile") or target.provider.settings.get("resilience_profile")
+    return resilience.profile(name if isinstance(name, str) else None)
+
+
+async def penalise(shared: Shared, resilience: ResilienceSettings, target: Target, connection: Connection,
+                   error: common_pb2.Error) -> Failure:
+    failure = classify(error)
+    if error.code == "executor_unavailable":
+        return failure  # our own executor hiccuped: not the account's fault
+    cooldown = resilience.cooldown
+    if failure is Failure.RATE_LIMITED:
+        await shared.cooldowns.fail(connection.id, cooldown, reason="rate_limited",
+                                    at_least_s=error.retry_after_s, model=target.model)
+    elif failure is Failure.AUTH:
+        # No OAuth refresh exists yet for API-key connections: mark it for auth_s.
+        await shared.cooldowns.fail(connection.id, cooldown, reason="auth", at_least_s=cooldown.auth_s)
+    elif failure is Failure.MODEL_NOT_FOUND:
+        await shared.cooldowns.lock_model(connection.id, target.model, cooldown.model_lock_s)
+    elif failure is Failure.TRANSIENT:
+        await shared.cooldowns.fail(connection.id, cooldown, reason=f"upstream {error.status}",
+                                    at_least_s=error.retry_after_s, model=target.model)
+    profile = profile_of(resilience, target, connection)
+    if failure is not Failure.CALLER and error.status in profile.statuses:
+        state = await shared.breakers.record(connection.id, False, profile)
+        log.info("connection %s failed (%s %d): breaker %s", connection.id, failure.value,
+                 error.status, state)
+    return failure
+
+
+async def reward(shared: Shared, resilience: ResilienceSettings, target: Target,
+                 connection: Connection) -> None:
+    await shared.breakers.record(connection.id, True, profile_of(resilience, target, connection))
+    await shared.cooldowns.succeed(connection.id, target.model)

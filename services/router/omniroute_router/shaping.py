@@ -1,0 +1,55 @@
+"""Request shaping from the global settings: the system prompt prefix/suffix and the thinking
+budget, applied to the canonical body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omniroute.config.routing_spec import RoutingSettings, SystemPromptSettings, ThinkingBudgetSettings
+from omniroute.formats.canonical import budget_to_effort, ext, requested_budget, set_ext
+
+Json = dict[str, Any]
+
+
+def shape(body: Json, settings: RoutingSettings) -> bool:
+    """Adjust `body` in place; True when something changed."""
+    changed = _system_prompt(body, settings.system_prompt)
+    return _thinking(body, settings.thinking_budget) or changed
+
+
+def _system_prompt(body: Json, settings: SystemPromptSettings) -> bool:
+    if not settings.enabled or not (settings.prefix or settings.suffix):
+        return False
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return False
+    first = messages[0] if messages else None
+    if isinstance(first, dict) and first.get("role") in ("system", "developer") \
+            and isinstance(first.get("content"), str):
+        parts = [settings.prefix, first["content"], settings.suffix]
+        messages[0] = {**first, "content": "\n\n".join(p for p in parts if p)}
+    else:
+        text = "\n\n".join(p for p in (settings.prefix, settings.suffix) if p)
+        messages.insert(0, {"role": "system", "content": text})
+    return True
+
+
+def _thinking(body: Json, settings: ThinkingBudgetSettings) -> bool:
+    if settings.mode == "passthrough":
+        return False
+    asked = requested_budget(body)
+    if settings.mode == "custom":
+        budget = settings.budget_tokens
+    elif asked is None or isinstance(ext(body).get("thinking_budget"), int):
+        return False  # auto/adaptive only fill in a budget the caller left open
+    elif settings.mode == "auto":
+        budget = settings.budget_tokens
+    else:  # adaptive: a longer prompt gets more room to think, within the configured cap
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages") or []
+                           if isinstance(m, dict))
+        budget = min(settings.budget_tokens, max(1024, prompt_chars // 2))
+    set_ext(body, "thinking_budget", budget)
+    effort = budget_to_effort(budget)
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    return True

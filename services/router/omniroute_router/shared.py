@@ -1,0 +1,38 @@
+"""The router's view of the state every replica shares (all in Redis, one client per process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from omniroute import limits
+from omniroute.limits.breaker import Breakers
+from omniroute.limits.cache import ExactCache
+from omniroute.limits.cooldown import Cooldowns
+from omniroute.limits.idempotency import Idempotency
+from omniroute.limits.ratelimit import RateLimiter
+from omniroute.settings import Settings
+
+from omniroute_router.combo_state import ComboState
+
+
+@dataclass
+class Shared:
+    redis: redis.Redis
+    limiter: RateLimiter
+    breakers: Breakers
+    cooldowns: Cooldowns
+    idempotency: Idempotency
+    cache: ExactCache
+    combos: ComboState
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Shared:
+        client = limits.connect(settings)
+        env = settings.env
+        return cls(redis=client, limiter=RateLimiter(client, env), breakers=Breakers(client, env),
+                   cooldowns=Cooldowns(client, env), idempotency=Idempotency(client, env),
+                   cache=ExactCache(client, env), combos=ComboState(client, env))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
