@@ -111,7 +111,8 @@ def running_gateway(tmp_dir: Path, config: dict[str, Any], *, api_key: str,
                "NATS_URL": NATS_URL, "OMNIROUTE_MASTER_KEY": settings.master_key,
                "OMNIROUTE_CONFIG": str(config_path), "REQUIRE_API_KEY": "true",
                "INITIAL_PASSWORD": password, "OMNIROUTE_TRACE_FILE": str(trace_file),
-               "OMNIROUTE_CONFIG_REFRESH_S": "30", **(extra_env or {})}
+               "OMNIROUTE_CONFIG_REFRESH_S": "30", "OMNIROUTE_BACKUP_DIR": str(tmp_dir / "backups"),
+               **(extra_env or {})}
         stack = Stack(ports=Ports.free(), env=env, log_dir=tmp_dir / "logs")
         try:
             stack.start(timeout=60)

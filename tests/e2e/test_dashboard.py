@@ -1,0 +1,119 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright, headless) against
+the whole running stack: log in, add a provider, create a key, send a request through the gateway
+with that key, and find it on the usage page. Screenshots land in tests/artifacts/.
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`); Playwright never downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.mocks.server import MockServer
+from tests.support import Gateway
+
+pytestmark = pytest.mark.xdist_group("gateway")
+CHROMIUM = os.environ.get("OMNIROUTE_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def _launch(playwright: object) -> Browser:
+    # No skip: a missing browser is a broken test machine, and the message says how to fix it.
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    assert executable, f"{CHROMIUM} not found: apt-get install -y chromium"
+    browser: Browser = playwright.chromium.launch(executable_path=executable, args=ARGS)  # type: ignore[attr-defined]
+    return browser
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def test_login_add_provider_create_key_and_see_the_request_in_usage(
+        gateway: Gateway, mock_upstream: MockServer) -> None:
+    # Someone else logs in through the edge first: their session must not leak to the browser
+    # (the edge's shared client to the admin keeps no cookies).
+    other = httpx.post(f"{gateway.url}/api/auth/login", json={"password": gateway.admin_password})
+    assert other.status_code == 200
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = _launch(playwright)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.on("console",
+                    lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.goto(f"{gateway.url}/dashboard")
+            assert page.url.startswith(f"{gateway.url}/dashboard/login")
+            page.get_by_label("Admin password").fill(gateway.admin_password)
+            _shot(page, "1-login")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{gateway.url}/dashboard")
+            assert page.get_by_role("heading", name="Overview").is_visible()
+
+            page.get_by_role("link", name="Providers").click()
+            page.get_by_role("textbox", name=re.compile(r"^Id\b")).fill("browserprov")
+            page.get_by_label("Type", exact=True).select_option("openai")
+            page.get_by_label("Base URL").fill(f"{mock_upstream.url}/v1")
+            page.get_by_label("Models").fill("gpt-4o-mini")
+            page.get_by_label("Connection name").fill("main")
+            page.get_by_label("Upstream API key").fill("sk-upstream-browser-1")
+            page.get_by_role("button", name="Add provider").click()
+            assert page.get_by_role("status").filter(has_text="Provider browserprov added.").is_visible()
+            _shot(page, "2-providers")
+
+            page.get_by_role("link", name="API keys").click()
+            page.get_by_label("Name", exact=True).fill("browser-key")
+            page.get_by_role("button", name="Create key").click()
+            key = page.locator("#new-key-value").inner_text().strip()
+            assert key.startswith("sk-omni-")
+            _shot(page, "3-key-created")
+
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+            deadline = time.monotonic() + 10
+            while True:   # the new provider and key reach the edge and router within a second
+                try:
+                    answer = client.chat.completions.create(
+                        model="browserprov/gpt-4o-mini",
+                        messages=[{"role": "user", "content": "hi from the browser test"}])
+                    break
+                except (openai.AuthenticationError, openai.NotFoundError, openai.BadRequestError):
+                    assert time.monotonic() < deadline, "the new key and provider never took effect"
+                    time.sleep(0.2)
+            assert answer.choices[0].message.content
+            assert mock_upstream.last(path="/v1/chat/completions").headers["authorization"] == \
+                "Bearer sk-upstream-browser-1"
+
+            deadline = time.monotonic() + 20
+            while True:   # accounting writes the usage row asynchronously (JetStream → Postgres)
+                page.goto(f"{gateway.url}/dashboard/usage?group=key&period=1h")
+                row = page.locator("#usage-table tbody tr").filter(has_text="browser-key")
+                if row.count():
+                    break
+                assert time.monotonic() < deadline, "the request never showed on the usage page"
+                time.sleep(0.5)
+            cells = row.first.locator("td").all_inner_texts()
+            assert cells[0] == "1"   # one request
+            _shot(page, "4-usage")
+            page.goto(f"{gateway.url}/dashboard/logs?key=browser-key")
+            assert page.get_by_role("cell", name="browserprov", exact=False).first.is_visible()
+            page.goto(f"{gateway.url}/dashboard")
+            _shot(page, "5-overview")
+            page.goto(f"{gateway.url}/dashboard/audit")
+            assert page.get_by_role("cell", name="keys.create").first.is_visible()
+            _shot(page, "6-audit")
+        finally:
+            browser.close()
+    # CSP violations and script errors show up as console errors.
+    assert not errors, errors
