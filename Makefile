@@ -35,7 +35,10 @@ lint: protos
 	$(VENV)/bin/mypy libs services tests
 
 bench: protos
-	$(PY) -m bench.run
+	$(PY) -m pip install -q -r bench/requirements-bench.txt
+	test -x bench/.litellm-venv/bin/litellm || ($(PYTHON) -m venv bench/.litellm-venv && \
+	  bench/.litellm-venv/bin/pip install -q -r bench/requirements-litellm.txt)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .omniroute libs/omniroute/v1/*_pb2*.py libs/omniroute/v1/*_pb2*.pyi $(STUBS)

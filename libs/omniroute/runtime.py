@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from omniroute import control
+
 
 def setup_logging(service: str) -> None:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
@@ -25,6 +27,9 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())
+    # After a restart order (omniroute.control) exit with 75 so that the supervisor starts it again.
+    if control.exit_code():
+        raise SystemExit(control.exit_code())
 
 
 def stop_event() -> asyncio.Event:
@@ -58,8 +63,11 @@ GRPC_OPTIONS = [
 
 
 async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, port: int,
-                     service_names: list[str], grace_s: float = 30.0) -> None:
-    """Serve until SIGTERM, then stop taking calls and let running streams finish (`grace_s`)."""
+                     service_names: list[str], grace_s: float | None = None) -> None:
+    """Serve until SIGTERM, then stop taking calls and let running streams finish (`grace_s`,
+    by default OMNIROUTE_DRAIN_S: the chart sets it from the pod's termination grace period)."""
+    if grace_s is None:
+        grace_s = float(os.environ.get("OMNIROUTE_DRAIN_S", "30"))
     server = grpc.aio.server(options=GRPC_OPTIONS)
     register(server)
     health_servicer = health.aio.HealthServicer()
@@ -76,5 +84,7 @@ async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, 
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    """One long-lived channel per peer, reused by every request."""
-    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+    """One long-lived channel per peer service, reused by every request. Round robin spreads
+    calls over every address the target resolves to (a headless Service's pods, or an
+    explicit list such as `ipv4:127.0.0.1:5001,127.0.0.1:5002`)."""
+    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin")])

@@ -56,6 +56,10 @@ class Stack:
     env: dict[str, str]
     log_dir: Path | None = None   # None: services write to this terminal
     processes: list[ServiceProcess] = field(default_factory=list)
+    router_replicas: int = 1      # extra routers listen on free ports; edges round-robin over all
+    edge_workers: int = 1         # uvicorn worker processes sharing the edge port
+    cpus: set[int] | None = None  # pin every service to these CPUs (benchmarks)
+    _router_ports: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -72,18 +76,35 @@ class Stack:
             "OMNIROUTE_PORT": str(ports.edge), "ADMIN_PORT": str(ports.admin),
             "ROUTER_PORT": str(ports.router), "EXECUTOR_PORT": str(ports.executor),
             "ACCOUNTING_PORT": str(ports.accounting), "ANALYTICS_PORT": str(ports.analytics),
-            "ROUTER_ADDR": f"127.0.0.1:{ports.router}", "EXECUTOR_ADDR": f"127.0.0.1:{ports.executor}",
+            "ROUTER_ADDR": self.router_address, "EXECUTOR_ADDR": f"127.0.0.1:{ports.executor}",
+            "OMNIROUTE_EDGE_WORKERS": str(self.edge_workers),
             "ADMIN_URL": self.admin_url,
         }
 
-    def start_service(self, name: str, module: str, *args: str) -> ServiceProcess:
+    @property
+    def router_address(self) -> str:
+        ports = self._router_ports or [self.ports.router]
+        if len(ports) == 1:
+            return f"127.0.0.1:{ports[0]}"
+        return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    def start_service(self, name: str, module: str, *args: str,
+                      env: dict[str, str] | None = None) -> ServiceProcess:
         log_file = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_file = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", module, *args], env=self.service_env(),
+        cpus = self.cpus
+
+        def prepare_child() -> None:
+            _die_with_parent()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        process = subprocess.Popen([sys.executable, "-m", module, *args],
+                                   env={**self.service_env(), **(env or {})},
                                    stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
-                                   preexec_fn=_die_with_parent)
+                                   preexec_fn=prepare_child)
         service = ServiceProcess(name, process, log_file)
         self.processes.append(service)
         return service
@@ -91,12 +112,16 @@ class Stack:
     def start(self, timeout: float = 60.0) -> None:
         """Start in dependency order and wait until every service is ready."""
         executor = self.start_service("executor", "omniroute_executor", "--family", "all")
-        router = self.start_service("router", "omniroute_router")
+        self._router_ports = [self.ports.router] + [free_port() for _ in range(self.router_replicas - 1)]
+        routers = [self.start_service(f"router-{index}" if index else "router", "omniroute_router",
+                                      env={"ROUTER_PORT": str(port)})
+                   for index, port in enumerate(self._router_ports)]
         accounting = self.start_service("accounting", "omniroute_accounting")
         analytics = self.start_service("analytics", "omniroute_analytics")
         admin = self.start_service("admin", "omniroute_admin")
         wait_listening("127.0.0.1", self.ports.executor, "executor", timeout, executor.process)
-        wait_listening("127.0.0.1", self.ports.router, "router", timeout, router.process)
+        for port, router in zip(self._router_ports, routers, strict=True):
+            wait_listening("127.0.0.1", port, router.name, timeout, router.process)
         _wait_ready(f"{self.admin_url}/readyz", "admin", timeout, admin.process)
         edge = self.start_service("edge", "omniroute_edge")
         _wait_ready(f"{self.url}/readyz", "edge", timeout, edge.process)

@@ -5,18 +5,27 @@ from __future__ import annotations
 import os
 
 import uvicorn
-from omniroute import runtime, settings
+from omniroute import control, runtime, settings
 
 from omniroute_edge.app import create_app
+
+
+def app_factory() -> object:
+    """For uvicorn's worker processes (OMNIROUTE_EDGE_WORKERS > 1): each builds its own app."""
+    return create_app(settings.load())
 
 
 def main() -> None:
     runtime.setup_logging("edge")
     config = settings.load()
-    uvicorn.run(create_app(config), host=config.bind_host, port=config.edge_port,
+    workers = int(os.environ.get("OMNIROUTE_EDGE_WORKERS", "1"))
+    app: object = "omniroute_edge.__main__:app_factory" if workers > 1 else create_app(config)
+    uvicorn.run(app, factory=workers > 1, workers=workers,  # type: ignore[arg-type]
+                host=config.bind_host, port=config.edge_port,
                 loop="uvloop", http="httptools", access_log=False,
                 log_level=os.environ.get("LOG_LEVEL", "info").lower(),
                 timeout_graceful_shutdown=int(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
+    raise SystemExit(control.exit_code())   # 75 after a restart order: start me again
 
 
 if __name__ == "__main__":
