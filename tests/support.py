@@ -112,6 +112,8 @@ def running_gateway(tmp_dir: Path, config: dict[str, Any], *, api_key: str,
                "OMNIROUTE_CONFIG": str(config_path), "REQUIRE_API_KEY": "true",
                "INITIAL_PASSWORD": password, "OMNIROUTE_TRACE_FILE": str(trace_file),
                "OMNIROUTE_CONFIG_REFRESH_S": "30", "OMNIROUTE_BACKUP_DIR": str(tmp_dir / "backups"),
+               # The mock upstreams listen on 127.0.0.1, which omniroute.ssrf refuses by default.
+               "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "true",
                **(extra_env or {})}
         stack = Stack(ports=Ports.free(), env=env, log_dir=tmp_dir / "logs")
         try:

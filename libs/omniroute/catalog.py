@@ -1,37 +1,77 @@
-"""Provider types: which executor family serves them and where they live by default.
+"""Provider types: which executor family serves them, where they live by default, how they
+authenticate, what they can do and how their models are listed.
 
-Kept as data so that a new OpenAI-compatible provider is a line, not code.
-"""
+The table itself is data (`catalog.yaml`, shipped as package data) so that a new provider that
+speaks a known wire format is a few lines of YAML, not code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+AUTH_STYLES = frozenset({"bearer", "x-api-key", "x-goog-api-key", "api-key", "query-key", "token",
+                         "raw", "oauth", "none"})
+CAPABILITIES = ("chat", "embeddings", "images", "audio")
+# Model kinds as /v1/models and the catalog name them, and the capability each needs.
+KIND_OF_CAPABILITY = {"chat": "chat", "embeddings": "embedding", "images": "image", "audio": "audio"}
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderType:
-    family: str            # executor family: openai, openai-responses, anthropic, gemini, ollama
+    family: str            # executor family: openai, openai-responses, anthropic, gemini, ollama …
     base_url: str          # default when a provider gives none
     prefix: str = ""       # short alias usable as "prefix/model"
+    auth: str = "bearer"
+    capabilities: tuple[str, ...] = ("chat",)
+    list_models: str = "openai"
+    url_style: str = ""    # "azure": deployment URLs with ?api-version
+    api_version: str = ""
+    models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind → names
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
 
 
-PROVIDER_TYPES: dict[str, ProviderType] = {
-    "openai": ProviderType("openai", "https://api.openai.com/v1", "oai"),
-    "openai-compatible": ProviderType("openai", ""),
-    "openai-responses": ProviderType("openai-responses", "https://api.openai.com/v1"),
-    "anthropic": ProviderType("anthropic", "https://api.anthropic.com/v1", "ant"),
-    "anthropic-compatible": ProviderType("anthropic", ""),
-    "gemini": ProviderType("gemini", "https://generativelanguage.googleapis.com/v1beta", "gem"),
-    "ollama": ProviderType("ollama", "http://127.0.0.1:11434", "ollama"),
-    "mistral": ProviderType("openai", "https://api.mistral.ai/v1", "mistral"),
-    "groq": ProviderType("openai", "https://api.groq.com/openai/v1", "groq"),
-    "together": ProviderType("openai", "https://api.together.xyz/v1", "together"),
-    "fireworks": ProviderType("openai", "https://api.fireworks.ai/inference/v1", "fireworks"),
-    "deepseek": ProviderType("openai", "https://api.deepseek.com/v1", "deepseek"),
-    "xai": ProviderType("openai", "https://api.x.ai/v1", "xai"),
-    "openrouter": ProviderType("openai", "https://openrouter.ai/api/v1", "openrouter"),
-}
+def _entry(name: str, raw: dict[str, Any]) -> ProviderType:
+    auth = str(raw.get("auth") or "bearer")
+    if auth not in AUTH_STYLES:
+        raise ValueError(f"catalog: {name}: unknown auth style {auth!r}")
+    capabilities = tuple(str(c) for c in raw.get("capabilities") or ("chat",))
+    unknown = set(capabilities) - set(CAPABILITIES)
+    if unknown:
+        raise ValueError(f"catalog: {name}: unknown capabilities {sorted(unknown)}")
+    models = {str(kind): tuple(str(m) for m in names or ())
+              for kind, names in (raw.get("models") or {}).items()}
+    return ProviderType(family=str(raw["family"]), base_url=str(raw.get("base_url") or ""),
+                        prefix=str(raw.get("prefix") or ""), auth=auth, capabilities=capabilities,
+                        list_models=str(raw.get("list_models") or "openai"),
+                        url_style=str(raw.get("url_style") or ""),
+                        api_version=str(raw.get("api_version") or ""), models=models)
+
+
+@functools.cache
+def _load() -> dict[str, ProviderType]:
+    text = resources.files("omniroute").joinpath("catalog.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or {}
+    return {str(name): _entry(str(name), entry) for name, entry in raw.items()}
+
+
+PROVIDER_TYPES: dict[str, ProviderType] = _load()
 
 
 def provider_type(name: str) -> ProviderType | None:
     return PROVIDER_TYPES.get(name)
+
+
+def auth_style(type_name: str, settings: dict[str, Any] | None = None) -> str:
+    """The provider's own `settings.auth` wins over its type's default (a compatible provider
+    behind a gateway that wants x-api-key, say)."""
+    chosen = (settings or {}).get("auth")
+    if isinstance(chosen, str) and chosen in AUTH_STYLES:
+        return chosen
+    kind = provider_type(type_name)
+    return kind.auth if kind else "bearer"

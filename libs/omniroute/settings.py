@@ -59,6 +59,9 @@ class Settings:
     # How often one accounting replica re-raises the Redis spend counters to Postgres's sums.
     budget_rebuild_interval_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_BUDGET_REBUILD_INTERVAL_S", "600")))
+    # Router: when Redis cannot be read, let requests through without a budget check (True) or
+    # refuse them with 503 (False). Open by default: a Redis blip must not stop all traffic.
+    budget_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_BUDGET_FAIL_OPEN", True))
     telemetry_window_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_TELEMETRY_WINDOW_S", "3600")))
     sessions_window_s: float = field(default_factory=lambda: float(os.environ.get(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.providers_config import media_providers
 from tests.mocks.server import MockServer, start_mock_server
 from tests.support import Gateway, running_gateway
 
@@ -34,6 +35,9 @@ def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory)
              "models": ["mock-text"], "connections": [{"name": "primary", "api_key": "ol-upstream"}]},
             {"id": "myresponses", "type": "openai-responses", "base_url": f"{mock_upstream.url}/v1",
              "models": ["mock-text"], "connections": [{"name": "primary", "api_key": "sk-resp-upstream"}]},
+            # Catalog types beyond the five families (tests/e2e/test_providers_*.py): each speaks
+            # its own auth style and URL shape to the mock.
+            *media_providers(mock_upstream.url),
         ],
         "keys": [{"name": "e2e", "key": API_KEY}],
     }

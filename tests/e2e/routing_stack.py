@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import orjson
+from omniroute.answers import CHUNK_KINDS, chunks_of
 from omniroute.devstack.backing import wait_listening
 from omniroute.devstack.stack import Stack, free_port
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
@@ -66,8 +67,8 @@ class RoutingStack:
                     answer.start = event.start
                 elif kind == "response":
                     answer.response = orjson.loads(event.response)
-                elif kind == "chunk":
-                    answer.chunks.append(orjson.loads(event.chunk.data))
+                elif kind in CHUNK_KINDS:
+                    answer.chunks.extend(orjson.loads(chunk.data) for chunk in chunks_of(event))
                 elif kind == "usage":
                     answer.usage = event.usage
                 elif kind == "error":

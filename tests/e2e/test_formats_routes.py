@@ -75,8 +75,9 @@ def test_anthropic_count_tokens_says_how_it_counted(gateway: Gateway) -> None:
         messages=[{"role": "user", "content": "How many tokens is this sentence?"}],
         tools=[{"name": "get_weather", "description": "Weather.", "input_schema": {"type": "object"}}])
     counted = raw.parse()
-    assert 10 < counted.input_tokens < 200
-    assert raw.headers["x-omniroute-token-count"] == "tiktoken:cl100k_base"
+    assert 5 < counted.input_tokens < 200  # the mock counts prompt words
+    # An Anthropic model is counted by Anthropic itself, through the router and an executor.
+    assert raw.headers["x-omniroute-token-count"] == "provider"
 
 
 def test_gemini_count_tokens_and_model_list(gateway: Gateway) -> None:

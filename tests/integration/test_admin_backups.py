@@ -17,7 +17,7 @@ from psycopg import sql
 from tests.integration.admin_app import PASSWORD, Admin, running_admin
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def admin(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Admin]:
     async with running_admin(tmp_path_factory.mktemp("admin")) as running:
         yield running
@@ -80,6 +80,7 @@ async def test_backup_wipe_restore_round_trip_restores_everything(admin: Admin) 
 
 
 async def test_a_bad_archive_is_refused_and_changes_nothing(admin: Admin) -> None:
+    await _seed(admin)
     before = await _contents(admin)
     good = (await admin.client.get("/api/db-backups/exportAll")).content
 
@@ -129,6 +130,7 @@ async def test_a_bad_archive_is_refused_and_changes_nothing(admin: Admin) -> Non
 
 
 async def test_portable_export_keeps_secrets_encrypted_and_imports_back(admin: Admin) -> None:
+    await _seed(admin)
     exported = await admin.client.get("/api/db-backups/export")
     assert exported.status_code == 200 and exported.headers["content-type"] == "application/gzip"
     assert "attachment" in exported.headers["content-disposition"]
@@ -147,6 +149,7 @@ async def test_portable_export_keeps_secrets_encrypted_and_imports_back(admin: A
 
 
 async def test_scheduled_backups_run_on_interval_and_keep_the_newest(admin: Admin) -> None:
+    assert (await admin.client.put("/api/db-backups")).status_code == 201   # a manual one, kept
     await admin.client.put("/api/settings", json={"backup_interval_hours": 1, "backup_keep": 2})
     first = await maintenance.run_once(admin.app.state.admin)
     assert first.get("backup")

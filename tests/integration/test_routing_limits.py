@@ -11,6 +11,7 @@ from omniroute.config.routing_spec import CooldownSettings, ResilienceProfile
 from omniroute.limits.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers
 from omniroute.limits.cooldown import Cooldowns
 from omniroute.limits.flight import Flights
+from omniroute.limits.headroom import Exhausted, Headroom
 from omniroute.limits.ratelimit import Limits, RateLimiter
 from omniroute.settings import Settings
 
@@ -92,3 +93,15 @@ async def test_single_flight(client, settings: Settings) -> None:  # type: ignor
     waiter = asyncio.create_task(flights.begin("k2", "b", lease_s=5, wait_s=5))
     await flights.finish("k2", "a", None, 5)  # failed: the waiter takes over
     assert (await waiter).owner and failed.owner
+
+
+async def test_headroom_marks_extend_never_shorten_and_expire(client, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    headroom = Headroom(client, settings.env)
+    await headroom.mark("c1", "m", Exhausted(0.3, "no requests left at the provider"))
+    await headroom.mark("c1", "m", Exhausted(0.05, "no tokens left at the provider"))  # shorter: ignored
+    view = await headroom.view(["c1", "c2"], "m")
+    assert list(view) == ["c1"] and 0.2 < view["c1"].remaining_s <= 0.3
+    assert view["c1"].reason == "no requests left at the provider"
+    assert await headroom.view(["c1"], "other-model") == {}  # per model, as the providers limit
+    await asyncio.sleep(0.35)
+    assert await headroom.view(["c1"], "m") == {}

@@ -13,13 +13,15 @@ family, method, path, query, headers (lower-case), body (parsed JSON or null), r
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import anthropic, gemini, ollama, openai_chat, openai_responses
+from . import anthropic, gemini, media, ollama, openai_chat, openai_responses
 from .common import Recorder
 from .serving import json_response
+from .set_headers import SetHeaders
 
 
 async def list_requests(request: Request) -> Response:
@@ -45,12 +47,13 @@ def create_app(recorder: Recorder | None = None) -> Starlette:
         Route("/_mock/requests", list_requests, methods=["GET"]),
         Route("/_mock/requests", clear_requests, methods=["DELETE"]),
         Route("/_mock/health", health, methods=["GET"]),
+        *media.ROUTES,  # before gemini's catch-all /v1beta/models/{target:path}
         *openai_chat.ROUTES,
         *openai_responses.ROUTES,
         *anthropic.ROUTES,
         *gemini.ROUTES,
         *ollama.ROUTES,
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(SetHeaders)])  # x-mock-set-<header>
     app.state.recorder = recorder if recorder is not None else Recorder()
     return app

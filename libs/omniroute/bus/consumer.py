@@ -6,6 +6,7 @@ batch is nak'ed with a delay and comes back, so nothing is lost while a store is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -21,7 +22,10 @@ log = logging.getLogger("omniroute.bus.consumer")
 
 async def consume(client: Client, settings: Settings, *, durable: str, subject_suffix: str,
                   handle: Callable[[list[Msg]], Awaitable[None]], stop: asyncio.Event,
-                  batch: int = 256) -> None:
+                  batch: int = 256, linger_s: float = 0.2) -> None:
+    """`linger_s`: after a small batch, wait a little before fetching again, so that at low rates
+    events are handled a few at a time rather than one by one (the cost is per batch, and a
+    fraction of a second of delay does not matter off the request path)."""
     js = client.jetstream()
     subscription = await js.pull_subscribe(
         settings.subject(subject_suffix), durable=durable, stream=settings.stream_name,
@@ -45,6 +49,12 @@ async def consume(client: Client, settings: Settings, *, durable: str, subject_s
             continue
         for message in messages:
             await _quietly(message.ack())
+        if len(messages) < batch // 4 and linger_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), linger_s)
+    # A pending pull request would otherwise keep `drain()` waiting on shutdown.
+    with contextlib.suppress(Exception):
+        await subscription.unsubscribe()
 
 
 async def _quietly(operation: Awaitable[None]) -> None:

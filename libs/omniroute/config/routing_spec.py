@@ -98,8 +98,18 @@ class CacheSettings(_Spec):
     # non-streaming and streaming chat; off: never.
     mode: Literal["deterministic", "always", "off"] = "deterministic"
     ttl_s: int = Field(default=3600, ge=1)
+    # Semantic cache (Qdrant): off unless on for every key (semantic_enabled), for the keys named
+    # here (names or ids; API keys have no settings column of their own), or per request
+    # (X-OmniRoute-Semantic-Cache: true). A hit needs cosine similarity >= the threshold within
+    # the same key and requested model and the same non-message parameters.
     semantic_enabled: bool = False
+    semantic_keys: list[str] = Field(default_factory=list)
     semantic_threshold: float = Field(default=0.95, gt=0, le=1)
+    semantic_ttl_s: int = Field(default=3600, ge=1)
+    semantic_max_entries: int = Field(default=10_000, ge=1)
+    # "" = the router's local hashing embedder; else a model the gateway serves ("provider/model",
+    # an alias …), called through the executors' embeddings operation.
+    semantic_model: str = ""
 
 
 class IdempotencySettings(_Spec):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from omniroute import ssrf
 from omniroute.catalog import provider_type
 from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 
@@ -39,6 +40,17 @@ class ProviderSpec(BaseModel):
     def _known_type(cls, value: str) -> str:
         if provider_type(value) is None:
             raise ValueError(f"unknown provider type {value!r}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _reachable_safely(cls, value: str | None) -> str | None:
+        # Config time (file, admin API, dashboard): a base URL aimed at metadata or, unless
+        # allowed, private addresses is refused before any request could use it.
+        if value:
+            reason = ssrf.refusal(value, allow_private=ssrf.private_allowed())
+            if reason:
+                raise ValueError(f"base_url refused: {reason}")
         return value
 
     @field_validator("connections")

@@ -69,6 +69,8 @@ def _run_stack(config: settings.Settings) -> None:
     migrate.migrate(config.database_url)
     env = {"OMNIROUTE_MASTER_KEY": master_key(),
            "REQUIRE_API_KEY": os.environ.get("REQUIRE_API_KEY", "true"),
+           # A laptop's upstreams (mocks, a local Ollama) listen on 127.0.0.1 (omniroute.ssrf).
+           "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": os.environ.get("OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS", "true"),
            "QDRANT_URL": config.qdrant_url or str(STATE_DIR / "qdrant")}
     stack = Stack(ports=Ports(edge=config.edge_port, admin=config.admin_port,
                               router=config.router_port, executor=config.executor_port,
@@ -86,6 +88,10 @@ def _run_stack(config: settings.Settings) -> None:
         stack.start()
         print(f"\nOmniRoute is running: {stack.url}   (Ctrl-C stops everything)\n", flush=True)
         while not stopping:
+            # A restart order from the admin (POST /api/restart): those services exited with 75.
+            restarted = stack.restart_requested()
+            if restarted:
+                print(f"restarting on the admin's order: {', '.join(restarted)}", flush=True)
             dead = stack.check_alive()
             if dead:
                 print(f"service(s) exited: {', '.join(dead)}; stopping", file=sys.stderr)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from omniroute.control import RESTART_EXIT_CODE
 from omniroute.devstack.backing import listening, wait_listening
 
 log = logging.getLogger("omniroute.devstack")
@@ -46,6 +47,8 @@ class ServiceProcess:
     name: str
     process: subprocess.Popen[bytes]
     log_file: IO[bytes] | None
+    # How it was started (module, args, extra env): what a restart order starts again.
+    launch: tuple[str, tuple[str, ...], dict[str, str]] | None = None
 
 
 @dataclass
@@ -105,9 +108,25 @@ class Stack:
                                    env={**self.service_env(), **(env or {})},
                                    stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
                                    preexec_fn=prepare_child)
-        service = ServiceProcess(name, process, log_file)
+        service = ServiceProcess(name, process, log_file, launch=(module, args, dict(env or {})))
         self.processes.append(service)
         return service
+
+    def restart_requested(self) -> list[str]:
+        """Start again, in place, every service that exited with RESTART_EXIT_CODE (it obeyed a
+        restart order from the admin, omniroute.control); returns their names."""
+        restarted = []
+        for index, service in enumerate(self.processes):
+            if service.process.poll() != RESTART_EXIT_CODE or service.launch is None:
+                continue
+            if service.log_file is not None:
+                service.log_file.close()
+            module, args, env = service.launch
+            fresh = self.start_service(service.name, module, *args, env=env)
+            self.processes.pop()   # start_service appended it; keep the start order for stop()
+            self.processes[index] = fresh
+            restarted.append(service.name)
+        return restarted
 
     def start(self, timeout: float = 60.0) -> None:
         """Start in dependency order and wait until every service is ready."""

@@ -32,16 +32,20 @@ def setup(service_name: str) -> None:
     from omniroute.telemetry import metrics as _metrics  # metrics: OTEL_METRICS_EXPORTER
 
     _metrics.setup(service_name)
+    exporter_names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")}
+    trace_file = os.environ.get("OMNIROUTE_TRACE_FILE")
+    if not trace_file and not exporter_names & {"otlp", "console"}:
+        # No exporter: keep OpenTelemetry's no-op provider, so spans (ours and FastAPI's) cost
+        # next to nothing on the hot path instead of being recorded and thrown away.
+        return
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
-    exporter_names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")}
     if "otlp" in exporter_names:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if "console" in exporter_names:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    trace_file = os.environ.get("OMNIROUTE_TRACE_FILE")
     if trace_file:
         out = open(trace_file, "a", buffering=1)
         exporter = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 import redis.asyncio as redis
-from omniroute import health, runtime, settings, telemetry
+from omniroute import control, health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
@@ -25,6 +25,7 @@ async def main() -> None:
     telemetry.setup("omniroute-accounting")
     stop = runtime.stop_event()
     nats_client = await connect(config.nats_url, name="omniroute-accounting")
+    await control.listen(nats_client, config, "accounting")  # admin's restart / shutdown orders
     await ensure_stream(nats_client, config)
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=4, open=False)
     await pool.open()

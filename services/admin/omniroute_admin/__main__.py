@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import uvicorn
-from omniroute import runtime, settings
+from omniroute import control, runtime, settings
 
 from omniroute_admin.app import create_app
 
@@ -13,8 +13,11 @@ from omniroute_admin.app import create_app
 def main() -> None:
     runtime.setup_logging("admin")
     config = settings.load()
+    control.exit_after_uvicorn()   # 75 after a restart order: start me again
     uvicorn.run(create_app(config), host=config.bind_host, port=config.admin_port, loop="uvloop",
-                http="httptools", access_log=False, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+                http="httptools", access_log=False, log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+                proxy_headers=False,  # the caller's address comes from the edge (requestctx)
+                timeout_graceful_shutdown=int(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
 
 
 if __name__ == "__main__":

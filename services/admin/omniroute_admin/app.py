@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from omniroute import telemetry
+from omniroute import control, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
@@ -21,16 +21,22 @@ from starlette.responses import JSONResponse, Response
 from omniroute_admin import (
     auth_api,
     backups_api,
+    catalog_api,
+    cli_tools_api,
     compliance_api,
     config_file,
+    control_api,
     dashboard,
     docs,
+    evals_api,
     maintenance,
+    oauth_api,
     passwords,
     providers_api,
     routing_api,
     sessions,
     settings_api,
+    sync_api,
     usage_api,
 )
 from omniroute_admin.security import SecurityHeaders
@@ -45,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False)
         await pool.open()
         nats_client = await connect(settings.nats_url, name="omniroute-admin")
+        await control.listen(nats_client, settings, "admin")  # restart / shutdown orders
         state = AdminState(settings=settings, pool=pool, nats=nats_client,
                            redis=redis.from_url(settings.redis_url), crypto=Crypto(settings.master_key))
         app.state.admin = state
@@ -93,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(sessions.router)
     app.include_router(auth_api.router)
+    app.include_router(catalog_api.router)  # catalog, provider models/tests/validate, nodes
+    app.include_router(oauth_api.router)
     app.include_router(providers_api.router)
     app.include_router(routing_api.router)
     app.include_router(settings_api.router)
@@ -101,4 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(docs.router)
     app.include_router(dashboard.router)
     app.include_router(usage_api.router)
+    app.include_router(control_api.router)
+    app.include_router(sync_api.router)
+    app.include_router(cli_tools_api.router)
+    app.include_router(evals_api.router)
     return app

@@ -22,6 +22,7 @@ from omniroute.limits.cache import ExactCache
 from omniroute.limits.cooldown import Cooldowns
 from omniroute.limits.idempotency import Idempotency
 from omniroute.limits.ratelimit import Limits, RateLimiter
+from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.store import config_repo
 from pydantic import BaseModel, Field
 
@@ -290,12 +291,18 @@ async def cache_stats(request: Request) -> dict[str, Any]:
     state = _state(request)
     snapshot = await _snapshot(state)
     exact = await ExactCache(state.redis, state.settings.env).stats()
+    semantic = await SemanticStats(state.redis, state.settings.env).stats()
     active = await Idempotency(state.redis, state.settings.env).active_keys()
-    # The seed's shape; the semantic cache is not built yet, so it reports the exact cache's
-    # Redis entries as its "db" and has no in-process memory tier.
-    return {"semanticCache": {"memorySize": 0, "memoryMaxSize": 0, "dbSize": exact["entries"],
-                              "hitRate": exact["hitRate"],
-                              "enabled": snapshot.routing.cache.semantic_enabled},
+    settings = snapshot.routing.cache
+    # The seed's shape. The semantic cache has one tier (Qdrant, counted by the routers in Redis):
+    # memorySize and dbSize both report its entries, memoryMaxSize its configured maximum.
+    return {"semanticCache": {"memorySize": semantic["entries"],
+                              "memoryMaxSize": settings.semantic_max_entries,
+                              "dbSize": semantic["entries"], "hitRate": semantic["hitRate"],
+                              "hits": semantic["hits"], "misses": semantic["misses"],
+                              "enabled": settings.semantic_enabled, "keys": settings.semantic_keys,
+                              "threshold": settings.semantic_threshold, "ttlS": settings.semantic_ttl_s,
+                              "model": settings.semantic_model or "local-hashing"},
             "exactCache": {**exact, "ttlS": snapshot.routing.cache.ttl_s,
                            "mode": snapshot.routing.cache.mode},
             "idempotency": {"activeKeys": active,
@@ -305,7 +312,8 @@ async def cache_stats(request: Request) -> dict[str, Any]:
 @router.delete("/api/cache")
 async def clear_cache(request: Request) -> dict[str, Any]:
     state = _state(request)
-    return {"cleared": await ExactCache(state.redis, state.settings.env).clear()}
+    semantic = await SemanticStats(state.redis, state.settings.env).clear()  # routers drop them lazily
+    return {"cleared": await ExactCache(state.redis, state.settings.env).clear(), "semanticCleared": semantic}
 
 
 # --- policies --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import logging
 
 import redis.asyncio as redis
 from nats.aio.msg import Msg
-from omniroute import analytics_store, health, runtime, settings, telemetry
+from omniroute import analytics_store, control, health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
@@ -25,6 +25,7 @@ async def main() -> None:
     telemetry.setup("omniroute-analytics")
     stop = runtime.stop_event()
     nats_client = await connect(config.nats_url, name="omniroute-analytics")
+    await control.listen(nats_client, config, "analytics")  # admin's restart / shutdown orders
     await ensure_stream(nats_client, config)
     redis_client = redis.from_url(config.redis_url)
     store = analytics_store.LatencyStore(redis_client, config.env)

@@ -20,12 +20,16 @@ def main() -> None:
     config = settings.load()
     workers = int(os.environ.get("OMNIROUTE_EDGE_WORKERS", "1"))
     app: object = "omniroute_edge.__main__:app_factory" if workers > 1 else create_app(config)
+    control.exit_after_uvicorn()   # 75 after a restart order: start me again
     uvicorn.run(app, factory=workers > 1, workers=workers,  # type: ignore[arg-type]
                 host=config.bind_host, port=config.edge_port,
                 loop="uvloop", http="httptools", access_log=False,
+                # uvicorn would otherwise believe X-Forwarded-For from any 127.0.0.1 peer and
+                # hand the spoofed address on as the socket peer; the edge's ip_filter decides
+                # which proxies to believe (trusted_proxies), so the peer must stay the peer.
+                proxy_headers=False,
                 log_level=os.environ.get("LOG_LEVEL", "info").lower(),
                 timeout_graceful_shutdown=int(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
-    raise SystemExit(control.exit_code())   # 75 after a restart order: start me again
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import orjson
 from omniroute import telemetry
+from omniroute.answers import CHUNK_KINDS, chunks_of
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
@@ -85,14 +86,15 @@ async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: 
     try:
         async for event in events:
             kind = event.WhichOneof("kind")
-            if kind == "chunk":
+            if kind in CHUNK_KINDS:
+                chunks = chunks_of(event)
                 if event.format == fmt.proto:
-                    yield fmt.frame(event.chunk.event, event.chunk.data)
+                    yield b"".join(fmt.frame(chunk.event, chunk.data) for chunk in chunks)
                     continue
                 if encoder is None:
                     encoder = fmt.module.StreamEncoder(**encoder_args)
-                for name, data in encoder.encode(orjson.loads(event.chunk.data)):
-                    yield fmt.frame(name, orjson.dumps(data))
+                yield b"".join(fmt.frame(name, orjson.dumps(data)) for chunk in chunks
+                               for name, data in encoder.encode(orjson.loads(chunk.data)))
             elif kind == "error":
                 for frame in _error_frames(fmt, encoder, event.error, encoder_args):
                     yield frame

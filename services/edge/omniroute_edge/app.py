@@ -9,7 +9,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from omniroute import runtime, telemetry
+from omniroute import control, runtime, telemetry
 from omniroute.bus.connection import connect
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
@@ -23,6 +23,7 @@ from omniroute_edge import (
     errors,
     gemini_routes,
     ip_filter,
+    media_routes,
     ollama_routes,
     openai_routes,
     responses_routes,
@@ -38,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
         nats_client = await connect(settings.nats_url, name="omniroute-edge")
         holder = SnapshotHolder(settings, decrypt=False)
         await holder.start(nats_client)
+        await control.listen(nats_client, settings, "edge")  # admin's restart / shutdown orders
         channel = runtime.channel(settings.router_addr)
         # A jar that accepts nothing: this client is shared by every caller, so a Set-Cookie from
         # the admin (a login) must go to that caller's browser only, never be replayed for others.
@@ -74,7 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
         ready = request.app.state.edge.config.current.loaded_at > 0
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    for routes in (openai_routes, responses_routes, anthropic_routes, gemini_routes, ollama_routes):
+    for routes in (openai_routes, responses_routes, anthropic_routes, gemini_routes, ollama_routes,
+                   media_routes):
         app.include_router(routes.router)
     # Last: the Ollama routes above share /api/* with the management API.
     app.include_router(admin_proxy.router)

@@ -11,6 +11,7 @@ _HEADERS = {
     "idempotency_key": "idempotency-key",
     "client_request_id": "x-request-id",
     "cache_control": "cache-control",
+    "semantic_cache": "x-omniroute-semantic-cache",
 }
 
 

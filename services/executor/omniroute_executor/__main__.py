@@ -6,11 +6,11 @@ import argparse
 import logging
 import os
 
-import httpx
 from omniroute import runtime, settings, telemetry
 from omniroute.v1 import executor_pb2_grpc
 
-from omniroute_executor.families import FAMILIES
+from omniroute_executor.clients import HttpClients, new_client
+from omniroute_executor.families import FAMILIES, OPERATION_ONLY
 from omniroute_executor.servicer import ExecutorServicer
 
 log = logging.getLogger("omniroute.executor")
@@ -21,6 +21,8 @@ def _families(spec: str) -> dict[str, object]:
         return dict(FAMILIES)
     chosen = {}
     for name in spec.split(","):
+        if name.strip() in OPERATION_ONLY:
+            continue  # served by operations/ (no chat wire format)
         if name.strip() not in FAMILIES:
             raise SystemExit(f"unknown family {name!r}; known: {', '.join(sorted(FAMILIES))}")
         chosen[name.strip()] = FAMILIES[name.strip()]
@@ -36,9 +38,8 @@ async def main() -> None:
     telemetry.setup("omniroute-executor")
     families = _families(args.family)
     # One pooled client for every upstream call of this process (keep-alive, HTTP/2 over TLS).
-    http = httpx.AsyncClient(http2=True, limits=httpx.Limits(max_connections=2000,
-                                                             max_keepalive_connections=500),
-                             timeout=httpx.Timeout(config.upstream_timeout_s, connect=10.0))
+    # Proxied accounts get one pooled client per distinct proxy (clients.HttpClients).
+    http = HttpClients(new_client(config.upstream_timeout_s), config.upstream_timeout_s)
     servicer = ExecutorServicer(families, http, config.upstream_timeout_s)  # type: ignore[arg-type]
     log.info("serving families: %s", ", ".join(families))
     try:

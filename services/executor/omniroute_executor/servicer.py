@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,15 +10,17 @@ from typing import Any
 import grpc
 import httpx
 import orjson
-from omniroute import telemetry
+from omniroute import ssrf, telemetry
 from omniroute.formats import FormatError
 from omniroute.formats.canonical import Usage
 from omniroute.formats.errors import UpstreamStreamError
 from omniroute.formats.framing import NDJSONParser, SSEParser
+from omniroute.limits import headroom
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
-from omniroute_executor import upstream_errors
-from omniroute_executor.families.base import Family, Json
+from omniroute_executor import operations, upstream_errors
+from omniroute_executor.clients import HttpClients
+from omniroute_executor.families.base import Family, Json, with_query_key
 
 log = logging.getLogger("omniroute.executor")
 _tracer = telemetry.tracer("omniroute.executor")
@@ -29,11 +32,13 @@ def _error(error: common_pb2.Error) -> common_pb2.AnswerEvent:
 
 
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
-    def __init__(self, families: dict[str, Family], http: httpx.AsyncClient,
+    def __init__(self, families: dict[str, Family], http: httpx.AsyncClient | HttpClients,
                  default_timeout_s: float) -> None:
         self._families = families
-        self._http = http
+        # One pooled client per distinct outbound proxy (and the direct one).
+        self._clients = http if isinstance(http, HttpClients) else HttpClients(http, default_timeout_s)
         self._default_timeout_s = default_timeout_s
+        self._allow_private = ssrf.private_allowed()
 
     async def Execute(self, request: executor_pb2.ExecuteRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
@@ -41,52 +46,87 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         with _tracer.start_as_current_span("executor.execute", context=parent) as span:
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.provider", request.target.provider_id)
-            family = self._families.get(request.target.family)
-            if family is None:
-                yield _error(common_pb2.Error(
-                    status=500, type="server_error", code="no_executor",
-                    message=f"this executor does not serve the {request.target.family!r} family"))
+            if request.operation != common_pb2.OPERATION_CHAT:
+                async for event in operations.run(self._clients, request, self._default_timeout_s,
+                                                  self._chat):
+                    yield event
                 return
-            try:
-                body, passthrough, client_wants_usage = _provider_body(family, request)
-            except (orjson.JSONDecodeError, ValueError) as exc:
-                yield _error(common_pb2.Error(status=400, type="invalid_request_error",
-                                              code="invalid_body", message=str(exc)))
-                return
-            async for event in self._call(family, request, body, passthrough, client_wants_usage):
+            async for event in self._chat(request):
                 yield event
+
+    async def _chat(self, request: executor_pb2.ExecuteRequest) -> AsyncIterator[common_pb2.AnswerEvent]:
+        family = self._families.get(request.target.family)
+        if family is None:
+            yield _error(common_pb2.Error(
+                status=500, type="server_error", code="no_executor",
+                message=f"this executor does not serve the {request.target.family!r} family"))
+            return
+        try:
+            body, passthrough, client_wants_usage = _provider_body(family, request)
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            yield _error(common_pb2.Error(status=400, type="invalid_request_error",
+                                          code="invalid_body", message=str(exc)))
+            return
+        async for event in self._call(family, request, body, passthrough, client_wants_usage):
+            yield event
 
     async def _call(self, family: Family, request: executor_pb2.ExecuteRequest, body: Json,
                     passthrough: bool, client_wants_usage: bool) -> AsyncIterator[common_pb2.AnswerEvent]:
         target = request.target
         url, headers = family.prepare(target, request.stream, body)
-        timeout = httpx.Timeout(target.timeout_s or self._default_timeout_s, connect=10.0)
+        url = with_query_key(target, url)
+        # The config spec refuses such base URLs already; this also covers rows written around
+        # it (an older release, a restore) and URLs a family builds from the request.
+        refused = ssrf.refusal(url, allow_private=self._allow_private)
+        if refused:
+            yield _error(common_pb2.Error(status=502, type="server_error", code="upstream_address_refused",
+                                          message=f"the upstream address is refused: {refused}",
+                                          retryable=True))
+            return
+        # httpx's read timeout bounds each socket read, so an upstream that trickles a byte now
+        # and then never trips it. `limit_s` also bounds, as a whole: the wait for the headers,
+        # a whole (non-streamed) body, and the wait for each complete stream event.
+        limit_s = target.timeout_s or self._default_timeout_s
+        timeout = httpx.Timeout(limit_s, connect=10.0)
         out_format = family.native_format if passthrough else common_pb2.OPENAI_CHAT
+        http = self._clients.get(target.proxy_url)
         try:
-            upstream = await self._http.send(
-                self._http.build_request("POST", url, content=orjson.dumps(body), headers=headers,
-                                         timeout=timeout),
-                stream=True)
+            async with asyncio.timeout(limit_s):
+                upstream = await http.send(
+                    http.build_request("POST", url, content=orjson.dumps(body), headers=headers,
+                                       timeout=timeout),
+                    stream=True)
         except httpx.HTTPError as exc:
             yield _error(upstream_errors.transport_error(exc))
             return
+        except TimeoutError:
+            yield _error(_too_slow(limit_s, "answer"))
+            return
         try:
             if upstream.status_code >= 400:
-                raw = await _read_bounded(upstream, _MAX_ERROR_BODY)
+                async with asyncio.timeout(limit_s):
+                    raw = await _read_bounded(upstream, _MAX_ERROR_BODY)
                 error_type, message = family.module.parse_error(upstream.status_code, raw)
-                yield _error(upstream_errors.classify_status(
-                    upstream.status_code, error_type, message, upstream.headers, raw))
+                error = upstream_errors.classify_status(
+                    upstream.status_code, error_type, message, upstream.headers, raw)
+                # The provider's rate-limit headers, for the router to learn headroom from.
+                error.headers.update(headroom.pick(upstream.headers.multi_items()))
+                yield _error(error)
                 return
             yield common_pb2.AnswerEvent(start=common_pb2.ResponseStart(
-                provider=target.provider_id, connection=target.connection, model=target.model))
+                provider=target.provider_id, connection=target.connection, model=target.model,
+                headers=headroom.pick(upstream.headers.multi_items())))
             if request.stream:
-                stream = _relay_stream(family, upstream, out_format, passthrough, client_wants_usage)
+                stream = _relay_stream(family, upstream, out_format, passthrough, client_wants_usage,
+                                       limit_s)
             else:
-                stream = _relay_response(family, upstream, out_format, passthrough)
+                stream = _relay_response(family, upstream, out_format, passthrough, limit_s)
             async for event in stream:
                 yield event
         except httpx.HTTPError as exc:
             yield _error(upstream_errors.transport_error(exc))
+        except TimeoutError:
+            yield _error(_too_slow(limit_s, "event" if request.stream else "body"))
         finally:
             await upstream.aclose()
 
@@ -106,6 +146,11 @@ def _provider_body(family: Family, request: executor_pb2.ExecuteRequest) -> tupl
         return body, True, wants_usage
     canonical = orjson.loads(request.body)
     return family.module.canonical_to_request(canonical, request.target.model), False, True
+
+
+def _too_slow(limit_s: float, what: str) -> common_pb2.Error:
+    return common_pb2.Error(status=504, type="upstream_error", code="upstream_timeout", retryable=True,
+                            message=f"the upstream provider sent no complete {what} within {limit_s:g}s")
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
@@ -132,8 +177,9 @@ def _stream_error(exc: UpstreamStreamError) -> common_pb2.AnswerEvent:
 
 
 async def _relay_response(family: Family, upstream: httpx.Response, out_format: int,
-                          passthrough: bool) -> AsyncIterator[common_pb2.AnswerEvent]:
-    raw = await upstream.aread()
+                          passthrough: bool, limit_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
+    async with asyncio.timeout(limit_s):
+        raw = await upstream.aread()
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -154,70 +200,140 @@ async def _relay_response(family: Family, upstream: httpx.Response, out_format: 
         yield common_pb2.AnswerEvent(usage=usage)
 
 
-async def _frames(family: Family, upstream: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """(event name, data) per upstream event, SSE or NDJSON, as soon as each is complete."""
+async def _piece_batches(upstream: httpx.Response, idle_s: float,
+                         progressed: list[bool]) -> AsyncIterator[list[bytes]]:
+    """The body's bytes, as lists of the pieces that are ready together.
+
+    A reader task pulls pieces into a small bounded queue (so TCP backpressure still reaches the
+    upstream); each batch is everything queued at the moment it is taken, so nothing waits for
+    a later piece, yet a burst (many tokens in one read) becomes one batch, not a hundred.
+    Raises TimeoutError when `idle_s` pass without a complete event: the caller sets
+    `progressed[0]` when a batch completed one, and only then does the clock restart — when the
+    next batch is awaited, so a slow client downstream never counts against the upstream."""
+    queue: asyncio.Queue[bytes | None | Exception] = asyncio.Queue(maxsize=256)
+
+    async def read() -> None:
+        try:
+            async for piece in upstream.aiter_bytes():
+                await queue.put(piece)
+            await queue.put(None)
+        except Exception as exc:  # handed to the consumer, which raises it in order
+            await queue.put(exc)
+
+    reader = asyncio.create_task(read())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + idle_s
+    try:
+        while True:
+            if progressed[0]:
+                deadline, progressed[0] = loop.time() + idle_s, False
+            async with asyncio.timeout_at(deadline):
+                item = await queue.get()
+            batch: list[bytes] = []
+            while isinstance(item, bytes):
+                batch.append(item)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if batch:
+                yield batch
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _frame_groups(family: Family, upstream: httpx.Response,
+                        idle_s: float) -> AsyncIterator[list[tuple[str, str]]]:
+    """(event name, data) of the upstream events completed by each read, SSE or NDJSON: the
+    events that arrived together travel on together, and none waits for a later read.
+    Raises TimeoutError when `idle_s` pass without a complete event (a stalled stream)."""
+    progressed = [False]
     if family.framing == "ndjson":
         lines = NDJSONParser()
-        async for piece in upstream.aiter_bytes():
-            for line in lines.feed(piece):
-                yield "", line.decode("utf-8", errors="replace")
-        for line in lines.flush():
-            yield "", line.decode("utf-8", errors="replace")
+        async for pieces in _piece_batches(upstream, idle_s, progressed):
+            if group := [("", line.decode("utf-8", errors="replace")) for line in lines.feed(b"".join(pieces))]:
+                progressed[0] = True
+                yield group
+        if tail := [("", line.decode("utf-8", errors="replace")) for line in lines.flush()]:
+            yield tail
         return
     parser = SSEParser()
-    async for piece in upstream.aiter_bytes():
-        for frame in parser.feed(piece):
-            yield frame.event, frame.data
-    for frame in parser.flush():
-        yield frame.event, frame.data
+    async for pieces in _piece_batches(upstream, idle_s, progressed):
+        if frames := [(frame.event, frame.data) for frame in parser.feed(b"".join(pieces))]:
+            progressed[0] = True
+            yield frames
+    if frames := [(frame.event, frame.data) for frame in parser.flush()]:
+        yield frames
 
 
 async def _relay_stream(family: Family, upstream: httpx.Response, out_format: int, passthrough: bool,
-                        client_wants_usage: bool) -> AsyncIterator[common_pb2.AnswerEvent]:
-    """Relay each upstream event as soon as it is parsed: nothing is held back.
+                        client_wants_usage: bool, idle_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
+    """Relay upstream events as soon as they are parsed: nothing is held back. Events that
+    arrived in one read go on as one message (ChunkBatch), which keeps per-token overhead low.
 
     The family's decoder reads every event, also in passthrough: it finds the usage, the
     provider's mid-stream error and the end of the stream whatever the caller's format."""
     decoder = family.module.StreamDecoder()
     usage: common_pb2.Usage | None = None
     ended = False
-    async for name, text in _frames(family, upstream):
-        if family.end_marker and text == family.end_marker:
-            ended = True
-            continue
+    groups = _frame_groups(family, upstream, idle_s)
+    while True:
         try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            yield _error(upstream_errors.bad_stream("the upstream stream sent invalid JSON"))
+            group = await anext(groups)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            yield _error(_too_slow(idle_s, "stream event"))
             return
-        if not isinstance(data, dict):
-            continue
-        try:
-            chunks = decoder.feed(name, data)
-        except UpstreamStreamError as exc:
-            yield _stream_error(exc)
-            return
-        ended = ended or family.ends_stream(name, data)
-        usage = _last_usage(chunks) or usage
-        if not passthrough:
-            for chunk in chunks:
-                yield _chunk("", orjson.dumps(chunk), out_format)
-        elif client_wants_usage or family.accounting_only is None or not family.accounting_only(data):
-            yield _chunk(name, text.encode(), out_format)
+        out: list[common_pb2.Chunk] = []
+        for name, text in group:
+            if family.end_marker and text == family.end_marker:
+                ended = True
+                continue
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                if out:
+                    yield from_chunks(out, out_format)
+                yield _error(upstream_errors.bad_stream("the upstream stream sent invalid JSON"))
+                return
+            if not isinstance(data, dict):
+                continue
+            try:
+                chunks = decoder.feed(name, data)
+            except UpstreamStreamError as exc:
+                if out:
+                    yield from_chunks(out, out_format)
+                yield _stream_error(exc)
+                return
+            ended = ended or family.ends_stream(name, data)
+            usage = _last_usage(chunks) or usage
+            if not passthrough:
+                out.extend(common_pb2.Chunk(data=orjson.dumps(chunk)) for chunk in chunks)
+            elif client_wants_usage or family.accounting_only is None or not family.accounting_only(data):
+                out.append(common_pb2.Chunk(event=name, data=text.encode()))
+        if out:
+            yield from_chunks(out, out_format)
     tail = decoder.finish()
     usage = _last_usage(tail) or usage
     if not ended:
         yield _error(upstream_errors.bad_stream("the upstream stream ended before it was complete"))
         return
-    if not passthrough:
-        for chunk in tail:
-            yield _chunk("", orjson.dumps(chunk), out_format)
+    if not passthrough and tail:
+        yield from_chunks([common_pb2.Chunk(data=orjson.dumps(chunk)) for chunk in tail], out_format)
     if usage is not None:
         yield common_pb2.AnswerEvent(usage=usage)
 
 
-def _chunk(event: str, data: bytes, out_format: int) -> common_pb2.AnswerEvent:
-    return common_pb2.AnswerEvent(chunk=common_pb2.Chunk(event=event, data=data),
+def from_chunks(chunks: list[common_pb2.Chunk], out_format: int) -> common_pb2.AnswerEvent:
+    """One chunk as `chunk`, several as a `chunks` batch."""
+    if len(chunks) == 1:
+        return common_pb2.AnswerEvent(chunk=chunks[0], format=out_format)  # type: ignore[arg-type]
+    return common_pb2.AnswerEvent(chunks=common_pb2.ChunkBatch(items=chunks),
                                   format=out_format)  # type: ignore[arg-type]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from omniroute import runtime, settings, telemetry
+from omniroute import control, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
@@ -26,6 +26,7 @@ async def main() -> None:
     publisher.start()
     snapshot = SnapshotHolder(config, decrypt=True)
     await snapshot.start(nats_client)
+    await control.listen(nats_client, config, "router")  # admin's restart / shutdown orders
     executors = ExecutorPool(config)
     shared = Shared.connect(config)
     servicer = RouterServicer(config, snapshot, executors, publisher, shared)

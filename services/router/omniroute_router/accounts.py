@@ -1,5 +1,6 @@
 """Account (connection) selection within a provider: enabled, allowed for this key, not cooling
-down, breaker not open, model not locked on it — by priority, healthy before degraded, then the
+down, breaker not open, model not locked on it, rate-limit headroom left at the provider (as its
+own headers last said) — by priority, healthy before degraded, then the
 least recently used. All state comes from Redis in parallel round trips."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import redis.asyncio as redis
 from omniroute.config.snapshot import ApiKey, Connection
 from omniroute.limits.breaker import DEGRADED, OPEN, Breakers
 from omniroute.limits.cooldown import Cooldowns
+from omniroute.limits.headroom import Headroom
 
 from omniroute_router.resolve import Target, enabled_connections
 
@@ -31,11 +33,13 @@ def key_may_use(connection: Connection, key: ApiKey | None) -> bool:
 
 
 class Accounts:
-    def __init__(self, client: redis.Redis, env: str, breakers: Breakers, cooldowns: Cooldowns) -> None:
+    def __init__(self, client: redis.Redis, env: str, breakers: Breakers, cooldowns: Cooldowns,
+                 headroom: Headroom | None = None) -> None:
         self._redis = client
         self._lru = f"{env}:lastused"
         self._breakers = breakers
         self._cooldowns = cooldowns
+        self._headroom = headroom or Headroom(client, env)
 
     async def available(self, target: Target, key: ApiKey | None) -> Availability:
         result = Availability()
@@ -50,9 +54,10 @@ class Accounts:
         if not candidates:
             return result
         ids = [c.id for c in candidates]
-        cooldowns, breakers, locked, used = await asyncio.gather(
+        cooldowns, breakers, locked, used, spent = await asyncio.gather(
             self._cooldowns.view(ids, target.model), self._breakers.view(ids),
-            self._cooldowns.locked_models(ids, target.model), self._redis.zmscore(self._lru, ids))
+            self._cooldowns.locked_models(ids, target.model), self._redis.zmscore(self._lru, ids),
+            self._headroom.view(ids, target.model))
         waits = []
         ranked = []
         for connection, last_used in zip(candidates, used, strict=True):
@@ -66,6 +71,10 @@ class Accounts:
             elif breaker.state == OPEN:
                 result.reasons[connection.name] = f"circuit open for {breaker.retry_after_s:.1f}s"
                 waits.append(breaker.retry_after_s)
+            elif connection.id in spent:
+                no_room = spent[connection.id]
+                result.reasons[connection.name] = f"{no_room.reason} for {no_room.remaining_s:.1f}s"
+                waits.append(no_room.remaining_s)
             else:
                 ranked.append(((connection.priority, breaker.state == DEGRADED, last_used or 0.0),
                                connection))

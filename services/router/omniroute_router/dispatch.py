@@ -14,16 +14,18 @@ import grpc
 from omniroute import telemetry
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
-from omniroute.limits.ratelimit import Limits
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
 
+from omniroute_router import account_call, targets
 from omniroute_router.accounts import Accounts
 from omniroute_router.classify import falls_back
 from omniroute_router.executors import ExecutorPool
+from omniroute_router.learned import learn
 from omniroute_router.outcomes import penalise, reward
 from omniroute_router.plan import Step
 from omniroute_router.policy import provider_allowed
 from omniroute_router.shared import Shared
+from omniroute_router.targets import connection_limits
 from omniroute_router.usage import RequestRecord
 
 
@@ -92,11 +94,16 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
                record: RequestRecord, attempt: _Attempt) -> AsyncIterator[common_pb2.AnswerEvent]:
     target = step.target
     resilience = ctx.snapshot.routing.resilience
-    rpm = connection.settings.get("rpm")
-    if isinstance(rpm, int) and rpm > 0:  # a fixed per-account limit: headroom or skip
-        admission = await ctx.shared.limiter.admit(f"conn:{connection.id}", Limits(rpm=rpm),
-                                                   f"{request.request_id}:{len(record.failed_attempts)}")
+    limits = connection_limits(connection)  # the account's own rpm / max concurrency
+    member = f"{request.request_id}:{len(record.failed_attempts)}"
+    if limits.any:  # headroom or skip
+        admission = await ctx.shared.limiter.admit(f"conn:{connection.id}", limits, member)
         if not admission.allowed:
+            if "concurrency" in admission.reasons:
+                attempt.error = common_pb2.Error(
+                    status=429, type="rate_limit_error", code="account_busy", retryable=True,
+                    message=f"{target.provider.id} [{connection.name}]: at its maximum concurrency "
+                            f"({limits.concurrency})")
             return
     timeout_s = (step.combo.timeout_s if step.combo and step.combo.timeout_s else None) \
         or ctx.default_timeout_s
@@ -104,18 +111,18 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
     if not breaker.usable:
         return  # opened (or its probe claimed) by another request since the selection
     await ctx.accounts.touch(connection)
-    headers = connection.settings.get("headers")
     call = executor_pb2.ExecuteRequest(
         request_id=request.request_id, body=request.body, native_format=request.client_format,
         native_body=request.native_body, stream=request.stream,
-        target=executor_pb2.Target(
-            provider_id=target.provider.id, provider_type=target.provider.type,
-            family=target.provider.family, base_url=target.provider.base_url,
-            api_key=connection.api_key, connection=connection.name, model=target.model,
-            timeout_s=timeout_s, headers=headers if isinstance(headers, dict) else {}))
+        operation=request.operation, attachment=request.attachment,
+        target=targets.build(ctx.snapshot, target.provider, connection, target.model, timeout_s,
+                             targets.process_crypto()))
     started = False
-    async for event in _execute(ctx.pool, target.provider.family, call):
+    async for event in account_call.call(ctx.shared, ctx.pool, _execute, connection, call, member, limits):
         kind = event.WhichOneof("kind")
+        if kind in ("error", "start"):
+            await learn(ctx.shared.headroom, connection, target.model,
+                        event.error.headers if kind == "error" else event.start.headers)
         if kind == "error":
             failure = await penalise(ctx.shared, resilience, target, connection, event.error)
             if not started and event.error.retryable and falls_back(failure):

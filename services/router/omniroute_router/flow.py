@@ -1,5 +1,6 @@
 """One chat request through the router, in order: key and policy checks, model resolution,
-idempotency, key limits, request shaping, exact cache, then dispatch with fallback."""
+the key's budget, idempotency, key limits, request shaping, exact cache, semantic cache, then
+dispatch with fallback."""
 
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from omniroute.limits.idempotency import Idempotency
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2
 
-from omniroute_router import admission, policy
+from omniroute_router import admission, budget_gate, policy, semantic
 from omniroute_router.accounts import Accounts
 from omniroute_router.dedupe import cached, idempotent
 from omniroute_router.dispatch import Dispatch, dispatch
+from omniroute_router.embedders import GatewayEmbedder
 from omniroute_router.errors import RoutingError
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.plan import plan
 from omniroute_router.resolve import Node, resolve
+from omniroute_router.semantic import SemanticCache
 from omniroute_router.shaping import shape
 from omniroute_router.shared import Shared
 from omniroute_router.usage import RequestRecord
@@ -54,8 +57,11 @@ class ChatFlow:
         self._config = config
         self._executors = executors
         self._shared = shared
-        self._accounts = Accounts(shared.redis, settings.env, shared.breakers, shared.cooldowns)
+        self._accounts = Accounts(shared.redis, settings.env, shared.breakers, shared.cooldowns,
+                                  shared.headroom)
         self._lease_s = min(settings.upstream_timeout_s, _MAX_LEASE_S)
+        self._semantic = SemanticCache(shared.semantic_store, shared.semantic_stats, lambda model: (
+            GatewayEmbedder(model, config, executors, shared, self._accounts)))
 
     async def answer(self, request: router_pb2.ChatRequest,
                      record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
@@ -66,6 +72,7 @@ class ChatFlow:
             requested = policy.rewrite(policies, request.model)
             node = resolve(snapshot, requested)
             policy.check_access(snapshot, key, policies, requested, node)
+            await budget_gate.check(self._shared.redis, self._settings, key)
         except RoutingError as exc:
             yield common_pb2.AnswerEvent(error=exc.to_proto())
             return
@@ -121,7 +128,7 @@ class ChatFlow:
             shaped.client_format = common_pb2.OPENAI_CHAT
             request = shaped
 
-        async def produce() -> AsyncIterator[common_pb2.AnswerEvent]:
+        async def dispatched() -> AsyncIterator[common_pb2.AnswerEvent]:
             ctx = Dispatch(pool=self._executors, shared=self._shared, accounts=self._accounts,
                            snapshot=snapshot, key=key, policies=call.policies,
                            default_timeout_s=self._settings.upstream_timeout_s, start_headers=headers)
@@ -129,12 +136,21 @@ class ChatFlow:
             async for event in dispatch(ctx, request, steps, call.record):
                 yield event
 
-        ttl_s = cacheable(body, dict(request.options), snapshot.routing.cache)
+        usage_chunk = request.client_format != common_pb2.OPENAI_CHAT or wants_usage_in_stream(body)
+        settings, options = snapshot.routing.cache, dict(request.options)
+        produce = dispatched
+        if semantic.wanted(settings, key, options, body):
+            # Inside the exact cache: an exact hit is cheaper than an embedding.
+            def produce() -> AsyncIterator[common_pb2.AnswerEvent]:
+                return self._semantic.serve(settings, key, call.requested, body, stream=request.stream,
+                                            usage_chunk=usage_chunk, headers=headers, record=call.record,
+                                            produce=dispatched)
+
+        ttl_s = cacheable(body, options, settings)
         if ttl_s is None:
             async for event in produce():
                 yield event
             return
-        usage_chunk = request.client_format != common_pb2.OPENAI_CHAT or wants_usage_in_stream(body)
         async for event in cached(self._shared, cache_key(key.id if key else "", call.requested, body),
                                   request.request_id, ttl_s=ttl_s, lease_s=self._lease_s,
                                   stream=request.stream, usage_chunk=usage_chunk, headers=headers,

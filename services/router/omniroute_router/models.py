@@ -12,6 +12,12 @@ def list_models(snapshot: ConfigSnapshot) -> router_pb2.ListModelsResponse:
                                    created=created)
               for provider in snapshot.providers.values() if provider.enabled
               for model in provider.models]
+    # Embedding, image and audio models a provider declares (settings.<kind>_models).
+    models += [router_pb2.ModelInfo(id=f"{provider.id}/{model}", owned_by=provider.id, kind=kind,
+                                    created=created)
+               for provider in snapshot.providers.values() if provider.enabled
+               for kind in ("embedding", "image", "audio")
+               for model in provider.settings.get(f"{kind}_models") or () if isinstance(model, str)]
     # Combos (and aliases) are models too: a client names them like any other.
     models += [router_pb2.ModelInfo(id=name, owned_by="combo", kind="combo", created=created)
                for name, combo in sorted(snapshot.combos.items()) if combo.enabled]

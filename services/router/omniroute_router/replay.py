@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from omniroute.answers import CHUNK_KINDS, chunks_of
 from omniroute.formats.canonical import StreamAccumulator, response_to_chunks
 from omniroute.v1 import common_pb2
 
@@ -44,13 +45,15 @@ class Collector:
             self.start = event.start
         elif kind == "usage":
             self.usage = event.usage
-        elif kind == "error" or (kind in ("chunk", "response") and event.format != common_pb2.OPENAI_CHAT):
+        elif kind == "error" or (kind in (*CHUNK_KINDS, "response")
+                                 and event.format != common_pb2.OPENAI_CHAT):
             self.valid = False
         elif kind == "response":
             self.response = event.response
-        elif kind == "chunk":
+        elif kind in CHUNK_KINDS:
             self.accumulator = self.accumulator or StreamAccumulator()
-            self.accumulator.add(orjson.loads(event.chunk.data))
+            for chunk in chunks_of(event):
+                self.accumulator.add(orjson.loads(chunk.data))
 
     def entry(self) -> bytes | None:
         if not self.valid or self.start is None:

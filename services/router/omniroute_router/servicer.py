@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import redis
 from omniroute import telemetry
+from omniroute.answers import CHUNK_KINDS
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
@@ -16,6 +18,7 @@ from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.flow import ChatFlow
 from omniroute_router.models import list_models
+from omniroute_router.operations import OperationFlow
 from omniroute_router.shared import Shared
 from omniroute_router.usage import RequestRecord, publish_usage
 
@@ -30,6 +33,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._config = config
         self._publisher = publisher
         self._flow = ChatFlow(settings, config, executors, shared)
+        self._operations = OperationFlow(settings, config, executors, shared, publisher)
 
     async def Chat(self, request: router_pb2.ChatRequest,
                    context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
@@ -37,20 +41,37 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         with _tracer.start_as_current_span("router.chat", context=parent) as span:
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.model", request.model)
+            if request.operation != common_pb2.OPERATION_CHAT:  # embeddings, images, audio …
+                async for event in self._operations.answer(request):
+                    yield event
+                return
             record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
                                    requested_model=request.model, client_format=request.client_format,
                                    stream=request.stream)
+            answered = False
             try:
                 async for event in self._flow.answer(request, record):
+                    answered = True
                     kind = event.WhichOneof("kind")
                     if kind == "usage":
                         record.usage = event.usage
                         continue  # for accounting; the caller's format carries it in chunks
-                    if kind in ("chunk", "response"):
+                    if kind in (*CHUNK_KINDS, "response"):
                         record.mark_first_chunk()
                     elif kind == "error":
                         record.status, record.error_class = event.error.status, event.error.code
                     yield event
+            except redis.RedisError as exc:
+                # Limits, cooldowns and breakers live in Redis: without it the router cannot
+                # enforce them, so it fails closed, and says so (not "router unavailable").
+                log.warning("redis unavailable: %s", exc)
+                record.status, record.error_class = 503, "state_store_unavailable"
+                if answered:
+                    raise
+                yield common_pb2.AnswerEvent(error=common_pb2.Error(
+                    status=503, type="server_error", code="state_store_unavailable", retryable=True,
+                    retry_after_s=1.0, message="The gateway's shared state (Redis) is unreachable, so "
+                    "rate limits cannot be checked and requests are refused; retry shortly."))
             except BaseException as exc:  # includes cancellation by a client that went away
                 if record.status < 400:
                     record.status, record.error_class = 499, type(exc).__name__

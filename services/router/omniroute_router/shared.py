@@ -9,11 +9,14 @@ from omniroute import limits
 from omniroute.limits.breaker import Breakers
 from omniroute.limits.cache import ExactCache
 from omniroute.limits.cooldown import Cooldowns
+from omniroute.limits.headroom import Headroom
 from omniroute.limits.idempotency import Idempotency
 from omniroute.limits.ratelimit import RateLimiter
+from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
 
 from omniroute_router.combo_state import ComboState
+from omniroute_router.semantic_store import SemanticStore
 
 
 @dataclass
@@ -25,6 +28,9 @@ class Shared:
     idempotency: Idempotency
     cache: ExactCache
     combos: ComboState
+    headroom: Headroom
+    semantic_stats: SemanticStats
+    semantic_store: SemanticStore  # Qdrant, opened on first use
 
     @classmethod
     def connect(cls, settings: Settings) -> Shared:
@@ -32,7 +38,10 @@ class Shared:
         env = settings.env
         return cls(redis=client, limiter=RateLimiter(client, env), breakers=Breakers(client, env),
                    cooldowns=Cooldowns(client, env), idempotency=Idempotency(client, env),
-                   cache=ExactCache(client, env), combos=ComboState(client, env))
+                   cache=ExactCache(client, env), combos=ComboState(client, env),
+                   headroom=Headroom(client, env), semantic_stats=(stats := SemanticStats(client, env)),
+                   semantic_store=SemanticStore(settings, stats))
 
     async def close(self) -> None:
+        await self.semantic_store.close()
         await self.redis.aclose()

@@ -11,3 +11,5 @@ from omniroute_executor.families.openai_responses import OPENAI_RESPONSES
 
 FAMILIES: dict[str, Family] = {family.name: family
                                for family in (OPENAI, OPENAI_RESPONSES, ANTHROPIC, GEMINI, OLLAMA)}
+# Families with no chat API: only their operations (transcription) are served (operations/).
+OPERATION_ONLY = frozenset({"deepgram", "assemblyai"})

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from omniroute.v1 import common_pb2, executor_pb2
 
@@ -30,12 +31,48 @@ def always(body: Json) -> bool:
     return True
 
 
+def auth_headers(target: executor_pb2.Target, default: dict[str, str]) -> dict[str, str]:
+    """The credential headers in the target's auth style (catalog.yaml); the family's own
+    style (`default`) when the router named none. Query-key auth goes in the URL instead
+    (`with_query_key`)."""
+    key = target.api_key
+    if not key:
+        return {}
+    style = target.auth
+    if not style:
+        return dict(default)
+    if style in ("bearer", "oauth"):
+        return {"authorization": f"Bearer {key}"}
+    if style == "token":
+        return {"authorization": f"Token {key}"}
+    if style == "raw":
+        return {"authorization": key}
+    if style in ("x-api-key", "x-goog-api-key", "api-key"):
+        return {style: key}
+    return {}  # query-key, none
+
+
+def with_query_key(target: executor_pb2.Target, url: str) -> str:
+    if target.auth != "query-key" or not target.api_key:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'key': target.api_key})}"
+
+
+def openai_url(target: executor_pb2.Target, path: str) -> str:
+    """`{base}/{path}` for OpenAI-shaped APIs; Azure OpenAI names a deployment (the model) in
+    the path and pins the API version in the query."""
+    if target.params.get("url_style") == "azure":
+        version = target.params.get("api_version") or "2024-10-21"
+        deployment = quote(target.model, safe="")
+        return f"{target.base_url}/openai/deployments/{deployment}/{path}?api-version={version}"
+    return f"{target.base_url}/{path}"
+
+
 def json_headers(target: executor_pb2.Target, auth: dict[str, str]) -> dict[str, str]:
     """Content type, the credential headers when there is a key, then the provider's own
     configured headers (which win, e.g. a pinned API version)."""
     headers = {"content-type": "application/json"}
-    if target.api_key:
-        headers.update(auth)
+    headers.update(auth_headers(target, auth))
     headers.update(dict(target.headers))
     return headers
 

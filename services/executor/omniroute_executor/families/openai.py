@@ -5,7 +5,7 @@ from __future__ import annotations
 from omniroute.formats import openai_chat
 from omniroute.v1 import common_pb2, executor_pb2
 
-from omniroute_executor.families.base import Family, Json, json_headers
+from omniroute_executor.families.base import Family, Json, json_headers, openai_url
 
 
 def _prepare(target: executor_pb2.Target, stream: bool, body: Json) -> tuple[str, dict[str, str]]:
@@ -15,7 +15,7 @@ def _prepare(target: executor_pb2.Target, stream: bool, body: Json) -> tuple[str
         body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                   "include_usage": True}
     headers = json_headers(target, {"authorization": f"Bearer {target.api_key}"})
-    return f"{target.base_url}/chat/completions", headers
+    return openai_url(target, "chat/completions"), headers
 
 
 def _usage_only(data: Json) -> bool:

@@ -1,0 +1,96 @@
+"""OAuth connections: what the admin (authorization) and the router (refresh) share.
+
+An OAuth connection keeps its access token where an API key would be (`api_key_enc`,
+encrypted) and the rest under `settings.oauth`:
+`{token_url, client_id, client_secret_enc?, refresh_token_enc, expires_at, status, error}`.
+The router keeps the freshest tokens in Redis (`<env>:oauth:<connection id>`) and writes them
+back to Postgres, so that a restart or a flushed Redis never falls back to a refresh token the
+provider has already rotated away."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from omniroute.secrets import Crypto
+
+OK, FAILED = "ok", "refresh_failed"
+REFRESH_SKEW_S = 60.0  # refresh this long before the access token expires
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge), RFC 7636."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, challenge_s256(verifier)
+
+
+def challenge_s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+@dataclass
+class TokenState:
+    """The live tokens of one connection (secrets encrypted, also in Redis)."""
+
+    access_enc: str
+    refresh_enc: str
+    expires_at: float
+    status: str = OK
+    error: str = ""
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> TokenState:
+        data = orjson.loads(raw)
+        return cls(**{k: data[k] for k in ("access_enc", "refresh_enc", "expires_at", "status", "error")
+                      if k in data})
+
+    def fresh(self, now: float | None = None) -> bool:
+        return self.expires_at - (now or time.time()) > REFRESH_SKEW_S
+
+
+def from_token_answer(answer: dict[str, Any], crypto: Crypto, previous_refresh_enc: str = "") -> TokenState:
+    """A token endpoint's JSON → state. A provider that does not rotate refresh tokens sends
+    none back: the previous one stays valid."""
+    access = answer.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise ValueError("the token answer has no access_token")
+    refresh = answer.get("refresh_token")
+    expires_in = answer.get("expires_in")
+    lifetime = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
+    return TokenState(access_enc=crypto.encrypt(access),
+                      refresh_enc=crypto.encrypt(refresh) if isinstance(refresh, str) and refresh
+                      else previous_refresh_enc,
+                      expires_at=time.time() + lifetime)
+
+
+async def persist(conn: AsyncConnection[Any], connection_id: str, state: TokenState) -> None:
+    """Write the state back to the connection row (merged into `settings.oauth`)."""
+    oauth = {"refresh_token_enc": state.refresh_enc, "expires_at": state.expires_at,
+             "status": state.status, "error": state.error}
+    await conn.execute(
+        """UPDATE connections SET api_key_enc = %s,
+             settings = jsonb_set(coalesce(settings, '{}'::jsonb), '{oauth}',
+                                  coalesce(settings->'oauth', '{}'::jsonb) || %s::jsonb),
+             updated_at = now()
+           WHERE id = %s""",
+        (state.access_enc, Jsonb(oauth), connection_id))
+
+
+def redis_key(env: str, connection_id: str) -> str:
+    return f"{env}:oauth:{connection_id}"
+
+
+def lock_key(env: str, connection_id: str) -> str:
+    return f"{env}:oauth-lock:{connection_id}"

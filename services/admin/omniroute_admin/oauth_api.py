@@ -1,0 +1,198 @@
+"""OAuth connections: /api/oauth/{provider}/{action}.
+
+The provider's `settings.oauth` names its endpoints: `{authorize_url, token_url,
+device_authorization_url, client_id, scopes, redirect_uri}`. Actions:
+- `start` → the authorize URL (authorization code with PKCE S256 and a one-time state);
+- `callback` (`code`, `state`) → token exchange, tokens stored encrypted on the connection;
+- `device/start` → user code and verification URL; `device/poll` (`handle`) → pending / connected;
+- `status` → each connection's token status (`ok`, `refresh_failed` …) and expiry.
+Token endpoints are called through an executor (no egress here). The router refreshes tokens."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+from omniroute import oauth
+from omniroute.catalog import provider_type
+from omniroute.store import config_repo
+from omniroute.v1 import executor_pb2
+from psycopg.types.json import Jsonb
+
+from omniroute_admin import audit, provider_calls
+from omniroute_admin.sessions import require_session
+from omniroute_admin.state import AdminState
+
+router = APIRouter(dependencies=[Depends(require_session)])
+FLOW_TTL_S = 600
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def _state(request: Request) -> AdminState:
+    state: AdminState = request.app.state.admin
+    return state
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST" and await request.body():
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, "The body must be JSON.") from exc
+        if isinstance(body, dict):
+            merged.update(body)
+    return merged
+
+
+async def _provider(request: Request, provider_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with _state(request).pool.connection() as conn:
+        found = await config_repo.list_providers(conn, provider_id=provider_id)
+    if not found:
+        raise HTTPException(404, f"No provider named {provider_id!r}.")
+    config = (found[0].get("settings") or {}).get("oauth")
+    if not isinstance(config, dict) or not config.get("token_url") or not config.get("client_id"):
+        raise HTTPException(400, f"The provider {provider_id!r} has no OAuth settings "
+                                 "(settings.oauth: token_url, client_id, authorize_url …).")
+    return found[0], config
+
+
+async def _token_call(request: Request, provider: dict[str, Any], url: str,
+                      form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    kind = provider_type(provider["type"])
+    target = executor_pb2.Target(provider_id=provider["id"], family=kind.family if kind else "openai",
+                                 timeout_s=30)
+    outcome = await provider_calls.call(_state(request).settings, provider_calls.OPERATIONS["oauth_token"],
+                                        target, {"token_url": url, "form": form})
+    if not outcome.ok:
+        message = (outcome.error or {}).get("message")
+        raise HTTPException(502, f"The OAuth server could not be reached: {message}")
+    return int(outcome.answer.get("status") or 0), outcome.answer.get("body") or {}
+
+
+async def _store(request: Request, provider: dict[str, Any], config: dict[str, Any], name: str,
+                 answer: dict[str, Any]) -> dict[str, Any]:
+    """Save the tokens on the connection (created when new) and forget any cached router state."""
+    state = _state(request)
+    tokens = oauth.from_token_answer(answer, state.crypto)
+    connection_id = f"{provider['id']}:{name}"
+    settings = {"oauth": {"token_url": config["token_url"], "client_id": config["client_id"],
+                          "refresh_token_enc": tokens.refresh_enc, "expires_at": tokens.expires_at,
+                          "status": oauth.OK, "error": ""}}
+    if config.get("client_secret"):
+        settings["oauth"]["client_secret_enc"] = state.crypto.encrypt(str(config["client_secret"]))
+    async with state.pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO connections (id, provider_id, name, api_key_enc, priority, enabled, settings)
+               VALUES (%s, %s, %s, %s, 0, true, %s)
+               ON CONFLICT (provider_id, name) DO UPDATE SET api_key_enc = EXCLUDED.api_key_enc,
+                 settings = coalesce(connections.settings, '{}'::jsonb) || EXCLUDED.settings,
+                 updated_at = now()""",
+            (connection_id, provider["id"], name, tokens.access_enc, Jsonb(settings)))
+        await audit.record(state, request, "oauth.connect", connection_id,
+                           detail={"expires_at": tokens.expires_at}, conn=conn)
+    await state.redis.delete(oauth.redis_key(state.settings.env, connection_id))
+    await state.announce("providers")
+    return {"connected": True, "provider": provider["id"], "connection": name,
+            "expiresAt": tokens.expires_at}
+
+
+def _flow_key(request: Request, kind: str, handle: str) -> str:
+    return f"{_state(request).settings.env}:oauth-{kind}:{handle}"
+
+
+@router.api_route("/api/oauth/{provider_id}/{action:path}", methods=["GET", "POST"],
+                  summary="OAuth flows: start, callback, device/start, device/poll, status")
+async def oauth_action(provider_id: str, action: str, request: Request) -> dict[str, Any]:
+    params = await _params(request)
+    if action == "status":
+        return await _status(request, provider_id)
+    provider, config = await _provider(request, provider_id)
+    redis = _state(request).redis
+    name = str(params.get("connection") or "oauth")
+    if action == "start":
+        verifier, challenge = oauth.pkce_pair()
+        flow_state = secrets.token_urlsafe(24)
+        redirect = str(params.get("redirect_uri") or config.get("redirect_uri") or "")
+        await redis.set(_flow_key(request, "flow", flow_state), orjson.dumps(
+            {"provider": provider_id, "connection": name, "verifier": verifier, "redirect_uri": redirect}),
+            ex=FLOW_TTL_S)
+        query = {"response_type": "code", "client_id": config["client_id"], "redirect_uri": redirect,
+                 "scope": " ".join(config.get("scopes") or []), "state": flow_state,
+                 "code_challenge": challenge, "code_challenge_method": "S256"}
+        return {"authUrl": f"{config.get('authorize_url', '')}?{urlencode(query)}", "state": flow_state,
+                "expiresIn": FLOW_TTL_S}
+    if action == "callback":
+        raw = await redis.getdel(_flow_key(request, "flow", str(params.get("state") or "")))
+        if raw is None:
+            raise HTTPException(400, "Unknown or expired OAuth state: start the flow again.")
+        flow = orjson.loads(raw)
+        if flow["provider"] != provider_id:
+            raise HTTPException(400, "The OAuth state belongs to another provider.")
+        if params.get("error"):
+            raise HTTPException(400, f"The authorization was refused: {params['error']}")
+        status, answer = await _token_call(request, provider, config["token_url"], {
+            "grant_type": "authorization_code", "code": str(params.get("code") or ""),
+            "redirect_uri": flow["redirect_uri"], "client_id": config["client_id"],
+            "code_verifier": flow["verifier"]})
+        if status >= 400 or "error" in answer:
+            reason = answer.get("error_description") or answer.get("error")
+            raise HTTPException(400, f"The token exchange failed: {reason}")
+        return await _store(request, provider, config, flow["connection"], answer)
+    if action == "device/start":
+        url = config.get("device_authorization_url")
+        if not url:
+            raise HTTPException(400, f"The provider {provider_id!r} has no device_authorization_url.")
+        status, answer = await _token_call(request, provider, str(url), {
+            "client_id": config["client_id"], "scope": " ".join(config.get("scopes") or [])})
+        if status >= 400 or not answer.get("device_code"):
+            raise HTTPException(502, f"The device authorization failed: {answer.get('error') or status}")
+        handle = secrets.token_urlsafe(16)  # the device code itself stays here
+        await redis.set(_flow_key(request, "device", handle), orjson.dumps(
+            {"provider": provider_id, "connection": name, "device_code": answer["device_code"]}),
+            ex=int(answer.get("expires_in") or FLOW_TTL_S))
+        return {"handle": handle, "userCode": answer.get("user_code"),
+                "verificationUri": answer.get("verification_uri"),
+                "verificationUriComplete": answer.get("verification_uri_complete"),
+                "interval": answer.get("interval", 5), "expiresIn": answer.get("expires_in")}
+    if action == "device/poll":
+        key = _flow_key(request, "device", str(params.get("handle") or ""))
+        raw = await redis.get(key)
+        if raw is None:
+            raise HTTPException(400, "Unknown or expired device flow: start it again.")
+        flow = orjson.loads(raw)
+        status, answer = await _token_call(request, provider, config["token_url"], {
+            "grant_type": DEVICE_GRANT, "device_code": flow["device_code"], "client_id": config["client_id"]})
+        error = answer.get("error")
+        if error in ("authorization_pending", "slow_down"):
+            return {"status": "pending", "slowDown": error == "slow_down"}
+        await redis.delete(key)
+        if status >= 400 or error:
+            return {"status": "failed", "error": answer.get("error_description") or error or status}
+        return {"status": "connected", **await _store(request, provider, config, flow["connection"], answer)}
+    raise HTTPException(404, f"Unknown OAuth action {action!r}: start, callback, device/start, "
+                             "device/poll, status.")
+
+
+async def _status(request: Request, provider_id: str) -> dict[str, Any]:
+    state = _state(request)
+    async with state.pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT id, name, enabled, settings->'oauth' FROM connections WHERE provider_id = %s "
+            "ORDER BY priority, name", (provider_id,))).fetchall()
+    out = []
+    for connection_id, name, enabled, stored in rows:
+        if not isinstance(stored, dict):
+            continue
+        live = await state.redis.get(oauth.redis_key(state.settings.env, connection_id))
+        current = oauth.TokenState.loads(live) if live else None
+        expires_at = current.expires_at if current else float(stored.get("expires_at") or 0)
+        out.append({"connection": name, "enabled": enabled,
+                    "status": current.status if current else stored.get("status", oauth.OK),
+                    "error": (current.error if current else stored.get("error")) or None,
+                    "expiresAt": expires_at, "expiresInS": round(expires_at - time.time(), 1)})
+    return {"provider": provider_id, "connections": out}

@@ -1,0 +1,209 @@
+"""A mock OAuth 2.0 server, plus an OpenAI chat endpoint that accepts only its live tokens.
+
+- ``GET /authorize`` (response_type=code, client_id, redirect_uri, state, code_challenge,
+  code_challenge_method=S256) → 302 to ``redirect_uri?code=…&state=…`` (approves at once).
+- ``POST /token`` (form): ``authorization_code`` (checks the PKCE verifier and redirect_uri),
+  ``refresh_token`` (rotates the refresh token: the old one stops working), and
+  ``urn:ietf:params:oauth:grant-type:device_code`` (``authorization_pending`` until approved).
+- ``POST /device/code`` → device_code, user_code, verification_uri, interval, expires_in;
+  ``POST /device/approve`` ``{"user_code"}`` approves it (what the user would do in a browser).
+- ``POST /v1/chat/completions``: 401 unless ``Authorization: Bearer <a live access token>``,
+  then the OpenAI chat mock answers (expired or revoked tokens are refused like a provider would).
+- Test controls: ``POST /_oauth/config`` ``{"expires_in", "fail_refresh", "refresh_delay_ms"}``,
+  ``POST /_oauth/revoke`` (every access token), ``GET /_oauth/stats`` → ``{"refreshes", "issued"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from . import openai_chat
+from .common import Recorder
+from .serving import json_response
+
+
+class OAuthState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.codes: dict[str, dict[str, str]] = {}
+        self.access: dict[str, float] = {}     # token → expires at
+        self.refresh: set[str] = set()
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.expires_in = 3600
+        self.fail_refresh = False
+        self.refresh_delay_ms = 0
+        self.refreshes = 0
+        self.counter = itertools.count(1)
+
+    def issue(self) -> dict[str, Any]:
+        n = next(self.counter)
+        access, refresh = f"oat-{n}-{secrets.token_hex(4)}", f"ort-{n}-{secrets.token_hex(4)}"
+        with self.lock:
+            self.access[access] = time.time() + self.expires_in
+            self.refresh.add(refresh)
+        return {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
+                "refresh_token": refresh, "scope": "chat"}
+
+
+def _error(code: str, description: str, status: int = 400) -> Response:
+    return json_response({"error": code, "error_description": description}, status)
+
+
+async def authorize(request: Request) -> Response:
+    q = request.query_params
+    if (q.get("response_type") != "code" or q.get("code_challenge_method") != "S256"
+            or not q.get("code_challenge")):
+        return _error("invalid_request", "response_type=code with an S256 code_challenge is required")
+    code = secrets.token_urlsafe(12)
+    request.app.state.oauth.codes[code] = {"challenge": q["code_challenge"],
+                                           "redirect_uri": q.get("redirect_uri", ""),
+                                           "client_id": q.get("client_id", "")}
+    back = urlencode({"code": code, "state": q.get("state", "")})
+    return RedirectResponse(f"{q.get('redirect_uri')}?{back}", status_code=302)
+
+
+async def token(request: Request) -> Response:
+    state: OAuthState = request.app.state.oauth
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+    grant = form.get("grant_type")
+    if grant == "authorization_code":
+        entry = state.codes.pop(form.get("code", ""), None)
+        if entry is None:
+            return _error("invalid_grant", "unknown or used code")
+        digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != entry["challenge"]:
+            return _error("invalid_grant", "PKCE verification failed")
+        if form.get("redirect_uri", "") != entry["redirect_uri"]:
+            return _error("invalid_grant", "redirect_uri mismatch")
+        return json_response(state.issue())
+    if grant == "refresh_token":
+        if state.refresh_delay_ms:
+            await asyncio.sleep(state.refresh_delay_ms / 1000)
+        with state.lock:
+            state.refreshes += 1
+            known = form.get("refresh_token", "") in state.refresh
+            if known and not state.fail_refresh:
+                state.refresh.discard(form["refresh_token"])  # rotation: single use
+        if state.fail_refresh or not known:
+            return _error("invalid_grant", "the refresh token is invalid or revoked")
+        return json_response(state.issue())
+    if grant == "urn:ietf:params:oauth:grant-type:device_code":
+        device = state.devices.get(form.get("device_code", ""))
+        if device is None:
+            return _error("expired_token", "unknown device code")
+        if not device["approved"]:
+            return _error("authorization_pending", "the user has not approved yet")
+        state.devices.pop(form["device_code"])
+        return json_response(state.issue())
+    return _error("unsupported_grant_type", f"grant_type {grant!r}")
+
+
+async def device_code(request: Request) -> Response:
+    state: OAuthState = request.app.state.oauth
+    code, user_code = secrets.token_urlsafe(16), secrets.token_hex(3).upper()
+    state.devices[code] = {"user_code": user_code, "approved": False}
+    base = str(request.base_url).rstrip("/")
+    return json_response({"device_code": code, "user_code": user_code, "verification_uri": f"{base}/device",
+                          "verification_uri_complete": f"{base}/device?user_code={user_code}",
+                          "interval": 1, "expires_in": 600})
+
+
+async def device_approve(request: Request) -> Response:
+    state: OAuthState = request.app.state.oauth
+    user_code = (await request.json()).get("user_code")
+    for device in state.devices.values():
+        if device["user_code"] == user_code:
+            device["approved"] = True
+            return json_response({"approved": True})
+    return _error("invalid_request", "unknown user code", 404)
+
+
+async def chat(request: Request) -> Response:
+    state: OAuthState = request.app.state.oauth
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+    expires = state.access.get(bearer)
+    if expires is None or expires < time.time():
+        return openai_chat.error_response(401, "Invalid or expired OAuth access token.")
+    return await openai_chat.chat_completions(request)
+
+
+async def configure(request: Request) -> Response:
+    state: OAuthState = request.app.state.oauth
+    body = await request.json()
+    for name in ("expires_in", "fail_refresh", "refresh_delay_ms"):
+        if name in body:
+            setattr(state, name, body[name])
+    return json_response({"ok": True})
+
+
+async def revoke(request: Request) -> Response:
+    request.app.state.oauth.access.clear()
+    return json_response({"ok": True})
+
+
+async def stats(request: Request) -> Response:
+    state: OAuthState = request.app.state.oauth
+    return json_response({"refreshes": state.refreshes, "issued": len(state.access)})
+
+
+def create_app() -> Starlette:
+    app = Starlette(routes=[
+        Route("/authorize", authorize, methods=["GET"]), Route("/token", token, methods=["POST"]),
+        Route("/device/code", device_code, methods=["POST"]),
+        Route("/device/approve", device_approve, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/_oauth/config", configure, methods=["POST"]),
+        Route("/_oauth/revoke", revoke, methods=["POST"]),
+        Route("/_oauth/stats", stats, methods=["GET"]),
+    ])
+    app.state.oauth = OAuthState()
+    app.state.recorder = Recorder()
+    return app
+
+
+class OAuthServer:
+    """The mock OAuth server on a free port, in a background thread (a context manager)."""
+
+    def __init__(self) -> None:
+        self.app = create_app()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
+                                                     lifespan="off", timeout_graceful_shutdown=1))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        daemon=True)
+
+    @property
+    def state(self) -> OAuthState:
+        state: OAuthState = self.app.state.oauth
+        return state
+
+    def __enter__(self) -> OAuthServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mock OAuth server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._sock.close()
