@@ -31,7 +31,6 @@ test: protos
 
 lint: protos
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs services tests
 
 bench: protos

@@ -68,7 +68,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: bytes, hea
             if response.status != 200:
                 results.error(f"http_{response.status}")
                 return
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         results.error(type(exc).__name__)
         return
     results.latency.record_value(max(1, int((time.monotonic() - due) * 1e6)))

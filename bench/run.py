@@ -19,7 +19,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.targets import LITELLM_KEY, MODEL, OMNI_KEY, ROOT, LiteLLM, Mock, OmniRoute, cpu_seconds, peak_rss_mb, pinned, rss_mb
+from bench.targets import (
+    LITELLM_KEY,
+    MODEL,
+    OMNI_KEY,
+    ROOT,
+    LiteLLM,
+    Mock,
+    OmniRoute,
+    cpu_seconds,
+    peak_rss_mb,
+    pinned,
+    rss_mb,
+)
 
 RESULTS = ROOT / "bench" / "results"
 P99_LIMIT_MS = 50.0
@@ -106,7 +118,7 @@ def main() -> None:
     load_cpus = {int(c) for c in args.load_cpus.split(",")}
     duration = 3.0 if args.quick else 10.0
     sweep_duration = 3.0 if args.quick else 8.0
-    rates = [50, 100, 200, 300, 400, 500, 600, 800, 1000, 1200]
+    rates: list[float] = [50, 100, 200, 300, 400, 500, 600, 800, 1000, 1200]
     work = Path(tempfile.mkdtemp(prefix="omniroute-bench-"))
     body = bodies(work)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
@@ -119,7 +131,7 @@ def main() -> None:
             report["targets"]["floor"] = {
                 "chat_100rps": measure(None, url, body["chat"], [], load_cpus, 100, duration),
                 "stream_100rps": measure(None, url, body["stream"], [], load_cpus, 100, duration, True),
-                "sweep": sweep(url, body["chat"], [], load_cpus, rates + [2000, 4000], sweep_duration)}
+                "sweep": sweep(url, body["chat"], [], load_cpus, [*rates, 2000, 4000], sweep_duration)}
         for name, replicas in (("omniroute", 1), ("omniroute2", 2)):
             if name in only:
                 report["targets"][name] = run_omniroute(mock, sut_cpus, load_cpus, work / name, body,
@@ -200,6 +212,11 @@ def run_litellm(mock: Mock, sut_cpus: set[int], load_cpus: set[int], work: Path,
         target.stop()
 
 
+def _added(latency: dict[str, float], floor: dict[str, float]) -> dict[str, str]:
+    """Latency over the floor's at the same percentile ("" where there is no floor)."""
+    return {key: f"{latency.get(key, 0) - floor.get(key, 0):.2f}" if floor else "" for key in ("p50", "p99")}
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
@@ -219,9 +236,9 @@ def render(report: dict[str, Any]) -> str:
                 continue
             base = floor.get("stream_100rps" if "stream" in scenario else "chat_100rps", {}).get("latency_ms", {})
             lat = point["latency_ms"]
-            added = (lambda key: f"{lat.get(key, 0) - base.get(key, 0):.2f}" if base and name != "floor" else "")
+            added = _added(lat, base if name != "floor" else {})
             lines.append(f"| {name} | {scenario} | {lat.get('p50', 0):.2f} | {lat.get('p95', 0):.2f} | "
-                         f"{lat.get('p99', 0):.2f} | {added('p50')} | {added('p99')} | "
+                         f"{lat.get('p99', 0):.2f} | {added['p50']} | {added['p99']} | "
                          f"{point['ttfb_ms'].get('p50', 0):.2f} | {sum(point['errors'].values())} | "
                          f"{point.get('cpu_s_per_1000', '')} |")
     lines += ["", "| target | highest rate with p99 < 50 ms, no errors | peak RSS MB |", "|---|---|---|"]

@@ -134,7 +134,7 @@ class LiteLLM:
             "litellm_settings": {"telemetry": False},
             "general_settings": {"master_key": LITELLM_KEY}}
         (self.work_dir / "litellm.yaml").write_text(yaml.safe_dump(config))
-        log = open(self.work_dir / "litellm.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.work_dir / "litellm.log", "ab")
         self.process = subprocess.Popen(
             [str(binary), "--config", str(self.work_dir / "litellm.yaml"), "--host", "127.0.0.1",
              "--port", str(self.port), "--num_workers", str(self.workers)],

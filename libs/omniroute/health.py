@@ -26,7 +26,7 @@ def health_server(host: str, port: int, ready: Callable[[], bool]) -> uvicorn.Se
                             lifespan="off")
     server = uvicorn.Server(config)
     # The service owns SIGTERM (runtime.stop_event); uvicorn must not take it over.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     return server
 
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import grpc
 import orjson
+
 from omniroute.answers import CHUNK_KINDS, chunks_of
 from omniroute.devstack.backing import wait_listening
 from omniroute.devstack.stack import Stack, free_port
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
-
 from tests.mocks.server import MockServer
 from tests.support import Gateway, running_gateway
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import openai
 import pytest
-from omniroute.secrets import hash_api_key
 
+from omniroute.secrets import hash_api_key
 from tests.mocks.server import MockServer
 from tests.support import Gateway, wait_for
 

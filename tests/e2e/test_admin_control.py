@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from omniroute import control
 
+from omniroute import control
 from tests.mocks.server import MockServer
 from tests.support import Gateway, running_gateway, wait_for
 

@@ -12,9 +12,9 @@ import httpx
 import psycopg
 import pytest
 import redis.asyncio as redis
+
 from omniroute.config.snapshot import Connection
 from omniroute.settings import Settings
-
 from tests.mocks.oauth import OAuthServer
 from tests.support import Gateway
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from omniroute.config.routing_spec import STRATEGIES
 
+from omniroute.config.routing_spec import STRATEGIES
 from tests.e2e.routing_stack import RoutingStack, routing_stack, upstream_calls
 from tests.mocks.server import MockServer
 

@@ -11,12 +11,13 @@ from decimal import Decimal
 
 import redis.asyncio as redis
 from nats.aio.client import Client
+from psycopg_pool import AsyncConnectionPool
+
 from omniroute.bus.consumer import consume
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2
 from omniroute_accounting.prices import PriceSource
 from omniroute_accounting.recorder import Recorder
-from psycopg_pool import AsyncConnectionPool
 
 
 def usage_event(request_id: str, *, key: str = "key-a", provider: str = "openai",

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+
 from omniroute.settings import Settings
 from omniroute_admin.app import create_app
-
 from tests.support import delete_stream, temp_database, test_settings
 
 PASSWORD = "initial-pass-123"

@@ -12,12 +12,12 @@ import httpx
 import psycopg
 import pytest
 import redis.asyncio as redis
+
 from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.limits import budget
 from omniroute.settings import Settings
 from omniroute.store import usage_repo
 from omniroute_admin.app import create_app
-
 from tests.integration.accounting_support import usage_event
 from tests.support import REDIS_URL
 

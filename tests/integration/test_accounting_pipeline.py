@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import redis.asyncio as redis
 from nats.aio.client import Client
+
 from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.bus.connection import ensure_stream
 from omniroute.limits import budget
@@ -22,7 +23,6 @@ from omniroute.settings import Settings
 from omniroute.store import usage_queries, usage_repo
 from omniroute.store.usage_queries import UsageFilter
 from omniroute_accounting import maintenance
-
 from tests.integration.accounting_support import (
     PostgresProxy,
     expected_cost,

@@ -18,11 +18,11 @@ from pathlib import Path
 import redis.asyncio as redis
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig
+
 from omniroute.bus.connection import ensure_stream
 from omniroute.devstack.stack import free_port
 from omniroute.limits import budget
 from omniroute.settings import Settings
-
 from tests.integration.accounting_support import expected_cost, publish, usage_event
 from tests.integration.test_accounting_pipeline import count, counters, wait_drained, wait_rows
 from tests.support import REDIS_URL

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
-from omniroute_admin import backups, maintenance
 from psycopg import sql
 
+from omniroute_admin import backups, maintenance
 from tests.integration.admin_app import PASSWORD, Admin, running_admin
 
 

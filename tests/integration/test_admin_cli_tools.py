@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from omniroute_admin import cli_tools
 
+from omniroute_admin import cli_tools
 from tests.integration.admin_app import Admin, running_admin
 
 KEY = "sk-omni-cli-0123456789abcdef"

@@ -10,8 +10,8 @@ import nats
 import orjson
 import pytest
 from nats.aio.msg import Msg
-from omniroute import control
 
+from omniroute import control
 from tests.integration.admin_app import Admin, running_admin
 
 

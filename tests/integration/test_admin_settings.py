@@ -10,14 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from omniroute.config.snapshot import load_snapshot
-from omniroute_admin import maintenance
-from omniroute_edge.ip_filter import IpFilterMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from omniroute.config.snapshot import load_snapshot
+from omniroute_admin import maintenance
+from omniroute_edge.ip_filter import IpFilterMiddleware
 from tests.integration.admin_app import Admin, running_admin
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from omniroute.secrets import hash_api_key
 
+from omniroute.secrets import hash_api_key
 from tests.mocks.server import MockServer, start_mock_server
 from tests.support import Gateway, running_gateway, wait_for
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from omniroute import limits
 from omniroute.config.routing_spec import CooldownSettings, ResilienceProfile
 from omniroute.limits.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers

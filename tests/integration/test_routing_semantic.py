@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from omniroute import limits
 from omniroute.answers import chunks_of
 from omniroute.config.routing_spec import CacheSettings

@@ -7,9 +7,9 @@ import asyncio
 import psycopg
 from nats.aio.client import Client
 
+from omniroute.config.snapshot import load_snapshot
 from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
 from omniroute.config.watcher import SnapshotHolder, changed_subject
-from omniroute.config.snapshot import load_snapshot
 from omniroute.secrets import Crypto, hash_api_key
 from omniroute.settings import Settings
 from omniroute.store import config_repo, migrate

@@ -26,11 +26,11 @@ import httpx
 import orjson
 import psycopg
 import yaml
+
 from omniroute import secrets
 from omniroute.devstack.backing import ensure_nats, ensure_postgres, ensure_redis, listening, wait_listening
 from omniroute.devstack.stack import Stack, free_port
 from omniroute.store import migrate
-
 from tests.support import unique_name
 
 #: kind → (module, args, the env var naming its port)

@@ -122,7 +122,7 @@ def test_every_success_has_exactly_one_usage_row(cluster: Cluster) -> None:
     assert all(status == 200 for status in found.values())
 
 
-def test_sigterm_on_an_edge_lets_50_open_streams_finish(cluster: Cluster, balancer: Balancer) -> None:
+def test_sigterm_on_an_edge_lets_50_open_streams_finish(cluster: Cluster) -> None:
     """50 streams open on edge 2; SIGTERM it: every one of them completes, new requests go to
     the other edge (edge 2 no longer accepts connections) and succeed."""
     edge = 1
@@ -141,7 +141,11 @@ def test_sigterm_on_an_edge_lets_50_open_streams_finish(cluster: Cluster, balanc
     time.sleep(1.0)   # every stream is open and waiting for its first byte (1.5 s)
     process = cluster.signal("edge", edge, signal.SIGTERM)
     time.sleep(0.5)
-    after = [one_request(balancer, KEY, "good/mock-text", False) for _ in range(6)]
+    # New connections (a fresh pool: an idle keep-alive connection the draining edge closes is
+    # a client-side race, not what is measured here) are refused by edge 2 and go to edge 1.
+    fresh = Balancer(cluster.edge_urls)
+    after = [one_request(fresh, KEY, "good/mock-text", False) for _ in range(6)]
+    fresh.close()
     for thread in threads:
         thread.join(30)
     process.wait(30)

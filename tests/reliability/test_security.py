@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
+
 from omniroute.devstack.stack import free_port
 from omniroute.secrets import hash_api_key
-
 from tests.reliability.checks import assert_no_leak
 from tests.reliability.cluster import _wait_ready
 from tests.reliability.conftest import API_KEY, OTHER_KEY, UPSTREAM_SECRETS

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from omniroute import ssrf
-from omniroute.config.spec import ProviderSpec
 from pydantic import ValidationError
 
+from omniroute import ssrf
+from omniroute.config.spec import ProviderSpec
 from tests.mocks.faults import FaultServer
 from tests.reliability.checks import assert_clean_openai_error, chat
 from tests.reliability.conftest import API_KEY

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from omniroute.limits.budget import Budget, BudgetStatus, period_bounds, spend_key
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from omniroute.store.pricing import Price, PriceBook, seed_prices, to_nanos
 
 GPT4O = Price("openai", "gpt-4o", Decimal("2.50"), Decimal("10.00"), Decimal("1.25"))

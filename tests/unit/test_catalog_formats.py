@@ -9,6 +9,7 @@ import struct
 from dataclasses import replace
 
 import pytest
+
 from omniroute import catalog, oauth
 from omniroute.config.snapshot import ConfigSnapshot, Connection, Provider
 from omniroute.formats import FormatError, embeddings, images, transcription

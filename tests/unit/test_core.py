@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from pydantic import ValidationError
+
 from omniroute.analytics_store import percentile
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection, Provider
 from omniroute.config.spec import ConfigFile
@@ -16,7 +18,6 @@ from omniroute_executor.upstream_errors import classify_status, retry_after_seco
 from omniroute_router.errors import RoutingError
 from omniroute_router.policy import check_access
 from omniroute_router.resolve import enabled_connections, resolve, targets
-from pydantic import ValidationError
 
 
 def test_crypto_round_trip_and_key_independence() -> None:

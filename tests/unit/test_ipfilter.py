@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from omniroute.ipfilter import IpFilter, parse_address, parse_network
 
 

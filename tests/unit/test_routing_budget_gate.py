@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+
 from omniroute.config.snapshot import ApiKey
 from omniroute.limits.budget import period_bounds, spend_key
 from omniroute.settings import Settings

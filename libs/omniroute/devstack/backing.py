@@ -111,7 +111,7 @@ def ensure_postgres(url: str, state_dir: Path) -> subprocess.Popen[bytes] | None
             _open_path_for(data)
         subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
-    log_file = open(state_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the server process
+    log_file = open(state_dir / "postgres.log", "ab")
     process = subprocess.Popen([*prefix, str(bin_dir / "postgres"), "-D", str(data), "-h", host,
                                 "-p", str(port), "-k", str(data)],
                                stdout=log_file, stderr=subprocess.STDOUT)

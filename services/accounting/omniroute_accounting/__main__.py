@@ -7,12 +7,12 @@ import asyncio
 import logging
 
 import redis.asyncio as redis
+from psycopg_pool import AsyncConnectionPool
+
 from omniroute import control, health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
-from psycopg_pool import AsyncConnectionPool
-
 from omniroute_accounting import maintenance
 from omniroute_accounting.prices import PriceSource
 from omniroute_accounting.recorder import Recorder

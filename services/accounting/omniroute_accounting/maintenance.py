@@ -10,10 +10,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as redis
+from psycopg_pool import AsyncConnectionPool
+
 from omniroute.limits import budget
 from omniroute.settings import Settings
 from omniroute.store import budget_repo, usage_repo
-from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("omniroute.accounting.maintenance")
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from psycopg_pool import AsyncConnectionPool
+
 from omniroute.config.watcher import changed_subject
 from omniroute.settings import Settings
 from omniroute.store import pricing_repo
 from omniroute.store.pricing import PriceBook
-from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("omniroute.accounting.prices")
 

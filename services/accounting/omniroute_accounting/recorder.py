@@ -18,6 +18,8 @@ from decimal import Decimal
 
 import redis.asyncio as redis
 from nats.aio.msg import Msg
+from psycopg_pool import AsyncConnectionPool
+
 from omniroute import telemetry
 from omniroute.limits import budget
 from omniroute.settings import Settings
@@ -25,8 +27,6 @@ from omniroute.store import usage_repo
 from omniroute.store.pricing import to_nanos
 from omniroute.telemetry.metrics import UsageMetrics
 from omniroute.v1 import events_pb2
-from psycopg_pool import AsyncConnectionPool
-
 from omniroute_accounting.prices import PriceView
 
 log = logging.getLogger("omniroute.accounting")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import uvicorn
-from omniroute import control, runtime, settings
 
+from omniroute import control, runtime, settings
 from omniroute_admin.app import create_app
 
 

@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import AsyncConnectionPool
+from starlette.responses import JSONResponse, Response
+
 from omniroute import control, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
-from psycopg_pool import AsyncConnectionPool
-from starlette.responses import JSONResponse, Response
-
 from omniroute_admin import (
     auth_api,
     backups_api,

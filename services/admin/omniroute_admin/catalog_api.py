@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
 from omniroute.catalog import PROVIDER_TYPES, provider_type
 from omniroute.config.spec import ProviderSpec
 from omniroute.store import config_repo
-from pydantic import BaseModel, Field, ValidationError, field_validator
-
 from omniroute_admin import audit, provider_calls
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState

@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 
 import yaml
-from omniroute.config.spec import ConfigFile
-from omniroute.store import config_repo
 from pydantic import ValidationError
 
+from omniroute.config.spec import ConfigFile
+from omniroute.store import config_repo
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin.config")

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from omniroute import control
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+from omniroute import control
 from omniroute_admin import audit
 from omniroute_admin.deps import admin_state
 from omniroute_admin.sessions import require_session

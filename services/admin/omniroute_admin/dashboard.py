@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, quote, unquote
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request
-from omniroute.catalog import PROVIDER_TYPES
-from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
-from omniroute.store import config_repo
 from pydantic import ValidationError
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
+from omniroute.catalog import PROVIDER_TYPES
+from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
+from omniroute.store import config_repo
 from omniroute_admin import (
     audit,
     auth_api,

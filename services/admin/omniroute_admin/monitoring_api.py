@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from omniroute import runtime
 from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.settings import Settings
-
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 

@@ -17,12 +17,12 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
+from psycopg.types.json import Jsonb
+
 from omniroute import oauth
 from omniroute.catalog import provider_type
 from omniroute.store import config_repo
 from omniroute.v1 import executor_pb2
-from psycopg.types.json import Jsonb
-
 from omniroute_admin import audit, provider_calls
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState

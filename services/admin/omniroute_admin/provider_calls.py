@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import orjson
+
 from omniroute import runtime, telemetry
 from omniroute.catalog import auth_style, provider_type
 from omniroute.secrets import Crypto

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+
 from omniroute.config.spec import KeySpec, ProviderSpec
 from omniroute.store import config_repo
-
 from omniroute_admin import audit
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState

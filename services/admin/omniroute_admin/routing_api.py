@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
 from omniroute.config.routing_spec import (
     ComboSpec,
     PolicySpec,
@@ -24,8 +26,6 @@ from omniroute.limits.idempotency import Idempotency
 from omniroute.limits.ratelimit import Limits, RateLimiter
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.store import config_repo
-from pydantic import BaseModel, Field
-
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 

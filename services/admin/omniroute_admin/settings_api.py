@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from omniroute.ipfilter import IpFilter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from omniroute.ipfilter import IpFilter
 from omniroute_admin import audit, proxy_check, settings_store
 from omniroute_admin.deps import admin_state
 from omniroute_admin.requestctx import client_ip

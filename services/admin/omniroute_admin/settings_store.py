@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from omniroute.ipfilter import parse_network
-from omniroute.secrets import Crypto
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from omniroute.ipfilter import parse_network
+from omniroute.secrets import Crypto
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client
+from psycopg_pool import AsyncConnectionPool
+
 from omniroute.config.watcher import changed_subject
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
 from omniroute.v1 import events_pb2
-from psycopg_pool import AsyncConnectionPool
 
 
 @dataclass

@@ -27,8 +27,9 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from omniroute.secrets import Crypto
 from psycopg import AsyncConnection, sql
+
+from omniroute.secrets import Crypto
 
 FORMAT = "omniroute-config"
 VERSION = 1

@@ -14,12 +14,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
 from omniroute.limits import budget as budgets
 from omniroute.store import budget_repo, pricing_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price, seed_prices
 from omniroute.store.usage_queries import UsageFilter
-from pydantic import BaseModel, ConfigDict, Field
-
 from omniroute_admin import monitoring_api
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState

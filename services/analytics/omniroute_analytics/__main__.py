@@ -11,6 +11,7 @@ import logging
 
 import redis.asyncio as redis
 from nats.aio.msg import Msg
+
 from omniroute import analytics_store, control, health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume

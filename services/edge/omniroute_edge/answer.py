@@ -11,12 +11,12 @@ from typing import Any
 
 import grpc
 import orjson
-from omniroute import telemetry
-from omniroute.answers import CHUNK_KINDS, chunks_of
-from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from omniroute import telemetry
+from omniroute.answers import CHUNK_KINDS, chunks_of
+from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from omniroute_edge import errors
 from omniroute_edge.client_formats import ClientFormat
 

@@ -5,9 +5,9 @@ token_count.py)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from omniroute.formats import FormatError, anthropic
 from starlette.responses import Response
 
+from omniroute.formats import FormatError, anthropic
 from omniroute_edge import errors, provider_count, token_count
 from omniroute_edge.client_formats import ANTHROPIC
 from omniroute_edge.common import caller_key, edge_state, json_response, read_json, serve_chat

@@ -9,14 +9,14 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from omniroute import control, runtime, telemetry
 from omniroute.bus.connection import connect
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import router_pb2_grpc
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from omniroute_edge import (
     admin_proxy,
     anthropic_routes,

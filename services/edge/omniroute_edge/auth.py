@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
+
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.secrets import hash_api_key
-from starlette.requests import Request
 
 
 class AuthError(Exception):

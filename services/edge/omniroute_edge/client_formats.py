@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 import orjson
+
 from omniroute.formats import anthropic, gemini, ollama, openai_chat, openai_responses
 from omniroute.formats.framing import encode_sse
 from omniroute.v1 import common_pb2
@@ -14,7 +15,7 @@ from omniroute.v1 import common_pb2
 
 @dataclass(frozen=True, slots=True)
 class ClientFormat:
-    proto: common_pb2.ApiFormat.ValueType
+    proto: int
     module: ModuleType             # the pure translator for this format (omniroute.formats.*)
     stream_media_type: str = "text/event-stream"
     ndjson: bool = False

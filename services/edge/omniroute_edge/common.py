@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 import orjson
 from fastapi import Request
+from starlette.responses import Response
+
 from omniroute.config.snapshot import ApiKey
 from omniroute.formats import FormatError, openai_chat
 from omniroute.v1 import common_pb2, router_pb2
-from starlette.responses import Response
-
 from omniroute_edge import errors
 from omniroute_edge.answer import answer
 from omniroute_edge.auth import AuthError, authenticate

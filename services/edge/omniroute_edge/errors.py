@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from omniroute.v1 import common_pb2
 from starlette.responses import Response
 
+from omniroute.v1 import common_pb2
 from omniroute_edge.client_formats import ClientFormat
 
 

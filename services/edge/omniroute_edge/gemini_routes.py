@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from omniroute.formats import FormatError, gemini
 from starlette.responses import Response
 
+from omniroute.formats import FormatError, gemini
 from omniroute_edge import errors, token_count
 from omniroute_edge.client_formats import GEMINI
 from omniroute_edge.common import caller_key, edge_state, json_response, list_models, read_json, serve_chat

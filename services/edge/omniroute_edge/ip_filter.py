@@ -11,8 +11,9 @@ import logging
 from typing import Any
 
 import orjson
-from omniroute.ipfilter import IpFilter
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from omniroute.ipfilter import IpFilter
 
 log = logging.getLogger("omniroute.edge.ip_filter")
 CLIENT_IP_HEADER = b"x-omniroute-client-ip"

@@ -13,12 +13,12 @@ import uuid
 import grpc
 import orjson
 from fastapi import APIRouter, Request
+from starlette.responses import Response
+
 from omniroute import telemetry
 from omniroute.catalog import provider_type
 from omniroute.formats import FormatError, embeddings, images, openai_chat, transcription
 from omniroute.v1 import common_pb2, router_pb2
-from starlette.responses import Response
-
 from omniroute_edge import errors, multipart_form
 from omniroute_edge.auth import AuthError, authenticate
 from omniroute_edge.client_formats import OPENAI_CHAT

@@ -32,7 +32,8 @@ def parse(content_type: str, body: bytes) -> Form:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
             form.files[name] = (filename, part.get_content_type(), payload)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
-from omniroute.formats import ollama
 from starlette.responses import Response
 
+from omniroute.formats import ollama
 from omniroute_edge.client_formats import OLLAMA
 from omniroute_edge.common import json_response, list_models, serve_chat
 

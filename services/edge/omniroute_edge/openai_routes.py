@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from omniroute.formats import openai_chat
 from starlette.responses import Response
 
+from omniroute.formats import openai_chat
 from omniroute_edge.client_formats import OPENAI_CHAT
 from omniroute_edge.common import json_response, list_models, serve_chat
 

@@ -8,9 +8,9 @@ import uuid
 import grpc
 import orjson
 from fastapi import Request
+
 from omniroute import telemetry
 from omniroute.v1 import common_pb2, router_pb2
-
 from omniroute_edge.client_formats import ANTHROPIC
 from omniroute_edge.common import caller_key, edge_state
 

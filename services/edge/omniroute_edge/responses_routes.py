@@ -4,9 +4,9 @@ the whole conversation (`store: false` semantics; previous_response_id is refuse
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from omniroute.formats import openai_responses
 from starlette.responses import Response
 
+from omniroute.formats import openai_responses
 from omniroute_edge.client_formats import OPENAI_RESPONSES
 from omniroute_edge.common import serve_chat
 

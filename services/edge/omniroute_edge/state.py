@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 from nats.aio.client import Client
+
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import router_pb2_grpc

@@ -8,7 +8,6 @@ import os
 
 from omniroute import runtime, settings, telemetry
 from omniroute.v1 import executor_pb2_grpc
-
 from omniroute_executor.clients import HttpClients, new_client
 from omniroute_executor.families import FAMILIES, OPERATION_ONLY
 from omniroute_executor.servicer import ExecutorServicer

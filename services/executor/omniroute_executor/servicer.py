@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import httpx
 import orjson
+
 from omniroute import ssrf, telemetry
 from omniroute.formats import FormatError
 from omniroute.formats.canonical import Usage
@@ -17,7 +18,6 @@ from omniroute.formats.errors import UpstreamStreamError
 from omniroute.formats.framing import NDJSONParser, SSEParser
 from omniroute.limits import headroom
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
-
 from omniroute_executor import operations, upstream_errors
 from omniroute_executor.clients import HttpClients
 from omniroute_executor.families.base import Family, Json, with_query_key
@@ -210,7 +210,7 @@ async def _piece_batches(upstream: httpx.Response, idle_s: float,
     Raises TimeoutError when `idle_s` pass without a complete event: the caller sets
     `progressed[0]` when a batch completed one, and only then does the clock restart — when the
     next batch is awaited, so a slow client downstream never counts against the upstream."""
-    queue: asyncio.Queue[bytes | None | Exception] = asyncio.Queue(maxsize=256)
+    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=256)
 
     async def read() -> None:
         try:

@@ -6,6 +6,7 @@ import email.utils
 import time
 
 import httpx
+
 from omniroute.v1 import common_pb2
 
 

@@ -9,7 +9,6 @@ from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.v1 import router_pb2_grpc
-
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.servicer import RouterServicer
 from omniroute_router.shared import Shared

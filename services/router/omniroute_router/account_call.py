@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from omniroute.config.snapshot import Connection
 from omniroute.limits.ratelimit import Limits
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_router import oauth_tokens
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.shared import Shared

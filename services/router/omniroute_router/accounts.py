@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 
 import redis.asyncio as redis
+
 from omniroute.config.snapshot import ApiKey, Connection
 from omniroute.limits.breaker import DEGRADED, OPEN, Breakers
 from omniroute.limits.cooldown import Cooldowns
 from omniroute.limits.headroom import Headroom
-
 from omniroute_router.resolve import Target, enabled_connections
 
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.limits.ratelimit import Admission, Limits, RateLimiter
-
 from omniroute_router.errors import RoutingError
 
 

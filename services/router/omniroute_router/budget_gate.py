@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as redis
+
 from omniroute.config.snapshot import ApiKey
 from omniroute.limits.budget import Budget, check_budget
 from omniroute.settings import Settings
-
 from omniroute_router.errors import RoutingError
 
 log = logging.getLogger("omniroute.router")

@@ -8,8 +8,8 @@ import statistics
 import time
 
 import redis.asyncio as redis
-from omniroute.limits import text
 
+from omniroute.limits import text
 from omniroute_router.strategies import Shared
 
 _LATENCY_SAMPLES = 100

@@ -8,8 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as redis
-from omniroute.v1 import common_pb2
 
+from omniroute.v1 import common_pb2
 from omniroute_router.replay import Collector, cached_events, decode_events, encode_events
 from omniroute_router.shared import Shared
 from omniroute_router.usage import RequestRecord

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
+
 from omniroute import telemetry
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
-
 from omniroute_router import account_call, targets
 from omniroute_router.accounts import Accounts
 from omniroute_router.classify import falls_back

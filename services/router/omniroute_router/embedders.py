@@ -20,9 +20,9 @@ import uuid
 from typing import Protocol
 
 import orjson
+
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.v1 import common_pb2, router_pb2
-
 from omniroute_router.accounts import Accounts
 from omniroute_router.dispatch import Dispatch, dispatch
 from omniroute_router.errors import RoutingError

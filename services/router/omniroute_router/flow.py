@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as redis
+
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.config.watcher import SnapshotHolder
@@ -18,7 +19,6 @@ from omniroute.limits.cache import cache_key, cacheable
 from omniroute.limits.idempotency import Idempotency
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2
-
 from omniroute_router import admission, budget_gate, policy, semantic
 from omniroute_router.accounts import Accounts
 from omniroute_router.dedupe import cached, idempotent

@@ -10,6 +10,7 @@ import logging
 from collections.abc import MutableMapping
 
 import redis.asyncio as redis
+
 from omniroute.config.snapshot import Connection
 from omniroute.limits.headroom import FORWARDED, Headroom, exhausted
 

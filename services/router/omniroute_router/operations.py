@@ -13,7 +13,6 @@ from omniroute.catalog import provider_type
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2
-
 from omniroute_router import admission, policy
 from omniroute_router.accounts import Accounts
 from omniroute_router.dispatch import Dispatch, dispatch

@@ -8,7 +8,6 @@ import logging
 from omniroute.config.routing_spec import ResilienceProfile, ResilienceSettings
 from omniroute.config.snapshot import Connection
 from omniroute.v1 import common_pb2
-
 from omniroute_router.classify import Failure, classify
 from omniroute_router.resolve import Target
 from omniroute_router.shared import Shared

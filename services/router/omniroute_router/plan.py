@@ -10,7 +10,6 @@ from typing import Any
 
 from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ConfigSnapshot
-
 from omniroute_router import strategies
 from omniroute_router.accounts import Accounts
 from omniroute_router.combo_state import ComboState

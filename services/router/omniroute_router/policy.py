@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
-
 from omniroute_router.errors import RoutingError
 from omniroute_router.resolve import Node, Target, canonical_name, targets
 

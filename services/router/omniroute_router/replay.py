@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from omniroute.answers import CHUNK_KINDS, chunks_of
 from omniroute.formats.canonical import StreamAccumulator, response_to_chunks
 from omniroute.v1 import common_pb2

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from omniroute.catalog import provider_type
 from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ConfigSnapshot, Connection, Provider
-
 from omniroute_router.errors import RoutingError
 
 log = logging.getLogger("omniroute.router")

@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
+
 from omniroute.config.routing_spec import CacheSettings
 from omniroute.config.snapshot import ApiKey
 from omniroute.limits.cache import bypassed, normalise
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.v1 import common_pb2
-
 from omniroute_router.embedders import Embedder, EmbeddingError, HashingEmbedder
 from omniroute_router.replay import Collector, cached_events
 from omniroute_router.semantic_store import Scope, SemanticStore

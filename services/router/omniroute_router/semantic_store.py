@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qdrant_client import AsyncQdrantClient, models
+
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
-from qdrant_client import AsyncQdrantClient, models
 
 log = logging.getLogger("omniroute.router")
 

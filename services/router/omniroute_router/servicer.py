@@ -8,13 +8,13 @@ from typing import Any
 
 import grpc
 import redis
+
 from omniroute import telemetry
 from omniroute.answers import CHUNK_KINDS
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
-
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.flow import ChatFlow
 from omniroute_router.models import list_models

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as redis
+
 from omniroute import limits
 from omniroute.limits.breaker import Breakers
 from omniroute.limits.cache import ExactCache
@@ -14,7 +15,6 @@ from omniroute.limits.idempotency import Idempotency
 from omniroute.limits.ratelimit import RateLimiter
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
-
 from omniroute_router.combo_state import ComboState
 from omniroute_router.semantic_store import SemanticStore
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from omniroute import telemetry
 from omniroute.bus.publisher import EventPublisher
 from omniroute.settings import Settings

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from formats_fixtures import PNG_B64, WEATHER_SCHEMA, canonical_request, canonical_response
+from pydantic import TypeAdapter
+
 from omniroute.formats import anthropic as a
 from omniroute.formats import canonical as c
 from omniroute.formats.errors import FormatError, UpstreamStreamError
-from pydantic import TypeAdapter
 
 anthropic_types = pytest.importorskip("anthropic.types")
 

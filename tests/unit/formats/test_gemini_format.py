@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from formats_fixtures import PNG_B64, WEATHER_SCHEMA, canonical_request, canonical_response
+
 from omniroute.formats import canonical as c
 from omniroute.formats import gemini as g
 from omniroute.formats.errors import FormatError, UpstreamStreamError

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from formats_fixtures import canonical_request, canonical_response
+
 from omniroute.formats import canonical as c
 from omniroute.formats import openai_chat as oc
 from omniroute.formats import registry

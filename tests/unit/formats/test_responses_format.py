@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from formats_fixtures import PNG_B64, WEATHER_SCHEMA, canonical_request, canonical_response
+from pydantic import TypeAdapter
+
 from omniroute.formats import canonical as c
 from omniroute.formats import openai_responses as r
 from omniroute.formats.errors import FormatError, UpstreamStreamError
-from pydantic import TypeAdapter
 
 responses_types = pytest.importorskip("openai.types.responses")
 

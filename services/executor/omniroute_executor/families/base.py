@@ -80,7 +80,7 @@ def json_headers(target: executor_pb2.Target, auth: dict[str, str]) -> dict[str,
 @dataclass(frozen=True, slots=True)
 class Family:
     name: str
-    native_format: common_pb2.ApiFormat.ValueType
+    native_format: int
     # The pure translator of the family's format: canonical_to_request, response_to_canonical,
     # StreamDecoder (also used in passthrough, for usage, errors and the end of the stream)
     # and parse_error.

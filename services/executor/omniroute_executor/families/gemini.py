@@ -7,7 +7,6 @@ from urllib.parse import quote
 
 from omniroute.formats import gemini
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_executor.families.base import Family, Json, json_headers
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from omniroute.formats import ollama
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_executor.families.base import Family, Json, json_headers
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from omniroute.formats import openai_chat
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_executor.families.base import Family, Json, json_headers, openai_url
 
 

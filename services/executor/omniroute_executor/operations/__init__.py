@@ -7,8 +7,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import orjson
-from omniroute.v1 import common_pb2, executor_pb2
 
+from omniroute.v1 import common_pb2, executor_pb2
 from omniroute_executor.clients import HttpClients
 from omniroute_executor.families.base import auth_headers
 from omniroute_executor.operations import audio, control, media

@@ -7,9 +7,9 @@ import asyncio
 import time
 
 import httpx
+
 from omniroute.formats import FormatError, transcription
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_executor.families.base import auth_headers, openai_url, with_query_key
 from omniroute_executor.operations.upstream import Json, OperationError, exchange, json_of, refuse
 

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from omniroute.v1 import executor_pb2
 
+from omniroute.v1 import executor_pb2
 from omniroute_executor.families.anthropic import API_VERSION
 from omniroute_executor.families.base import json_headers, with_query_key
 from omniroute_executor.operations.upstream import Json, exchange, json_of, refuse

@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+
 from omniroute.formats import FormatError, embeddings, images
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_executor.families.base import json_headers, openai_url, with_query_key
 from omniroute_executor.operations.upstream import Json, exchange, json_of, refuse
 

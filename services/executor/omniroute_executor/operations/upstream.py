@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import orjson
+
 from omniroute.formats import anthropic, gemini, ollama, openai_chat
 from omniroute.v1 import common_pb2, executor_pb2
-
 from omniroute_executor import upstream_errors
 
 Json = dict[str, Any]
