@@ -102,7 +102,7 @@ def test_model_lists_by_kind(gateway: Gateway) -> None:
 ])
 def test_openai_shaped_images(gateway: Gateway, mock_upstream: MockServer, model: str, key: str) -> None:
     answer = client(gateway).images.generate(model=model, prompt="a red cat", n=2)
-    assert len(answer.data) == 2 and answer.data[0].url
+    assert answer.data is not None and len(answer.data) == 2 and answer.data[0].url
     sent = mock_upstream.last(path="/v1/images/generations")
     assert sent.headers["authorization"] == f"Bearer {key}"
     assert sent.body["model"] == model.split("/", 1)[1]
@@ -111,7 +111,7 @@ def test_openai_shaped_images(gateway: Gateway, mock_upstream: MockServer, model
 def test_imagen_predict(gateway: Gateway, mock_upstream: MockServer) -> None:
     answer = client(gateway).images.generate(model="mygemini/imagen-3.0-generate-002", prompt="a dog",
                                              n=2, size="1792x1024")
-    assert len(answer.data) == 2 and base64.b64decode(answer.data[0].b64_json or "")[:4] == b"\x89PNG"
+    assert answer.data is not None and len(answer.data) == 2 and base64.b64decode(answer.data[0].b64_json or "")[:4] == b"\x89PNG"
     sent = mock_upstream.last(path=":predict")
     assert sent.body == {"instances": [{"prompt": "a dog"}],
                          "parameters": {"sampleCount": 2, "aspectRatio": "16:9"}}
@@ -169,7 +169,7 @@ def test_transcription_limits_and_formats(gateway: Gateway) -> None:
 def test_azure_chat_uses_deployment_url_and_api_key(gateway: Gateway, mock_upstream: MockServer) -> None:
     answer = client(gateway).chat.completions.create(model="pv-azure/gpt-4o-mini",
                                                      messages=[{"role": "user", "content": "hi"}])
-    assert answer.choices[0].message.content.startswith("Hello from mock openai")
+    assert (answer.choices[0].message.content or "").startswith("Hello from mock openai")
     sent = mock_upstream.last(path="/openai/deployments/")
     assert sent.path == "/openai/deployments/gpt-4o-mini/chat/completions"
     assert sent.query["api-version"] == "2024-10-21" and sent.headers["api-key"] == "az-key"
@@ -178,7 +178,7 @@ def test_azure_chat_uses_deployment_url_and_api_key(gateway: Gateway, mock_upstr
 def test_query_key_auth(gateway: Gateway, mock_upstream: MockServer) -> None:
     answer = client(gateway).chat.completions.create(model="pv-gemq/mock-text",
                                                      messages=[{"role": "user", "content": "hi"}])
-    assert answer.choices[0].message.content.startswith("Hello from mock gemini")
+    assert (answer.choices[0].message.content or "").startswith("Hello from mock gemini")
     sent = mock_upstream.last(family="gemini", path=":generateContent")
     assert sent.query["key"] == "gq-key" and "x-goog-api-key" not in sent.headers
 

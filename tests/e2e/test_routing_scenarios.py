@@ -27,8 +27,9 @@ def stack(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -
         return {"id": pid, "type": "openai-compatible", "base_url": base, "models": models,
                 "connections": connections, "settings": settings}
 
-    combos = [{"name": f"s-{s}", "strategy": s, "models": ["broken/mock-503", "good/mock-text"],
-               **({"weights": [50, 50]} if s == "weighted" else {})} for s in STRATEGIES]
+    combos: list[dict[str, object]] = [
+        {"name": f"s-{s}", "strategy": s, "models": ["broken/mock-503", "good/mock-text"],
+         **({"weights": [50, 50]} if s == "weighted" else {})} for s in STRATEGIES]
     combos += [
         {"name": "inner", "models": ["broken/mock-503"]},
         {"name": "outer", "models": ["inner", "good/mock-text"]},

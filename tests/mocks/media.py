@@ -111,7 +111,8 @@ def parse_form(request: Request, raw: bytes) -> dict[str, tuple[str | None, byte
         for part in message.iter_parts():  # type: ignore[attr-defined]
             name = part.get_param("name", header="content-disposition")
             if isinstance(name, str):
-                fields[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+                payload = part.get_payload(decode=True)
+                fields[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
     return fields
 
 

@@ -361,7 +361,7 @@ def test_stream_decoder_json_tool_streams_as_text() -> None:
                            "usage": {"output_tokens": 3}}),
     ]
     acc = c.StreamAccumulator()
-    for chunk in decode(events):
+    for chunk in decode(events):  # type: ignore[arg-type]
         acc.add(chunk)
     out = acc.result()["choices"][0]
     assert out["message"]["content"] == '{"a":1}' and out["finish_reason"] == "stop"
@@ -424,7 +424,7 @@ def test_stream_encoder_output_accumulates_in_the_sdk() -> None:
 def test_stream_round_trip_anthropic_to_anthropic() -> None:
     events = encode_all(decode(anthropic_stream()))
     acc = c.StreamAccumulator()
-    for chunk in decode(events):
+    for chunk in decode(events):  # type: ignore[arg-type]
         acc.add(chunk)
     message = acc.result()["choices"][0]["message"]
     assert message["content"] == "Checking both."

@@ -175,7 +175,7 @@ def test_stream_decoder_incremental_args_from_upstream_fixture() -> None:
             "id": "resp_1", "status": "completed",
             "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8}}}),
     ]
-    chunks = [ch for n, d in events for ch in decoder.feed(n, d)] + decoder.finish()
+    chunks = [ch for n, d in events for ch in decoder.feed(n, d)] + decoder.finish()  # type: ignore[arg-type]
     args = [call["function"]["arguments"] for ch in chunks for choice in ch["choices"]
             for call in choice["delta"].get("tool_calls", [])]
     assert args == ["", '{"a"', ":1}"]
