@@ -5,7 +5,10 @@ go through the format's StreamEncoder. Nothing is buffered: each event becomes o
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +24,7 @@ from omniroute_edge import errors
 from omniroute_edge.client_formats import ClientFormat
 
 log = logging.getLogger("omniroute.edge")
+PROGRESS_INTERVAL_S = float(os.environ.get("OMNIROUTE_PROGRESS_INTERVAL_S", "1"))
 
 
 async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
@@ -28,6 +32,12 @@ async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: ro
     """Call the router and answer: a JSON response, an SSE/NDJSON stream, or an error."""
     rpc = router.Chat(call, metadata=telemetry.grpc_metadata())
     events = rpc.__aiter__()
+    if call.stream and headers.get("x-omniroute-progress") == "enabled" and not fmt.ndjson:
+        # The caller asked for progress: the stream opens now, and SSE comment lines report
+        # progress until the answer starts (every SSE client ignores comments).
+        return StreamingResponse(_stream_with_progress(rpc, events, fmt, encoder_args),
+                                 media_type=fmt.stream_media_type,
+                                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
     try:
         event = await _next(events)
         if event is not None and event.WhichOneof("kind") == "start":
@@ -78,6 +88,35 @@ def _router_failure(fmt: ClientFormat, exc: grpc.aio.AioRpcError, headers: dict[
     log.warning("router call failed: %s %s", exc.code().name, exc.details())
     return errors.error_response(fmt, 503, "The gateway's router is unavailable; retry shortly.",
                                  type_="server_error", code="router_unavailable", headers=headers)
+
+
+async def _stream_with_progress(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: ClientFormat,
+                                encoder_args: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Progress comments while waiting for the answer to start, then the answer itself. An error
+    before the start can no longer change the HTTP status, so it ends the stream as an error
+    event in the caller's format."""
+    started = time.monotonic()
+    first = asyncio.ensure_future(_next(events))
+    try:
+        while not (await asyncio.wait({first}, timeout=PROGRESS_INTERVAL_S))[0]:
+            elapsed_ms = round((time.monotonic() - started) * 1000)
+            yield b": progress " + orjson.dumps({"elapsed_ms": elapsed_ms}) + b"\n\n"
+        event = first.result()
+    except grpc.aio.AioRpcError:
+        event = None
+    finally:
+        if not first.done():
+            first.cancel()  # the caller went away while waiting
+            rpc.cancel()
+    if event is None or event.WhichOneof("kind") != "start":
+        error = event.error if event is not None and event.WhichOneof("kind") == "error" else common_pb2.Error(
+            status=502, type="server_error", code="empty_answer", message="The answer ended before it started.")
+        for frame in _error_frames(fmt, None, error, encoder_args):
+            yield frame
+        rpc.cancel()
+        return
+    async for frame in _stream(rpc, events, fmt, encoder_args):
+        yield frame
 
 
 async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: ClientFormat,
