@@ -42,6 +42,9 @@ bench: protos
 clean:
 	rm -rf $(VENV) .omniroute libs/omniroute/v1/*_pb2*.py libs/omniroute/v1/*_pb2*.pyi $(STUBS)
 
+# Offline: render + validate + lint the chart with the default values and the production example
+# (tests.deploy.chart.chart_check, also run by tests/deploy/test_chart.py::test_make_chart_check),
+# then the chart's property tests.
 chart-check: protos
-	$(PY) -m tests.deploy.chart && $(PY) -m tests.deploy.chart charts/omniroute/examples/production.yaml
+	$(PY) -m tests.deploy.chart --check
 	$(PY) -m pytest -q tests/deploy/test_chart.py

@@ -62,6 +62,9 @@ class Settings:
     # Router: when Redis cannot be read, let requests through without a budget check (True) or
     # refuse them with 503 (False). Open by default: a Redis blip must not stop all traffic.
     budget_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_BUDGET_FAIL_OPEN", True))
+    # Redis down: refuse (503 state_store_unavailable, the default) or serve without limits,
+    # caches and breakers (omniroute_router.stateless).
+    state_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_STATE_FAIL_OPEN", False))
     telemetry_window_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_TELEMETRY_WINDOW_S", "3600")))
     sessions_window_s: float = field(default_factory=lambda: float(os.environ.get(

@@ -2,6 +2,10 @@
 and validate the objects with kubernetes-validate. Used by test_chart.py and runnable alone:
 
     .venv/bin/python -m tests.deploy.chart [values.yaml ...]   # render + validate, print a summary
+    .venv/bin/python -m tests.deploy.chart --check             # `make chart-check`: chart_check()
+
+`chart_check()` is the one definition of `make chart-check`'s offline checks; the Makefile target
+and tests/deploy/test_chart.py::test_make_chart_check both call it.
 """
 
 from __future__ import annotations
@@ -103,16 +107,60 @@ def load_values(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+# The value sets `make chart-check` renders: the defaults and the production example.
+CHECKED_VALUES: dict[str, Path | None] = {"defaults": None, "production example": EXAMPLES / "production.yaml"}
+
+
+def lint(values: dict[str, Any]) -> list[str]:
+    """`helm lint --strict` (helm-python-sdk); the undownloaded subcharts are the only finding
+    tolerated."""
+    import helm_python as helm
+
+    report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    return [f"lint: {m['error']}" for m in report["messages"]
+            if m["severity"] >= 2 and "missing these dependencies" not in m["error"]]
+
+
+def chart_check(verbose: bool = False) -> list[str]:
+    """`make chart-check`: render the chart with every value set in CHECKED_VALUES, validate each
+    object against the Kubernetes schemas (strict, offline) and lint it. Returns the problems,
+    each prefixed with its value set; empty when all is well."""
+    problems: list[str] = []
+    for label, path in CHECKED_VALUES.items():
+        values = load_values(path) if path else {}
+        try:
+            objects = render(values)
+        except Exception as exc:  # a render or values-schema error is a finding, not a crash
+            problems.append(f"{label}: render: {exc}")
+            continue
+        found = validate(objects) + lint(values)
+        if not objects:
+            found.append("nothing rendered")
+        problems += [f"{label}: {p}" for p in found]
+        if verbose:
+            print(f"{label}: {summary(objects)}" + ("" if found else " — valid"))
+    return problems
+
+
+def summary(objects: Iterable[dict[str, Any]]) -> str:
+    kinds: dict[str, int] = {}
+    for obj in objects:
+        kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--check"]:
+        problems = chart_check(verbose=True)
+        for problem in problems:
+            print("ERROR", problem)
+        return 1 if problems else 0
     values: dict[str, Any] = {}
     for arg in argv:
         values = deep_merge(values, load_values(Path(arg)))
     objects = render(values)
     errors = validate(objects)
-    kinds: dict[str, int] = {}
-    for obj in objects:
-        kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1
-    print(", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    print(summary(objects))
     for err in errors:
         print("ERROR", err)
     return 1 if errors else 0

@@ -13,12 +13,14 @@ import yaml
 
 from .chart import (
     CHART,
+    CHECKED_VALUES,
     CRD_KINDS,
     EXAMPLES,
     EXTERNAL,
     KUBE_VERSION,
     NAMESPACE,
     ROOT,
+    chart_check,
     deep_merge,
     load_values,
     render,
@@ -38,8 +40,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "executor": {
                 "families": {
                     "openai-responses": None,
-                    "ollama": {},
-                    "audio": {"replicaCount": 1, "autoscaling": {"enabled": False}},
+                    "assemblyai": None,
+                    "deepgram": {"replicaCount": 1, "autoscaling": {"enabled": False}},
                 }
             }
         },
@@ -110,6 +112,19 @@ def component(obj: Obj) -> str:
 
 
 # ---- every value set renders and validates -----------------------------------------------
+
+
+def test_make_chart_check() -> None:
+    """What `make chart-check` runs (tests.deploy.chart.chart_check): render the default values
+    and examples/production.yaml, validate every object strictly against the Kubernetes schemas
+    offline, and lint."""
+    assert set(CHECKED_VALUES) == {"defaults", "production example"}
+    assert CHECKED_VALUES["production example"] == EXAMPLES / "production.yaml"
+    problems = chart_check()
+    assert not problems, "\n".join(problems)
+    makefile = (ROOT / "Makefile").read_text()
+    target = makefile[makefile.index("\nchart-check:"):].split("\n\n")[0]
+    assert "-m tests.deploy.chart --check" in target, "the Makefile target must call chart_check()"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -249,7 +264,7 @@ def test_each_deployment_has_service_account_service_pdb_and_spread(scenario: st
         spread = spec["topologySpreadConstraints"]
         assert {t["topologyKey"] for t in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
         assert all(selects(t["labelSelector"]["matchLabels"], labels) for t in spread)
-        if component(d) in STREAMING and name != "omniroute-executor-audio":  # audio: autoscaling off
+        if component(d) in STREAMING and name != "omniroute-executor-deepgram":  # autoscaling off
             hpa = hpas[name]
             assert "replicas" not in d["spec"], "the HPA owns the replica count"
             metrics = hpa["spec"]["metrics"]
@@ -263,10 +278,37 @@ def test_each_deployment_has_service_account_service_pdb_and_spread(scenario: st
         assert edge_metrics[1]["pods"]["metric"]["name"] == "omniroute_inflight_streams"
 
 
+def _executor_families() -> set[str]:
+    """Every family `python -m omniroute_executor --family <name>` accepts."""
+    families = pytest.importorskip("omniroute_executor.families")
+    return set(families.FAMILIES) | set(families.OPERATION_ONLY)
+
+
+def test_default_families_are_the_executors_families() -> None:
+    """The chart's default executor.families follow the code: a family added to
+    omniroute_executor.families gets its Deployment (add it to values.yaml), and a name the
+    executor does not know would crash-loop (`unknown family`)."""
+    from omniroute_executor.__main__ import _families
+
+    known = _executor_families()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values["executor"]["families"]) == known
+    assert values["executor"]["defaultFamily"] in known
+    for scenario in SCENARIOS:
+        with helm.Chart.load(str(CHART)) as chart:
+            merged = chart.merge_values(SCENARIOS[scenario])
+        for family, cfg in merged["executor"]["families"].items():
+            if cfg is not None and cfg.get("enabled", True):
+                assert family in known, f"{scenario}: no executor family {family!r}"
+                _families(family)  # what the container's `--family <family>` does at start
+
+
 def test_one_executor_deployment_per_family() -> None:
+    known = _executor_families()
     for scenario, families in (
-        ("defaults", {"openai", "openai-responses", "anthropic", "gemini"}),
-        ("families", {"openai", "anthropic", "gemini", "ollama", "audio"}),
+        ("defaults", known),
+        ("families", known - {"openai-responses", "assemblyai"}),
+        ("production-example", known - {"ollama"}),
     ):
         objs = objects(scenario)
         executors = [d for d in of_kind(objs, "Deployment") if component(d) == "executor"]
@@ -280,21 +322,24 @@ def test_one_executor_deployment_per_family() -> None:
             assert c["image"].endswith(("/executor:0.1.0", "/executor:dev")) or "/executor:" in c["image"]
             assert env_of(c)["EXECUTOR_PORT"]["value"] == "50061"
             assert "OMNIROUTE_MASTER_KEY" not in env_of(c) and "DATABASE_URL" not in env_of(c)
-        # The router is told where each family lives, and each address is a real Service.
-        router = by_name(objs, "Deployment")["omniroute-router"]
-        addrs = env_of(router["spec"]["template"]["spec"]["containers"][0])["EXECUTOR_ADDRS"]["value"]
-        pairs = dict(a.split("=", 1) for a in addrs.split(","))
-        assert set(pairs) == families
+        # Router and admin (provider tests, model lists, health) are told where each family
+        # lives, and where any other family goes (EXECUTOR_ADDR); each address is a real Service.
         services = by_name(objs, "Service")
-        for fam, addr in pairs.items():
-            host, port = addr.rsplit(":", 1)
-            svc = services[host]
-            assert svc["spec"]["selector"]["omniroute.io/executor-family"] == fam
-            assert int(port) in [p["port"] for p in svc["spec"]["ports"]]
+        for caller in ("omniroute-router", "omniroute-admin"):
+            e = env_of(by_name(objs, "Deployment")[caller]["spec"]["template"]["spec"]["containers"][0])
+            pairs = dict(a.split("=", 1) for a in e["EXECUTOR_ADDRS"]["value"].split(","))
+            assert set(pairs) == families, caller
+            assert e["EXECUTOR_ADDR"]["value"] == pairs["openai"], "executor.defaultFamily"
+            for fam, addr in pairs.items():
+                host, port = addr.rsplit(":", 1)
+                svc = services[host]
+                assert svc["spec"]["selector"]["omniroute.io/executor-family"] == fam
+                assert svc["spec"]["clusterIP"] == "None", "gRPC round_robin needs every pod address"
+                assert int(port) in [p["port"] for p in svc["spec"]["ports"]]
         if scenario == "families":
-            audio = got["audio"]
-            assert audio["spec"]["replicas"] == 1
-            assert "omniroute-executor-audio" not in {
+            deepgram = got["deepgram"]
+            assert deepgram["spec"]["replicas"] == 1
+            assert "omniroute-executor-deepgram" not in {
                 h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")
             }
 
@@ -335,7 +380,7 @@ def test_service_wiring_env() -> None:
         assert e["OTEL_EXPORTER_PROMETHEUS_PORT"]["value"] == "9464"
         for var in e.values():
             ref = var.get("valueFrom", {}).get("secretKeyRef")
-            if ref and ref["name"] == "omniroute":
+            if ref and ref["name"] == "omniroute" and not ref.get("optional"):
                 assert ref["key"] in secret["data"], (name, ref)
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert decoded["DATABASE_URL"] == EXTERNAL["secrets"]["databaseUrl"]
@@ -343,6 +388,177 @@ def test_service_wiring_env() -> None:
     assert len(decoded["OMNIROUTE_MASTER_KEY"]) >= 32
     assert len(decoded["INITIAL_PASSWORD"]) >= 16, "never the services' built-in default"
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+# ---- environment: the chart in step with what the services read ------------------------------
+
+# Variables the services read that the chart leaves at the code's default on purpose. Each is
+# described in docs/deploy.md; set one with `<service>.env` (or `extraEnv` for a valueFrom).
+LEFT_TO_DEFAULTS = {
+    "OMNIROUTE_MAX_BODY_BYTES": "edge: request body limit (32 MiB; match the ingress body size)",
+    "OMNIROUTE_MAX_AUDIO_BYTES": "edge: audio upload limit (25 MiB)",
+    "OMNIROUTE_EDGE_WORKERS": "edge: processes per pod (1; scale with replicas instead)",
+    "OMNIROUTE_BODY_TIMEOUT_S": "edge: time to receive a request body (60 s)",
+    "OMNIROUTE_PROGRESS_INTERVAL_S": "edge: SSE progress comments while waiting (1 s)",
+    "OMNIROUTE_UPSTREAM_TIMEOUT_S": "executor/router: upstream timeout (600 s)",
+    "OMNIROUTE_CONFIG_REFRESH_S": "snapshot refresh period besides config.changed (30 s)",
+    "OMNIROUTE_USAGE_RETENTION_DAYS": "accounting: usage rows kept (90 days)",
+    "OMNIROUTE_RETENTION_INTERVAL_S": "accounting: retention sweep period",
+    "OMNIROUTE_BUDGET_REBUILD_INTERVAL_S": "accounting: budget counter rebuild period",
+    "OMNIROUTE_TELEMETRY_WINDOW_S": "admin: telemetry window",
+    "OMNIROUTE_SESSIONS_WINDOW_S": "admin: sessions window",
+    "OMNIROUTE_TRACE_FILE": "tests: spans to a file",
+    "OMNIROUTE_CLI_HOME": "admin: CLI tool configs, meaningful only where the tools run",
+    "EXECUTOR_FAMILIES": "executor: the chart passes --family instead",
+}
+# Not the services' own: the devstack launcher (make run / make test).
+NOT_SERVICES = ("libs/omniroute/devstack/",)
+
+
+def _env_names_read_by_the_code() -> dict[str, str]:
+    """Every environment variable name libs/ and services/ read (settings.py and elsewhere),
+    with the first file that reads it."""
+    import re
+
+    names: dict[str, str] = {}
+    for path in sorted([*(ROOT / "libs").rglob("*.py"), *(ROOT / "services").rglob("*.py")]):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(NOT_SERVICES) or "/v1/" in rel:
+            continue
+        text = path.read_text()
+        constants = dict(re.findall(r'^([A-Z_]+) = "([A-Z][A-Z0-9_]+)"', text, re.M))
+        found = re.findall(r'(?:os\.environ(?:\.get)?[\[(]|_flag\()\s*"([A-Z][A-Z0-9_]+)"', text)
+        found += [constants[c] for c in re.findall(r"os\.environ(?:\.get)?[\[(]\s*([A-Z_]+)\b", text)
+                  if c in constants]
+        for name in found:
+            names.setdefault(name, rel)
+    return names
+
+
+def _container_envs(objs: Iterable[Obj]) -> dict[str, dict[str, Obj]]:
+    return {d["metadata"]["name"]: env_of(d["spec"]["template"]["spec"]["containers"][0])
+            for d in of_kind(objs, "Deployment")}
+
+
+def test_every_variable_the_services_read_is_set_or_documented() -> None:
+    """A variable a service starts reading (libs/omniroute/settings.py or os.environ anywhere in
+    libs/ and services/) must be set by the chart, or listed in LEFT_TO_DEFAULTS and described
+    in docs/deploy.md."""
+    read = _env_names_read_by_the_code()
+    assert {"DATABASE_URL", "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS", "OTEL_METRICS_EXPORTER"} <= set(read)
+    set_somewhere = {name for env in _container_envs(objects("defaults")).values() for name in env}
+    missing = {n: f for n, f in read.items() if n not in set_somewhere and n not in LEFT_TO_DEFAULTS}
+    assert not missing, f"read by the code but neither set by the chart nor in LEFT_TO_DEFAULTS: {missing}"
+    stale = set(LEFT_TO_DEFAULTS) - set(read)
+    assert not stale, f"LEFT_TO_DEFAULTS names no longer read by the code: {stale}"
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    undocumented = [n for n in LEFT_TO_DEFAULTS if n not in guide]
+    assert not undocumented, f"describe in docs/deploy.md: {undocumented}"
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "production-example", "dev-example"])
+def test_production_settings(scenario: str) -> None:
+    objs = objects(scenario)
+    envs = _container_envs(objs)
+    assert envs
+    for name, e in envs.items():
+        # The SSRF guard is on in production; only the dev loop (mock upstreams) opens it.
+        expected = "true" if scenario == "dev-example" else "false"
+        assert e["OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS"]["value"] == expected, name
+        # /metrics on the port the Service and the ServiceMonitor scrape.
+        assert e["OTEL_METRICS_EXPORTER"]["value"] == "prometheus", name
+        assert e["OMNIROUTE_METRICS_PORT"]["value"] == "9464", name
+        assert e["LOG_LEVEL"]["value"] == "INFO", name
+    router = envs["omniroute-router"]
+    assert router["OMNIROUTE_BUDGET_FAIL_OPEN"]["value"] == "true"
+    assert router["OMNIROUTE_STATE_FAIL_OPEN"]["value"] == "false"
+    admin_dep = by_name(objs, "Deployment")["omniroute-admin"]
+    admin = envs["omniroute-admin"]
+    # Backups go to a writable volume (read-only root file system).
+    backup_dir = admin["OMNIROUTE_BACKUP_DIR"]["value"]
+    (mount,) = [m for m in admin_dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+                if m["mountPath"] == backup_dir]
+    assert not mount.get("readOnly")
+    volumes = {v["name"]: v for v in admin_dep["spec"]["template"]["spec"]["volumes"]}
+    volume = volumes[mount["name"]]
+    if scenario == "production-example":
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        pvc = by_name(objs, "PersistentVolumeClaim")[claim]
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "two admin replicas share it"
+        assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert admin["OMNIROUTE_PUBLIC_URL"]["value"] == "https://ai.example.com"
+    else:
+        assert "emptyDir" in volume
+        assert admin["OMNIROUTE_PUBLIC_URL"]["value"] == "http://omniroute-edge:20128"
+    evals = admin["OMNIROUTE_EVALS_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert evals["key"] == "OMNIROUTE_EVALS_API_KEY" and evals["optional"] is True
+    # Admin's health page reaches every service through its Service.
+    services = by_name(objs, "Service")
+    for var in ("EDGE_HEALTH_URL", "ACCOUNTING_HEALTH_URL", "ANALYTICS_HEALTH_URL"):
+        host_port = admin[var]["value"].removeprefix("http://").split("/")[0]
+        host, port = host_port.split(":")
+        assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], var
+    assert admin["ROUTER_ADDR"]["value"] == envs["omniroute-edge"]["ROUTER_ADDR"]["value"]
+
+
+def test_settings_follow_values() -> None:
+    objs = render(deep_merge(EXTERNAL, {
+        "allowPrivateUpstreams": True, "logLevel": "DEBUG",
+        "metrics": {"enabled": False, "port": 9100},
+        "router": {"budgetFailOpen": False, "stateFailOpen": True},
+        "ingress": {"enabled": True, "hosts": ["gw.example.com"]},
+        "secrets": {"evalsApiKey": "sk-evals"},
+        "admin": {"backups": {"persistence": {"enabled": True, "existingClaim": "my-backups"}}},
+    }))
+    envs = _container_envs(objs)
+    for name, e in envs.items():
+        assert e["OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS"]["value"] == "true", name
+        assert e["OTEL_METRICS_EXPORTER"]["value"] == "none", name
+        assert e["OMNIROUTE_METRICS_PORT"]["value"] == "9100", name
+        assert e["LOG_LEVEL"]["value"] == "DEBUG", name
+    assert envs["omniroute-router"]["OMNIROUTE_BUDGET_FAIL_OPEN"]["value"] == "false"
+    assert envs["omniroute-router"]["OMNIROUTE_STATE_FAIL_OPEN"]["value"] == "true"
+    assert envs["omniroute-admin"]["OMNIROUTE_PUBLIC_URL"]["value"] == "http://gw.example.com"
+    secret = by_name(objs, "Secret")["omniroute"]
+    assert base64.b64decode(secret["data"]["OMNIROUTE_EVALS_API_KEY"]).decode() == "sk-evals"
+    admin = by_name(objs, "Deployment")["omniroute-admin"]["spec"]["template"]["spec"]
+    assert {"name": "backups", "persistentVolumeClaim": {"claimName": "my-backups"}} in admin["volumes"]
+    assert not of_kind(objs, "PersistentVolumeClaim"), "an existing claim is not rendered"
+
+
+def test_router_without_qdrant_server_uses_local_mode_on_an_empty_dir() -> None:
+    objs = render(deep_merge(EXTERNAL, {"externalQdrant": {"url": ""}}))
+    router = by_name(objs, "Deployment")["omniroute-router"]["spec"]["template"]["spec"]
+    path = env_of(router["containers"][0])["QDRANT_URL"]["value"]
+    assert path.startswith("/"), "a path: Qdrant local mode"
+    mounts = {m["mountPath"]: m["name"] for m in router["containers"][0]["volumeMounts"]}
+    (where,) = [m for m in mounts if path.startswith(m + "/") and m != "/tmp"]
+    volume = next(v for v in router["volumes"] if v["name"] == mounts[where])
+    assert volume["emptyDir"]["sizeLimit"] == "1Gi"
+    # With a server, no local volume.
+    server = by_name(objects("external"), "Deployment")["omniroute-router"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in server["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "production-example", "dev-example", "overrides"])
+def test_env_names_are_unique(scenario: str) -> None:
+    """Kubernetes (server-side apply) refuses a container with one env name twice; `env` and
+    `extraEnv` override the chart's own values instead of repeating them."""
+    if scenario == "overrides":
+        objs = render(deep_merge(EXTERNAL, {
+            "edge": {"env": {"LOG_LEVEL": "DEBUG", "OMNIROUTE_MAX_BODY_BYTES": 1048576}},
+            "router": {"extraEnv": [{"name": "OMNIROUTE_BUDGET_FAIL_OPEN", "valueFrom": {
+                "configMapKeyRef": {"name": "flags", "key": "fail-open"}}}]},
+        }))
+        envs = _container_envs(objs)
+        assert envs["omniroute-edge"]["LOG_LEVEL"]["value"] == "DEBUG"
+        assert envs["omniroute-edge"]["OMNIROUTE_MAX_BODY_BYTES"]["value"] == "1048576"
+        assert "configMapKeyRef" in envs["omniroute-router"]["OMNIROUTE_BUDGET_FAIL_OPEN"]["valueFrom"]
+    else:
+        objs = objects(scenario)
+    for d in of_kind(objs, "Deployment") + of_kind(objs, "Job"):
+        names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]]
+        assert len(names) == len(set(names)), (d["metadata"]["name"], names)
 
 
 def test_bundled_backing_services_use_the_subcharts_secrets() -> None:
@@ -451,21 +667,26 @@ def test_network_policies(scenario: str) -> None:
                 for peer in r["to"]:
                     cidr = peer.get("ipBlock", {}).get("cidr", "10.0.0.0/8")
                     assert cidr.startswith(("10.", "172.16.", "192.168.")), f"{comp} reaches the internet"
-    # Only the edge reaches the router, only the router reaches executors.
-    router_in = policies["router"]["spec"]["ingress"][0]["from"]
-    assert router_in == [
-        {
-            "podSelector": {
-                "matchLabels": {
-                    "app.kubernetes.io/name": "omniroute",
-                    "app.kubernetes.io/instance": "omniroute",
-                    "app.kubernetes.io/component": "edge",
-                }
-            }
-        }
-    ]
-    exec_in = policies["executor"]["spec"]["ingress"][0]["from"]
-    assert exec_in[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    # Only the edge (calls) and the admin (health) reach the router; only the router (calls) and
+    # the admin (provider tests, model lists, health) reach executors.
+    def sources(comp: str) -> set[str]:
+        rule = policies[comp]["spec"]["ingress"][0]
+        return {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"]}
+
+    def pod_peer(comp: str) -> Obj:
+        return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "omniroute",
+                                                "app.kubernetes.io/instance": "omniroute",
+                                                "app.kubernetes.io/component": comp}}}
+
+    assert policies["router"]["spec"]["ingress"][0]["from"] == [pod_peer("edge"), pod_peer("admin")]
+    assert sources("executor") == {"router", "admin"}
+    assert sources("accounting") == sources("analytics") == {"admin"}
+    # The admin's egress reaches what its health page and provider tests call.
+    admin_to = {(port["port"], peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"])
+                for r in policies["admin"]["spec"]["egress"] for peer in r.get("to", [])
+                if "podSelector" in peer for port in r["ports"]}
+    assert {("grpc", "router"), ("grpc", "executor"), ("http", "edge"), ("health", "accounting"),
+            ("health", "analytics")} <= admin_to
     # Named ports in policies exist on the pods they select.
     deps = of_kind(objs, "Deployment")
     for comp, p in policies.items():

@@ -3,8 +3,11 @@ the OpenAPI document and the offline docs page."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -163,3 +166,287 @@ async def test_openapi_document_and_docs_page(admin: Admin) -> None:
     assert docs.status_code == 200 and "/dashboard/static/docs.js" in docs.text
     assert "cdn" not in docs.text.lower()
     assert (await admin.client.get("/dashboard/static/docs.js")).status_code == 200
+
+
+# --- routing and operations pages (dashboard_ops.py) ---------------------------------------------
+
+OPS_PAGES = ["/dashboard/combos", "/dashboard/limits", "/dashboard/cache", "/dashboard/sync",
+             "/dashboard/cli-tools", "/dashboard/evals"]
+OPS_FORMS = ["/dashboard/providers/p/test", "/dashboard/combos", "/dashboard/combos/c", "/dashboard/combos/c/steps",
+             "/dashboard/combos/c/delete", "/dashboard/aliases", "/dashboard/aliases/a/delete",
+             "/dashboard/limits/reset", "/dashboard/cache/clear", "/dashboard/sync/initialize",
+             "/dashboard/sync/remote", "/dashboard/sync/run", "/dashboard/cli-tools/claude", "/dashboard/evals",
+             "/dashboard/evals/s/run"]
+
+
+async def _actions(admin: Admin, prefix: str) -> list[str]:
+    answer = await admin.client.get("/api/compliance/audit-log", params={"action": prefix})
+    return [e["action"] for e in answer.json()["entries"]]
+
+
+async def _follow(client: httpx.AsyncClient, answer: httpx.Response) -> str:
+    assert answer.status_code == 303, (answer.status_code, answer.text[:400])
+    return (await client.get(answer.headers["location"])).text
+
+
+async def test_ops_pages_need_a_login_and_forms_need_the_csrf_token(admin: Admin) -> None:
+    async with admin.anonymous() as anonymous:
+        for path in OPS_PAGES + ["/dashboard/evals/s"]:
+            page = await anonymous.get(path)
+            assert page.status_code == 303 and page.headers["location"].startswith("/dashboard/login"), path
+        for path in OPS_FORMS:
+            posted = await anonymous.post(path, data={"csrf_token": "x"})
+            assert posted.status_code == 303 and "/dashboard/login" in posted.headers["location"], path
+    client = await _browser(admin)
+    for path in OPS_FORMS:
+        forged = await client.post(path, data={"csrf_token": "forged", "action": "pull"})
+        assert forged.status_code == 403 and "form expired" in forged.text, path
+        cross = await client.post(path, data={"csrf_token": "x"}, headers={"sec-fetch-site": "cross-site"})
+        assert cross.status_code == 403, path
+    for path in OPS_PAGES:
+        page = await client.get(path)
+        assert page.status_code == 200 and 'aria-current="page"' in page.text, path
+    await client.aclose()
+
+
+async def test_provider_test_button_and_connection_health(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omniroute.config.routing_spec import CooldownSettings, ResilienceProfile
+    from omniroute.limits.breaker import Breakers
+    from omniroute.limits.cooldown import Cooldowns
+    from omniroute_admin import provider_calls
+
+    created = await admin.client.post("/api/providers", json={
+        "id": "healthprov", "type": "openai", "base_url": "http://127.0.0.1:9/v1", "models": ["m1"],
+        "connections": [{"name": "a", "api_key": "sk-health-a-123456"}, {"name": "b", "priority": 1}]})
+    assert created.status_code in (200, 201), created.text
+    state = admin.app.state.admin
+    await Breakers(state.redis, admin.settings.env).record("healthprov:a", False,
+                                                          ResilienceProfile(failure_threshold=1))
+    await Cooldowns(state.redis, admin.settings.env).fail("healthprov:b", CooldownSettings(base_s=60),
+                                                          reason="upstream 503")
+    client = await _browser(admin)
+    page = await client.get("/dashboard/providers")
+    token = _csrf(page)
+    assert "breaker open" in page.text and "cooling down" in page.text and "upstream 503" in page.text
+    assert 'for="test-model-' in page.text
+
+    # No executor runs in this test: the real call fails, and the page says how.
+    failed = await _follow(client, await client.post("/dashboard/providers/healthprov/test",
+                                                     data={"csrf_token": token, "connection": "a"}))
+    assert "Test of healthprov/a with model m1 failed" in failed and "executor" in failed
+    assert 'role="alert"' in failed and 'aria-live="assertive"' in failed
+
+    async def answered(settings: object, operation: int, target: object, body: object = None) -> object:
+        return provider_calls.Outcome(True, {"latency_ms": 42.5})
+    monkeypatch.setattr(provider_calls, "call", answered)
+    ok = await _follow(client, await client.post("/dashboard/providers/healthprov/test",
+                                                 data={"csrf_token": token, "model": "m2"}))
+    assert "Test of healthprov/a with model m2: OK in 42.5 ms." in ok
+    missing = await _follow(client, await client.post("/dashboard/providers/nope/test", data={"csrf_token": token}))
+    assert "No provider named" in missing
+    assert (await _actions(admin, "providers.test"))[:3] == ["providers.test"] * 2 or \
+        len(await _actions(admin, "providers.test")) >= 2
+
+    # Limits & breakers: the same health, and the reset buttons (the API's reset, audited).
+    limits = await client.get("/dashboard/limits")
+    assert "healthprov:a" in limits.text and "OPEN" in limits.text and "upstream 503" in limits.text
+    one = await _follow(client, await client.post("/dashboard/limits/reset",
+                                                  data={"csrf_token": token, "connection": "healthprov:a"}))
+    assert "Breaker of healthprov:a reset." in one
+    health = (await admin.client.get("/api/resilience")).json()["connections"]
+    assert health["healthprov:a"]["breaker"] == "CLOSED" and health["healthprov:b"]["cooldownS"] > 0
+    everything = await _follow(client, await client.post("/dashboard/limits/reset", data={"csrf_token": token}))
+    assert "cooldown(s) cleared" in everything
+    assert (await admin.client.get("/api/resilience")).json()["connections"]["healthprov:b"]["cooldownS"] == 0
+    assert (await _actions(admin, "resilience.*"))[:2] == ["resilience.reset", "resilience.reset"]
+    await client.aclose()
+
+
+async def test_combos_and_aliases_edit_reorder_and_validation(admin: Admin) -> None:
+    client = await _browser(admin)
+    token = _csrf(await client.get("/dashboard/combos"))
+    combo = {"csrf_token": token, "name": "dash-combo", "strategy": "priority",
+             "models": "p/one\np/two\r\np/three", "max_retries": "1", "enabled": "on"}
+    made = await _follow(client, await client.post("/dashboard/combos", data=combo))
+    assert "Combo dash-combo created." in made
+    assert (await admin.client.get("/api/combos/dash-combo")).json()["models"] == ["p/one", "p/two", "p/three"]
+
+    # Invalid: shown beside the form (400), what was typed kept.
+    bad = await client.post("/dashboard/combos", data={**combo, "name": "loop", "models": "loop\np/x"})
+    assert bad.status_code == 400 and 'class="form-error"' in bad.text and "cannot name itself" in bad.text
+    assert 'value="loop"' in bad.text and "p/x" in bad.text
+    empty = await client.post("/dashboard/combos", data={**combo, "name": "none", "models": " "})
+    assert empty.status_code == 400 and "models" in empty.text
+    dup = await client.post("/dashboard/combos", data=combo)
+    assert dup.status_code == 400 and "exists" in dup.text
+
+    # Reorder: down, up, remove; each the API's PUT.
+    moved = await _follow(client, await client.post("/dashboard/combos/dash-combo/steps", data={
+        "csrf_token": token, "index": "0", "step": "p/one", "action": "down"}))
+    assert "Moved p/one down" in moved
+    assert (await admin.client.get("/api/combos/dash-combo")).json()["models"] == ["p/two", "p/one", "p/three"]
+    await client.post("/dashboard/combos/dash-combo/steps", data={
+        "csrf_token": token, "index": "2", "step": "p/three", "action": "up"})
+    assert (await admin.client.get("/api/combos/dash-combo")).json()["models"] == ["p/two", "p/three", "p/one"]
+    stale = await _follow(client, await client.post("/dashboard/combos/dash-combo/steps", data={
+        "csrf_token": token, "index": "0", "step": "p/one", "action": "up"}))
+    assert "changed meanwhile" in stale
+    edge = await _follow(client, await client.post("/dashboard/combos/dash-combo/steps", data={
+        "csrf_token": token, "index": "0", "step": "p/two", "action": "up"}))
+    assert "cannot move further" in edge
+    await client.post("/dashboard/combos/dash-combo/steps", data={
+        "csrf_token": token, "index": "1", "step": "p/three", "action": "remove"})
+    assert (await admin.client.get("/api/combos/dash-combo")).json()["models"] == ["p/two", "p/one"]
+    page = await client.get("/dashboard/combos")
+    assert "Move p/two up" in page.text and 'aria-label="Steps of dash-combo, in order"' in page.text
+
+    # Edit: strategy and weights; a mismatch of weights is shown in that combo's form.
+    saved = await _follow(client, await client.post("/dashboard/combos/dash-combo", data={
+        "csrf_token": token, "strategy": "weighted", "models": "p/two\np/one", "weights": "3, 1"}))
+    assert "Combo dash-combo saved." in saved
+    stored = (await admin.client.get("/api/combos/dash-combo")).json()
+    assert stored["strategy"] == "weighted" and stored["weights"] == [3.0, 1.0] and stored["enabled"] is False
+    mismatch = await client.post("/dashboard/combos/dash-combo", data={
+        "csrf_token": token, "strategy": "weighted", "models": "p/two\np/one", "weights": "3"})
+    assert mismatch.status_code == 400 and "one entry per model" in mismatch.text and "<details open>" in mismatch.text
+    await client.post("/dashboard/combos/dash-combo/steps", data={
+        "csrf_token": token, "index": "1", "step": "p/one", "action": "up"})
+    assert (await admin.client.get("/api/combos/dash-combo")).json()["weights"] == [1.0, 3.0]   # weights follow
+
+    # Aliases.
+    alias = await _follow(client, await client.post("/dashboard/aliases", data={
+        "csrf_token": token, "alias": "fast", "model": "dash-combo"}))
+    assert "Alias fast saved." in alias
+    assert (await admin.client.get("/api/models/alias")).json()["aliases"]["fast"] == "dash-combo"
+    invalid = await client.post("/dashboard/aliases", data={"csrf_token": token, "alias": "bad alias!", "model": "x"})
+    assert invalid.status_code == 400 and 'id="alias-error"' in invalid.text and 'value="bad alias!"' in invalid.text
+    await client.post("/dashboard/aliases/fast/delete", data={"csrf_token": token})
+    assert "fast" not in (await admin.client.get("/api/models/alias")).json()["aliases"]
+    gone = await _follow(client, await client.post("/dashboard/combos/dash-combo/delete", data={"csrf_token": token}))
+    assert "Combo dash-combo deleted." in gone
+    assert (await admin.client.get("/api/combos/dash-combo")).status_code == 404
+    assert set(await _actions(admin, "combos.*")) == {"combos.create", "combos.update", "combos.delete"}
+    assert set(await _actions(admin, "aliases.*")) == {"aliases.set", "aliases.delete"}
+    await client.aclose()
+
+
+async def test_cache_page_and_clear(admin: Admin) -> None:
+    from omniroute.limits.cache import ExactCache
+
+    cache = ExactCache(admin.app.state.admin.redis, admin.settings.env)
+    await cache.begin("dash-entry", "r1", lease_s=5, wait_s=0)
+    await cache.finish("dash-entry", "r1", b"answer", 60)
+    client = await _browser(admin)
+    page = await client.get("/dashboard/cache")
+    assert "Exact cache" in page.text and "Semantic cache" in page.text
+    assert re.search(r'id="exact-entries">1<', page.text)
+    cleared = await _follow(client, await client.post("/dashboard/cache/clear", data={"csrf_token": _csrf(page)}))
+    assert "Cache cleared: 1 exact" in cleared
+    assert (await admin.client.get("/api/cache")).json()["exactCache"]["entries"] == 0
+    assert "cache.clear" in await _actions(admin, "cache.clear")
+    await client.aclose()
+
+
+async def test_sync_page_token_remote_pull_and_push(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = await _browser(admin)
+    page = await client.get("/dashboard/sync")
+    token = _csrf(page)
+    assert "Not enabled" in page.text
+    made = await client.post("/dashboard/sync/initialize", data={"csrf_token": token})
+    assert made.status_code == 201
+    sync_token = re.search(r'id="sync-token-value" class="secret">([^<]+)<', made.text)
+    assert sync_token and sync_token.group(1).startswith("sk-sync-")
+    assert sync_token.group(1) not in (await client.get("/dashboard/sync")).text   # shown once
+    assert (await admin.client.get("/api/sync/cloud")).json()["serving"]["enabled"] is True
+    again = await _follow(client, await client.post("/dashboard/sync/initialize", data={"csrf_token": token}))
+    assert "rotate" in again
+
+    wrong = await client.post("/dashboard/sync/remote", data={"csrf_token": token, "url": "ftp://x", "token": "short"})
+    assert wrong.status_code == 400 and 'id="remote-error"' in wrong.text and 'value="ftp://x"' in wrong.text
+    # The remote is this very admin, reached in-process: a real round trip through /api/cloud/config.
+    real = httpx.AsyncClient
+
+    def in_process(*args: object, **kwargs: object) -> httpx.AsyncClient:
+        kwargs.setdefault("transport", httpx.ASGITransport(app=admin.app))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(httpx, "AsyncClient", in_process)
+    saved = await _follow(client, await client.post("/dashboard/sync/remote", data={
+        "csrf_token": token, "url": "http://admin.test", "token": sync_token.group(1)}))
+    assert "Remote saved." in saved and "http://admin.test" in saved
+    early = await _follow(client, await client.post("/dashboard/sync/run", data={"csrf_token": token, "action": "push"}))
+    assert "Push failed" in early and "pull first" in early
+    pulled = await _follow(client, await client.post("/dashboard/sync/run", data={"csrf_token": token, "action": "pull"}))
+    assert "Pulled the configuration of the remote (" in pulled and "providers" in pulled
+    pushed = await _follow(client, await client.post("/dashboard/sync/run", data={"csrf_token": token, "action": "push"}))
+    assert "Pushed this configuration to the remote." in pushed, re.findall(r"flash[^>]*>([^<]*)<", pushed)
+    status = (await admin.client.get("/api/sync/cloud")).json()
+    assert status["remote"]["lastPullAt"] and status["remote"]["lastPushAt"]
+    assert {"sync.pull", "sync.push", "sync.remote", "sync.initialize"} <= set(await _actions(admin, "sync.*"))
+    await client.aclose()
+
+
+async def test_cli_tools_page_writes_a_config(admin: Admin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omniroute_admin import cli_tools
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").write_text("#!/bin/sh\necho '2.1.0 (Claude Code)'\n")
+    (bin_dir / "claude").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    monkeypatch.setenv("OMNIROUTE_CLI_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OMNIROUTE_PUBLIC_URL", "http://gateway.test:20128")
+    monkeypatch.setattr(cli_tools, "PROBE_TIMEOUT_S", 0.5)
+    client = await _browser(admin)
+    page = await client.get("/dashboard/cli-tools")
+    for tool in cli_tools.TOOLS:
+        assert f'id="tool-{tool}"' in page.text and f'for="{tool}-key"' in page.text
+    assert "2.1.0 (Claude Code)" in page.text and "not on the admin" in page.text
+    token = _csrf(page)
+    short = await _follow(client, await client.post("/dashboard/cli-tools/claude",
+                                                    data={"csrf_token": token, "api_key": "x"}))
+    assert "not written" in short
+    written = await _follow(client, await client.post("/dashboard/cli-tools/claude", data={
+        "csrf_token": token, "api_key": "sk-omni-dash-0123456789", "model": "dash-combo"}))
+    assert "claude: wrote" in written and 'id="points-claude">points at this gateway' in written
+    assert (await admin.client.get("/api/cli-tools/claude-settings")).json()["pointsAtGateway"] is True
+    settings = json.loads((tmp_path / "home" / ".claude" / "settings.json").read_text())
+    assert settings["env"]["ANTHROPIC_AUTH_TOKEN"] == "sk-omni-dash-0123456789"
+    assert "cli_tools.write" in await _actions(admin, "cli_tools.write")
+    await client.aclose()
+
+
+async def test_evals_page_save_run_and_compare(admin: Admin) -> None:
+    from tests.mocks.server import MockServer
+
+    client = await _browser(admin)
+    page = await client.get("/dashboard/evals")
+    token = _csrf(page)
+    assert 'for="suite-json"' in page.text
+    broken = await client.post("/dashboard/evals", data={"csrf_token": token, "suite": "{not json"})
+    assert broken.status_code == 400 and "not JSON" in broken.text and "{not json" in broken.text
+    invalid = await client.post("/dashboard/evals", data={"csrf_token": token, "suite": json.dumps(
+        {"name": "dash", "cases": [{"id": "a", "input": "x", "expected": {"type": "exact", "value": "y"}}]})})
+    assert invalid.status_code == 400 and "no default model" in invalid.text
+    suite = {"name": "dash", "model": "mock/gpt-4o-mini", "cases": [
+        {"id": "answers", "input": "hi", "expected": {"type": "regex", "value": "."}},
+        {"id": "exact", "input": "hi", "expected": {"type": "exact", "value": "certainly not this"}}]}
+    saved = await _follow(client, await client.post("/dashboard/evals", data={"csrf_token": token,
+                                                                             "suite": json.dumps(suite)}))
+    assert "Suite dash saved (2 cases)." in saved and 'href="/dashboard/evals/dash"' in saved
+    keyless = await _follow(client, await client.post("/dashboard/evals/dash/run", data={"csrf_token": token}))
+    assert "Not run" in keyless and "API key" in keyless
+    with MockServer().start() as mock:   # an OpenAI-shaped answer, as the gateway gives
+        form = {"csrf_token": token, "api_key": "sk-omni-eval-0123456789", "base_url": mock.url}
+        first = await client.post("/dashboard/evals/dash/run", data=form)
+        assert first.status_code == 303 and "?run=" in first.headers["location"]
+        shown = (await client.get(first.headers["location"])).text
+        assert "1 of 2 passed." in shown and 'class="pass"' in shown and 'class="fail"' in shown
+        second = await _follow(client, await client.post("/dashboard/evals/dash/run", data=form))
+    assert "+0 points since" in second and ">same<" in second and 'aria-live="polite"' in second
+    runs = (await admin.client.get("/api/evals/dash")).json()["runs"]
+    assert len(runs) == 2
+    picked = await client.get(f"/dashboard/evals/dash?run={runs[1]['id']}")
+    assert f"Run #{runs[1]['id']}" in picked.text and ">new<" in picked.text
+    assert (await client.get("/dashboard/evals/none")).status_code == 404
+    assert {"evals.save", "evals.run"} <= set(await _actions(admin, "evals.*"))
+    await client.aclose()

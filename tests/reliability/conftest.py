@@ -20,6 +20,7 @@ OTHER_KEY = "sk-omni-reliab-key-b-9876543210"
 #: Upstream timeout of the stack (OMNIROUTE_UPSTREAM_TIMEOUT_S) and of the fallback combos.
 UPSTREAM_TIMEOUT_S = 2.0
 COMBO_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 4.0
 #: Scenarios of the ordinary mock (tests/mocks/README.md) that misbehave.
 MOCK_FAULTS = ("mock-429", "mock-500", "mock-503", "mock-drop", "mock-error-mid")
 #: Every provider credential of the stack: none may ever show in a log or a response.
@@ -60,7 +61,9 @@ def gateway(mock_upstream: MockServer, fault_upstream: FaultServer,
     env = {"OMNIROUTE_UPSTREAM_TIMEOUT_S": str(UPSTREAM_TIMEOUT_S),
            "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "true",
            # Small enough for the 413 tests to be cheap.
-           "OMNIROUTE_MAX_BODY_BYTES": str(1024 * 1024)}
+           "OMNIROUTE_MAX_BODY_BYTES": str(1024 * 1024),
+           # A body that has not arrived after this long is refused (408).
+           "OMNIROUTE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}
     with running_gateway(tmp_path_factory.mktemp("reliability"), fault_config(mock_upstream, fault_upstream),
                          api_key=API_KEY, extra_env=env) as running:
         yield running

@@ -56,11 +56,27 @@ def cluster(mock: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module")
 def balancer(cluster: Cluster) -> Iterator[Balancer]:
     balancing = Balancer(cluster.edge_urls)
+    cluster_of_phase[:] = [cluster]
     yield balancing
     balancing.close()
 
 
+cluster_of_phase: list[Cluster] = []   # the cluster run_phase checks usage rows in
 SUCCEEDED: list[Result] = []   # every success of every phase: checked against usage rows at the end
+
+
+def missing_rows(cluster: Cluster, results: list[Result], timeout_s: float = 45.0) -> set[str]:
+    """Request ids of successes without a status-200 usage row once `timeout_s` passed (a batch
+    a killed accounting replica held unacknowledged comes back after ack_wait, 30 s)."""
+    wanted = {r.request_id for r in results if r.ok}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = cluster.rows("SELECT request_id FROM usage WHERE request_id = ANY(%s) AND status = 200",
+                            (list(wanted),))
+        found = {row[0] for row in rows}
+        if found == wanted or time.monotonic() > deadline:
+            return wanted - found
+        time.sleep(0.5)
 
 
 def run_phase(name: str, balancer: Balancer, fault: Callable[[], None], *, before_s: float = 2.0,
@@ -81,7 +97,9 @@ def run_phase(name: str, balancer: Balancer, fault: Callable[[], None], *, befor
                     "failed_after_recovery_window": len(late_failures),
                     "fault_took_s": round(fault_done - at, 2),
                     "failure_details": sorted({r.detail[:120] for r in failed})[:5]}
+    REPORT[name]["usage rows missing"] = len(missing_rows(cluster_of_phase[0], results))
     print(name, json.dumps(REPORT[name]))
+    assert REPORT[name]["usage rows missing"] == 0
     assert all(r.clean for r in results), [r.detail for r in results if not r.clean][:5]
     assert not late_failures, [r.detail for r in late_failures][:5]
     return results, at

@@ -8,6 +8,7 @@ import base64
 import struct
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from omniroute import catalog, oauth
@@ -141,6 +142,12 @@ def test_one_pooled_client_per_distinct_proxy() -> None:
             assert clients.get("http://proxy-a:3128") is first
             assert clients.get("http://proxy-b:3128") is not first
             assert clients.proxied_count == 2
+            # SOCKS5 needs the httpx[socks] extra (socksio); without it the client cannot be built.
+            assert clients.get("socks5://u:p@proxy-c:1080") is not first
+            assert clients.get("socks5h://proxy-d:1080") is not first
+            refused = clients.get("gopher://proxy-e:70")
+            with pytest.raises(httpx.ProxyError):
+                await refused.get("http://upstream.example/")
         finally:
             await clients.aclose()
     asyncio.run(run())

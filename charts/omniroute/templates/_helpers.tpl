@@ -89,6 +89,33 @@ helm.sh/chart: {{ include "omniroute.chart" .root }}
 {{- end -}}
 {{- end -}}
 
+{{/* Where every executor family is reachable: "family=host:port,..." (EXECUTOR_ADDRS). */}}
+{{- define "omniroute.executorAddrs" -}}
+{{- $addrs := list }}
+{{- range $family, $fam := .Values.executor.families }}
+{{- if ne (toString ($fam | default dict).enabled) "false" }}
+{{- $addrs = append $addrs (printf "%s=%s" $family (include "omniroute.executorAddr" (dict "root" $ "family" $family))) }}
+{{- end }}
+{{- end }}
+{{- join "," $addrs }}
+{{- end -}}
+
+{{/* host:port of one family's executors: (dict "root" $ "family" "openai") */}}
+{{- define "omniroute.executorAddr" -}}
+{{- $fam := index .root.Values.executor.families .family | default dict -}}
+{{- printf "%s-headless:%v" (include "omniroute.componentName" (dict "root" .root "name" (printf "executor-%s" .family))) ($fam.port | default .root.Values.executor.port) -}}
+{{- end -}}
+
+{{/* EXECUTOR_ADDR: where a family without its own Deployment goes (executor.defaultFamily). */}}
+{{- define "omniroute.defaultExecutorAddr" -}}
+{{- $default := .Values.executor.defaultFamily -}}
+{{- $fam := index .Values.executor.families $default -}}
+{{- if or (not (hasKey .Values.executor.families $default)) (eq (toString ($fam | default dict).enabled) "false") -}}
+{{- fail (printf "executor.defaultFamily %q must be one of the enabled executor.families" $default) -}}
+{{- end -}}
+{{- include "omniroute.executorAddr" (dict "root" . "family" $default) -}}
+{{- end -}}
+
 {{- define "omniroute.qdrantUrl" -}}
 {{- if .Values.qdrant.enabled -}}
 {{- printf "http://%s:6333" (include "omniroute.subchartFullname" (dict "root" . "chart" "qdrant")) -}}
@@ -96,6 +123,10 @@ helm.sh/chart: {{ include "omniroute.chart" .root }}
 {{- .Values.externalQdrant.url -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The router's semantic cache without a Qdrant server: Qdrant local mode on a per-pod
+     emptyDir (one process per path; each router pod keeps its own cache). */}}
+{{- define "omniroute.localQdrantPath" -}}/var/cache/omniroute/qdrant{{- end -}}
 
 {{- define "omniroute.env.database" -}}
 {{- if include "omniroute.bundledDatabase" . }}
@@ -141,16 +172,57 @@ helm.sh/chart: {{ include "omniroute.chart" .root }}
 {{- end -}}
 
 {{/*
-Environment of one component: (dict "root" $ "component" "router" "needs" (list "db" "redis" "nats" "qdrant" "masterKey") "cfg" $cfg)
+Environment of one component: (dict "root" $ "component" "router" "needs" (list "db" "redis" "nats" "qdrant" "masterKey") "cfg" $cfg "vars" (dict NAME value ...))
+Plain values (the chart's own, the component's `vars`, then `<service>.env`, later ones winning)
+are emitted once each, sorted; a name also listed in `<service>.extraEnv` is left to extraEnv.
+Kubernetes (and server-side apply) refuses duplicate names, so every name appears once.
 */}}
 {{- define "omniroute.env" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
-- name: OMNIROUTE_ENV
-  value: {{ $v.environment | quote }}
-# Listen on the pod's addresses (the services default to 127.0.0.1).
-- name: OMNIROUTE_BIND
-  value: "0.0.0.0"
+{{- $plain := dict
+  "OMNIROUTE_ENV" $v.environment
+  "OMNIROUTE_BIND" "0.0.0.0"
+  "LOG_LEVEL" $v.logLevel
+  "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS" (toString $v.allowPrivateUpstreams)
+  "OTEL_SERVICE_NAME" (printf "omniroute-%s" .component)
+  "OMNIROUTE_METRICS_PORT" (toString $v.metrics.port)
+  "OTEL_EXPORTER_PROMETHEUS_HOST" "0.0.0.0"
+  "OTEL_EXPORTER_PROMETHEUS_PORT" (toString $v.metrics.port)
+  "OTEL_METRICS_EXPORTER" (ternary $v.metrics.exporter "none" (and $v.metrics.enabled (not (empty $v.metrics.exporter)))) -}}
+{{- if .cfg.terminationGracePeriodSeconds }}
+{{- /* How long SIGTERM may drain in-flight streams: grace period less the preStop sleep and a margin. */}}
+{{- $_ := set $plain "OMNIROUTE_DRAIN_S" (toString (max 1 (sub (int .cfg.terminationGracePeriodSeconds) (add (int $v.preStopSleepSeconds) 5)))) }}
+{{- end }}
+{{- if has "nats" .needs }}
+{{- $_ := set $plain "NATS_URL" (include "omniroute.natsUrl" $root) }}
+{{- end }}
+{{- if has "qdrant" .needs }}
+{{- $_ := set $plain "QDRANT_URL" (include "omniroute.qdrantUrl" $root | default (include "omniroute.localQdrantPath" $root)) }}
+{{- end }}
+{{- $attrs := list "service.namespace=omniroute" (printf "service.version=%s" $root.Chart.AppVersion) "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" }}
+{{- range $k, $val := $v.otel.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%v" $k $val) }}
+{{- end }}
+{{- $_ := set $plain "OTEL_RESOURCE_ATTRIBUTES" (join "," $attrs) }}
+{{- if $v.otel.enabled }}
+{{- $_ := set $plain "OTEL_TRACES_EXPORTER" "otlp" }}
+{{- $_ := set $plain "OTEL_EXPORTER_OTLP_ENDPOINT" $v.otel.endpoint }}
+{{- $_ := set $plain "OTEL_EXPORTER_OTLP_PROTOCOL" $v.otel.protocol }}
+{{- $_ := set $plain "OTEL_TRACES_SAMPLER" $v.otel.tracesSampler }}
+{{- $_ := set $plain "OTEL_TRACES_SAMPLER_ARG" $v.otel.tracesSamplerArg }}
+{{- else }}
+{{- $_ := set $plain "OTEL_TRACES_EXPORTER" "none" }}
+{{- end }}
+{{- range $k, $val := (.vars | default dict) }}
+{{- $_ := set $plain $k (toString $val) }}
+{{- end }}
+{{- range $k, $val := (.cfg.env | default dict) }}
+{{- $_ := set $plain $k (toString $val) }}
+{{- end }}
+{{- range $e := (.cfg.extraEnv | default list) }}
+{{- $_ := unset $plain $e.name }}
+{{- end -}}
 - name: POD_NAME
   valueFrom:
     fieldRef:
@@ -159,24 +231,11 @@ Environment of one component: (dict "root" $ "component" "router" "needs" (list 
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
-{{- if .cfg.terminationGracePeriodSeconds }}
-# How long SIGTERM may drain in-flight streams (grace period less the preStop sleep and a margin).
-- name: OMNIROUTE_DRAIN_S
-  value: {{ max 1 (sub (int .cfg.terminationGracePeriodSeconds) (add (int $v.preStopSleepSeconds) 5)) | quote }}
-{{- end }}
-{{- if has "nats" .needs }}
-- name: NATS_URL
-  value: {{ include "omniroute.natsUrl" $root | quote }}
-{{- end }}
 {{- if has "db" .needs }}
 {{- include "omniroute.env.database" $root }}
 {{- end }}
 {{- if has "redis" .needs }}
 {{- include "omniroute.env.redis" $root }}
-{{- end }}
-{{- if and (has "qdrant" .needs) (include "omniroute.qdrantUrl" $root) }}
-- name: QDRANT_URL
-  value: {{ include "omniroute.qdrantUrl" $root | quote }}
 {{- end }}
 {{- if has "masterKey" .needs }}
 - name: OMNIROUTE_MASTER_KEY
@@ -185,36 +244,12 @@ Environment of one component: (dict "root" $ "component" "router" "needs" (list 
       name: {{ include "omniroute.secretName" $root }}
       key: OMNIROUTE_MASTER_KEY
 {{- end }}
-- name: OTEL_SERVICE_NAME
-  value: {{ printf "omniroute-%s" .component | quote }}
-{{- $attrs := list "service.namespace=omniroute" (printf "service.version=%s" $root.Chart.AppVersion) "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" }}
-{{- range $k, $val := $v.otel.resourceAttributes }}
-{{- $attrs = append $attrs (printf "%s=%v" $k $val) }}
+{{- with .secretEnv }}
+{{ . }}
 {{- end }}
-- name: OTEL_RESOURCE_ATTRIBUTES
-  value: {{ join "," $attrs | quote }}
-- name: OTEL_EXPORTER_PROMETHEUS_HOST
-  value: "0.0.0.0"
-- name: OTEL_EXPORTER_PROMETHEUS_PORT
-  value: {{ $v.metrics.port | quote }}
-{{- if $v.otel.enabled }}
-- name: OTEL_TRACES_EXPORTER
-  value: otlp
-- name: OTEL_EXPORTER_OTLP_ENDPOINT
-  value: {{ $v.otel.endpoint | quote }}
-- name: OTEL_EXPORTER_OTLP_PROTOCOL
-  value: {{ $v.otel.protocol | quote }}
-- name: OTEL_TRACES_SAMPLER
-  value: {{ $v.otel.tracesSampler | quote }}
-- name: OTEL_TRACES_SAMPLER_ARG
-  value: {{ $v.otel.tracesSamplerArg | quote }}
-{{- else }}
-- name: OTEL_TRACES_EXPORTER
-  value: none
-{{- end }}
-{{- range $k, $val := .cfg.env }}
+{{- range $k := keys $plain | sortAlpha }}
 - name: {{ $k }}
-  value: {{ $val | toString | quote }}
+  value: {{ index $plain $k | quote }}
 {{- end }}
 {{- with .cfg.extraEnv }}
 {{ toYaml . }}
@@ -283,6 +318,7 @@ One service: ServiceAccount, Deployment, Service(s), HPA, PDB.
 (dict "root" $ "component" "edge" "name" "edge" "family" "" "image" "edge"
       "protocol" "http|grpc" "portName" "http|grpc|health" "exposePort" true
       "portEnv" "OMNIROUTE_PORT" "args" (list) "needs" (list ...) "cfg" $cfg
+      "vars" (dict NAME value) "secretEnv" "<EnvVar yaml with valueFrom>"
       "volumes" "<yaml>" "volumeMounts" "<yaml>" "checksums" (list ...) "headless" false)
 */}}
 {{- define "omniroute.workload" -}}
@@ -394,14 +430,11 @@ spec:
               containerPort: {{ $metricsPort }}
               protocol: TCP
           env:
+            {{- $vars := deepCopy (.vars | default dict) }}
             {{- if .portEnv }}
-            - name: {{ .portEnv }}
-              value: {{ $cfg.port | quote }}
+            {{- $_ := set $vars .portEnv (toString $cfg.port) }}
             {{- end }}
-            {{- with .extraEnv }}
-            {{- . | nindent 12 }}
-            {{- end }}
-            {{- include "omniroute.env" (dict "root" $root "component" .component "needs" .needs "cfg" $cfg) | nindent 12 }}
+            {{- include "omniroute.env" (dict "root" $root "component" .component "needs" .needs "cfg" $cfg "vars" $vars "secretEnv" .secretEnv) | nindent 12 }}
           {{- include "omniroute.probes" (dict "protocol" .protocol "portName" .portName "cfg" $cfg) | nindent 10 }}
           lifecycle:
             preStop:

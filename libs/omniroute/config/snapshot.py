@@ -68,6 +68,9 @@ class ConfigSnapshot:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     # admin_settings (general, ip_filter, proxy, …): name → JSON document; no clear secrets.
     settings: dict[str, Any] = field(default_factory=dict)
+    # Models added through /api/provider-models (table provider_models): provider id →
+    # ((kind, model), …), kinds as there (chat, embedding, image, audio). Listed like declared ones.
+    custom_models: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnapshot:
@@ -81,6 +84,8 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         combo_rows = await (await conn.execute("SELECT name, spec FROM combos")).fetchall()
         setting_rows = await (await conn.execute("SELECT key, value FROM routing_settings")).fetchall()
         admin_rows = await (await conn.execute("SELECT key, value FROM admin_settings")).fetchall()
+        custom_rows = await (await conn.execute(
+            "SELECT provider_id, kind, model FROM provider_models ORDER BY provider_id, kind, model")).fetchall()
 
     connections: dict[str, list[Connection]] = {}
     for row in connection_rows:
@@ -114,7 +119,15 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
                           combos={row["name"]: ComboSpec.model_validate(row["spec"]) for row in combo_rows},
                           routing=RoutingSettings.from_rows({row["key"]: row["value"]
                                                              for row in setting_rows}),
-                          settings={row["key"]: row["value"] for row in admin_rows})
+                          settings={row["key"]: row["value"] for row in admin_rows},
+                          custom_models=_custom_models(custom_rows))
+
+
+def _custom_models(rows: list[dict[str, Any]]) -> dict[str, tuple[tuple[str, str], ...]]:
+    by_provider: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_provider.setdefault(row["provider_id"], []).append((row["kind"], row["model"]))
+    return {provider_id: tuple(models) for provider_id, models in by_provider.items()}
 
 
 def _credential(row: dict[str, Any], crypto: Crypto | None) -> tuple[str, bool]:

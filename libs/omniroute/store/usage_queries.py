@@ -119,7 +119,9 @@ def _log_json(row: dict[str, Any]) -> dict[str, Any]:
             "cachedTokens": row["cached_tokens"], "reasoningTokens": row["reasoning_tokens"],
             "costUsd": float(row["cost_usd"]), "latencyMs": row["latency_ms"], "ttftMs": row["ttft_ms"],
             "stream": row["stream"], "clientFormat": row["client_format"], "cacheHit": row["cache_hit"],
-            "failedAttempts": row["failed_attempts"]}
+            "failedAttempts": row["failed_attempts"],
+            # Transcriptions only (0007_audio_usage.sql); None for every other request.
+            "audioSeconds": row.get("audio_seconds")}
 
 
 async def resolve_connection(conn: AsyncConnection[Any], connection_id: str) -> tuple[str | None, str]:

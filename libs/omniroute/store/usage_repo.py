@@ -21,7 +21,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("reasoning_tokens", "bigint"), ("status", "integer"), ("error_class", "text"),
     ("latency_ms", "double precision"), ("ttft_ms", "double precision"), ("stream", "boolean"),
     ("client_format", "text"), ("cache_hit", "boolean"), ("failed_attempts", "jsonb"),
-    ("started_at", "timestamptz"), ("cost_usd", "numeric"))
+    ("started_at", "timestamptz"), ("cost_usd", "numeric"), ("audio_seconds", "double precision"))
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 # jsonb arrays do not adapt from Python lists of strings; they travel as text and are cast.
 _ARRAYS = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in _COLUMNS)
@@ -41,7 +41,9 @@ def row_of(event: events_pb2.UsageEvent, cost: Decimal = Decimal(0)) -> tuple[An
             event.usage.cached_tokens, event.usage.reasoning_tokens, event.status, event.error_class,
             event.latency_ms, event.ttft_ms, event.stream,
             common_pb2.ApiFormat.Name(event.client_format).lower(), event.cache_hit,
-            json.dumps(list(event.failed_attempts)), started_at(event), cost)
+            json.dumps(list(event.failed_attempts)), started_at(event), cost,
+            # NULL unless the request was a transcription (0007_audio_usage.sql).
+            event.usage.audio_seconds or None)
 
 
 async def insert_usage_rows(conn: AsyncConnection[Any], events: Sequence[events_pb2.UsageEvent],

@@ -96,6 +96,23 @@ def meter(name: str) -> metrics.Meter:
     return metrics.get_meter(name)
 
 
+# 429s the gateway itself decides (the router's error codes), as the `reason` label; any other
+# 429 is the upstream's and is labelled "upstream". A fixed set keeps the label bounded.
+REJECTION_REASONS = {
+    "rate_limit_exceeded": "key_rate_limit",  # admission.py: the key's RPM / TPM / concurrency
+    "budget_exhausted": "budget",             # budget_gate.py: the key's USD budget is spent
+    "account_busy": "accounts_busy",          # dispatch.py: every connection is at its limit
+}
+CACHE_KINDS = {"exact", "semantic", "idempotent"}
+
+
+def rejection_reason(event: events_pb2.UsageEvent) -> str | None:
+    """The `reason` of a rate-limit rejection, or None when the request was not one."""
+    if event.status != 429:
+        return None
+    return REJECTION_REASONS.get(event.error_class, "upstream")
+
+
 @dataclass
 class UsageMetrics:
     """The per-request series, recorded once per request by accounting (which sees each usage
@@ -108,6 +125,11 @@ class UsageMetrics:
     cost: metrics.Counter
     cache_hits: metrics.Counter
     fallbacks: metrics.Counter
+    fallback_requests: metrics.Counter
+    rejections: metrics.Counter
+    key_requests: metrics.Counter
+    key_tokens: metrics.Counter
+    key_cost: metrics.Counter
     unpriced: metrics.Counter
     genai_tokens: metrics.Histogram
     genai_duration: metrics.Histogram
@@ -124,9 +146,20 @@ class UsageMetrics:
             tokens=m.create_counter("omniroute.tokens", unit="{token}",
                                     description="Tokens by direction (input, output, cached_input)"),
             cost=m.create_counter("omniroute.cost.usd", description="Cost in US dollars"),
-            cache_hits=m.create_counter("omniroute.cache.hits", description="Answers served from cache"),
+            cache_hits=m.create_counter("omniroute.cache.hits",
+                                        description="Answers served from cache, by kind"),
             fallbacks=m.create_counter("omniroute.fallbacks",
-                                       description="Failed attempts before the answer (fallbacks)"),
+                                       description="Failed attempts before a successful answer"),
+            fallback_requests=m.create_counter(
+                "omniroute.fallback.requests",
+                description="Successful requests that needed at least one fallback"),
+            rejections=m.create_counter("omniroute.rate_limit.rejections",
+                                        description="Requests refused with 429, by reason"),
+            key_requests=m.create_counter("omniroute.key.requests",
+                                          description="Requests per API key, by status"),
+            key_tokens=m.create_counter("omniroute.key.tokens", unit="{token}",
+                                        description="Tokens per API key, by direction"),
+            key_cost=m.create_counter("omniroute.key.cost.usd", description="Cost per API key in USD"),
             unpriced=m.create_counter("omniroute.unpriced_requests",
                                       description="Requests whose model has no price (cost 0)"),
             genai_tokens=m.create_histogram("gen_ai.client.token.usage", unit="{token}",
@@ -136,23 +169,37 @@ class UsageMetrics:
 
     def record(self, event: events_pb2.UsageEvent, cost: Decimal | None) -> None:
         base = {"provider": event.provider or "unknown", "model": event.model or "unknown"}
-        self.requests.add(1, {**base, "status": str(event.status)})
+        status = str(event.status)
+        self.requests.add(1, {**base, "status": status})
         self.duration.record(event.latency_ms / 1000.0, base)
         if event.ttft_ms > 0:
             self.ttft.record(event.ttft_ms / 1000.0, base)
         usage = event.usage
+        # Per-key series carry the key id only (not provider/model): keys × models would
+        # multiply the series count; the key id is an opaque, admin-created identifier.
+        key = {"key": event.key_id or "none"}
+        self.key_requests.add(1, {**key, "status": status})
         for direction, count in (("input", usage.input_tokens), ("output", usage.output_tokens),
                                  ("cached_input", usage.cached_tokens)):
             if count:
                 self.tokens.add(count, {**base, "direction": direction})
+                self.key_tokens.add(count, {**key, "direction": direction})
         if cost is None:
             self.unpriced.add(1, base)
         elif cost > 0:
             self.cost.add(float(cost), base)
+            self.key_cost.add(float(cost), key)
         if event.cache_hit:
-            self.cache_hits.add(1, base)
-        if event.failed_attempts:
+            kind = event.cache_kind if event.cache_kind in CACHE_KINDS else "unknown"
+            self.cache_hits.add(1, {**base, "kind": kind})
+        if event.failed_attempts and event.status < 400:
+            # Only answered requests: a request that failed after its fallbacks is an error
+            # (counted by status), not a fallback that worked.
             self.fallbacks.add(len(event.failed_attempts), base)
+            self.fallback_requests.add(1, base)
+        reason = rejection_reason(event)
+        if reason is not None:
+            self.rejections.add(1, {**key, "reason": reason})
         genai = {"gen_ai.provider.name": base["provider"], "gen_ai.request.model": base["model"],
                  "gen_ai.operation.name": "chat"}
         if event.status >= 400:

@@ -13,6 +13,7 @@ from omniroute import control, health, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
+from omniroute.telemetry import gauges, metrics
 from omniroute_accounting import maintenance
 from omniroute_accounting.prices import PriceSource
 from omniroute_accounting.recorder import Recorder
@@ -41,8 +42,14 @@ async def main() -> None:
         recorder.rebuild_wanted.set()
 
     server = health.health_server(config.bind_host, config.accounting_port, lambda: not pool.closed)
+    # Gauges read over the network (see omniroute.telemetry.gauges): this consumer's lag, and
+    # each key's budget against its spend (accounting keeps those counters).
+    meter = metrics.meter("omniroute.accounting")
+    lag = gauges.consumer_lag(meter, nats_client.jetstream(), config, "accounting")
+    budgets = gauges.budget_levels(meter, pool, redis_client, config.env)
     try:
         await asyncio.gather(
+            lag.run(stop), budgets.run(stop),
             consume(nats_client, config, durable="accounting", subject_suffix="usage.>",
                     handle=recorder.handle, stop=stop),
             maintenance.run(config, pool, redis_client, stop, recorder.rebuild_wanted),

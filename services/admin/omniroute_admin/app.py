@@ -27,6 +27,7 @@ from omniroute_admin import (
     config_file,
     control_api,
     dashboard,
+    dashboard_ops,
     docs,
     evals_api,
     maintenance,
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(backups_api.router)
     app.include_router(docs.router)
     app.include_router(dashboard.router)
+    app.include_router(dashboard_ops.router)   # the dashboard's routing and operations pages
     app.include_router(usage_api.router)
     app.include_router(control_api.router)
     app.include_router(sync_api.router)

@@ -26,8 +26,10 @@ from omniroute_admin import (
     auth_api,
     backup_store,
     backups_api,
+    catalog_api,
     dashboard_data,
     providers_api,
+    routing_api,
     sessions,
     settings_api,
     settings_store,
@@ -39,9 +41,12 @@ from omniroute_admin.templating import STATIC, render
 router = APIRouter(include_in_schema=False)
 FLASH_COOKIE = "flash"
 NAV = [("overview", "/dashboard", "Overview"), ("providers", "/dashboard/providers", "Providers"),
-       ("keys", "/dashboard/keys", "API keys"), ("usage", "/dashboard/usage", "Usage"),
-       ("logs", "/dashboard/logs", "Request logs"), ("routing", "/dashboard/routing", "Routing & limits"),
-       ("settings", "/dashboard/settings", "Settings"), ("audit", "/dashboard/audit", "Audit log")]
+       ("keys", "/dashboard/keys", "API keys"), ("combos", "/dashboard/combos", "Combos & aliases"),
+       ("usage", "/dashboard/usage", "Usage"), ("logs", "/dashboard/logs", "Request logs"),
+       ("limits", "/dashboard/limits", "Limits & breakers"), ("cache", "/dashboard/cache", "Cache"),
+       ("sync", "/dashboard/sync", "Sync"), ("cli-tools", "/dashboard/cli-tools", "CLI tools"),
+       ("evals", "/dashboard/evals", "Evals"), ("settings", "/dashboard/settings", "Settings"),
+       ("audit", "/dashboard/audit", "Audit log")]
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(css|js)$")
 
 
@@ -256,8 +261,30 @@ async def _providers(request: Request) -> list[dict[str, Any]]:
 @router.get("/dashboard/providers")
 async def providers_page(request: Request) -> Response:
     await _gate(request)
+    # Breakers and cooldowns as the routers keep them in Redis, read by the API's own handler.
+    health = (await routing_api.get_resilience(request))["connections"]
     return await _page(request, "providers.html", "providers", {
-        "providers": await _providers(request), "types": sorted(PROVIDER_TYPES)})
+        "providers": await _providers(request), "types": sorted(PROVIDER_TYPES), "health": health})
+
+
+@router.post("/dashboard/providers/{provider_id}/test")
+async def provider_test(provider_id: str, request: Request) -> Response:
+    """A real minimal call through an executor (the API's test): latency, or the provider's error."""
+    await _gate(request)
+    form = await _form(request)
+    wanted = catalog_api.TestRequest(model=form.get("model", "").strip() or None,
+                                     connection=form.get("connection", "").strip() or None)
+    try:
+        result = await catalog_api.test_provider(provider_id, request, wanted)
+    except HTTPException as exc:
+        return _back("/dashboard/providers", f"Test of {provider_id}: {_error_text(exc)}", "error")
+    via = f"{provider_id}/{result['connection'] or '—'} with model {result['model'] or '—'}"
+    if result["ok"]:
+        return _back("/dashboard/providers", f"Test of {via}: OK in {result['latencyMs']} ms.")
+    error = result["error"] or {}
+    return _back("/dashboard/providers", f"Test of {via} failed after {result['latencyMs']} ms: "
+                                         f"{error.get('status', '')} {error.get('code', '')}: "
+                                         f"{error.get('message', '')}", "error")
 
 
 @router.post("/dashboard/providers")

@@ -26,6 +26,7 @@ from omniroute.limits.idempotency import Idempotency
 from omniroute.limits.ratelimit import Limits, RateLimiter
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.store import config_repo
+from omniroute_admin import audit
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
@@ -67,6 +68,7 @@ async def set_alias(body: AliasBody, request: Request) -> dict[str, Any]:
     state = _state(request)
     async with state.pool.connection() as conn:
         await config_repo.upsert_alias(conn, body.alias, body.model)
+        await audit.record(state, request, "aliases.set", body.alias, after=body.model_dump(), conn=conn)
     await state.announce("aliases")
     return {"alias": body.alias, "model": body.model}
 
@@ -77,6 +79,7 @@ async def delete_alias(alias: str, request: Request) -> dict[str, Any]:
     async with state.pool.connection() as conn:
         if not await config_repo.delete_alias(conn, alias):
             raise HTTPException(404, f"No alias {alias!r}.")
+        await audit.record(state, request, "aliases.delete", alias, conn=conn)
     await state.announce("aliases")
     return {"deleted": alias}
 
@@ -101,6 +104,8 @@ async def create_combo(spec: ComboSpec, request: Request) -> dict[str, Any]:
         raise HTTPException(409, f"A combo named {spec.name!r} exists; use PUT to change it.")
     async with state.pool.connection() as conn:
         await config_repo.upsert_combo(conn, spec)
+        await audit.record(state, request, "combos.create", spec.name, after=spec.model_dump(mode="json"),
+                           conn=conn)
     await state.announce("combos")
     return spec.model_dump(mode="json")
 
@@ -118,8 +123,11 @@ async def update_combo(name: str, spec: ComboSpec, request: Request) -> dict[str
     if spec.name != name:
         raise HTTPException(400, "The name in the body must match the name in the path.")
     state = _state(request)
+    before = await _combo(state, name)
     async with state.pool.connection() as conn:
         await config_repo.upsert_combo(conn, spec)
+        await audit.record(state, request, "combos.update", name, conn=conn, after=spec.model_dump(mode="json"),
+                           before=before.model_dump(mode="json") if before else None)
     await state.announce("combos")
     return spec.model_dump(mode="json")
 
@@ -130,6 +138,7 @@ async def delete_combo(name: str, request: Request) -> dict[str, Any]:
     async with state.pool.connection() as conn:
         if not await config_repo.delete_combo(conn, name):
             raise HTTPException(404, f"No combo named {name!r}.")
+        await audit.record(state, request, "combos.delete", name, conn=conn)
     await state.announce("combos")
     return {"deleted": name}
 
@@ -166,10 +175,13 @@ async def reset_resilience(request: Request, body: ResetBody | None = None) -> d
     state = _state(request)
     breakers = Breakers(state.redis, state.settings.env)
     if body is not None and body.connection:
-        return {"reset": await breakers.reset(body.connection)}
-    reset = await breakers.reset()
-    cleared = await Cooldowns(state.redis, state.settings.env).reset()
-    return {"reset": reset, "cooldownsCleared": cleared}
+        answer: dict[str, Any] = {"reset": await breakers.reset(body.connection)}
+    else:
+        answer = {"reset": await breakers.reset(),
+                  "cooldownsCleared": await Cooldowns(state.redis, state.settings.env).reset()}
+    await audit.record(state, request, "resilience.reset", (body.connection if body else None) or "*",
+                       detail=answer)
+    return answer
 
 
 # --- rate limits -----------------------------------------------------------------------------
@@ -313,7 +325,9 @@ async def cache_stats(request: Request) -> dict[str, Any]:
 async def clear_cache(request: Request) -> dict[str, Any]:
     state = _state(request)
     semantic = await SemanticStats(state.redis, state.settings.env).clear()  # routers drop them lazily
-    return {"cleared": await ExactCache(state.redis, state.settings.env).clear(), "semanticCleared": semantic}
+    answer = {"cleared": await ExactCache(state.redis, state.settings.env).clear(), "semanticCleared": semantic}
+    await audit.record(state, request, "cache.clear", "cache", detail=answer)
+    return answer
 
 
 # --- policies --------------------------------------------------------------------------------

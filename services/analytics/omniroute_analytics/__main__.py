@@ -16,6 +16,7 @@ from omniroute import analytics_store, control, health, runtime, settings, telem
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
+from omniroute.telemetry import gauges, metrics
 from omniroute.v1 import events_pb2
 
 log = logging.getLogger("omniroute.analytics")
@@ -46,8 +47,15 @@ async def main() -> None:
         await sessions.record(events)
 
     server = health.health_server(config.bind_host, config.analytics_port, lambda: True)
+    # Gauges read over the network (see omniroute.telemetry.gauges): this consumer's lag, and
+    # the breaker of every connection. Analytics polls the breakers because it already reads
+    # Redis off the request path and runs few replicas; a router would add the scan per pod.
+    meter = metrics.meter("omniroute.analytics")
+    lag = gauges.consumer_lag(meter, nats_client.jetstream(), config, "analytics")
+    breakers = gauges.breaker_states(meter, redis_client, config.env)
     try:
         await asyncio.gather(
+            lag.run(stop), breakers.run(stop),
             consume(nats_client, config, durable="analytics", subject_suffix="usage.>",
                     handle=handle, stop=stop),
             health.run_until(server, stop))

@@ -3,6 +3,8 @@ the answer headers. A route module only says how its format maps to the canonica
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,8 @@ from omniroute_edge.state import EdgeState
 Json = dict[str, Any]
 _OFF = {"", "0", "false", "no", "off", "disabled"}
 
+BODY_TIMEOUT_S = float(os.environ.get("OMNIROUTE_BODY_TIMEOUT_S", "60"))
+
 
 def edge_state(request: Request) -> EdgeState:
     state: EdgeState = request.app.state.edge
@@ -37,10 +41,15 @@ async def read_json(request: Request, limit: int) -> tuple[bytes, object]:
     if declared and declared.isdigit() and int(declared) > limit:
         raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
     body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
+    try:
+        # A client that trickles its body must not hold a connection and a task forever.
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for piece in request.stream():
+                body += piece
+                if len(body) > limit:
+                    raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
+    except TimeoutError as exc:
+        raise FormatError(f"The request body did not arrive within {BODY_TIMEOUT_S:g} s.", status=408) from exc
     if not body:
         raise FormatError("The request body is empty: send a JSON object.")
     try:

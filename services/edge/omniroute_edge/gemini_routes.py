@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from omniroute.formats import FormatError, gemini
-from omniroute_edge import errors, token_count
+from omniroute_edge import errors, provider_count, token_count
 from omniroute_edge.client_formats import GEMINI
 from omniroute_edge.common import caller_key, edge_state, json_response, list_models, read_json, serve_chat
 
@@ -77,6 +77,11 @@ async def _count_tokens(request: Request, model: str) -> Response:
         canonical = gemini.request_to_canonical(parsed, model=model)
     except FormatError as exc:
         return errors.error_response(GEMINI, exc.status, exc.message)
+    # A Gemini model is counted by Gemini itself (through the router and an executor); any other
+    # provider, or a failed provider call, is counted locally below. Same as Anthropic's route.
+    counted = await provider_count.count(request, parsed, GEMINI, model)
+    if counted is not None:
+        return json_response({"totalTokens": counted}, headers={"x-omniroute-token-count": "provider"})
     method = token_count.method()
     return json_response({"totalTokens": token_count.count_canonical(canonical)},
                          headers={"x-omniroute-token-count": method})

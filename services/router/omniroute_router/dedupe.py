@@ -22,7 +22,7 @@ async def idempotent(shared: Shared, scope: str, request_id: str, *, lease_s: fl
                      record: RequestRecord, produce: Produce) -> AsyncIterator[common_pb2.AnswerEvent]:
     outcome = await shared.idempotency.begin(scope, request_id, lease_s=lease_s, wait_s=lease_s)
     if not outcome.owner and outcome.value:
-        record.cache_hit = True
+        record.cache_hit, record.cache_kind = True, "idempotent"
         for event in decode_events(outcome.value):
             if event.WhichOneof("kind") == "start":
                 event.start.headers["x-omniroute-idempotent"] = "true"
@@ -51,7 +51,7 @@ async def cached(shared: Shared, key: str, request_id: str, *, ttl_s: float, lea
                  produce: Produce) -> AsyncIterator[common_pb2.AnswerEvent]:
     outcome = await shared.cache.begin(key, request_id, lease_s=lease_s, wait_s=lease_s)
     if not outcome.owner and outcome.value:
-        record.cache_hit = True
+        record.cache_hit, record.cache_kind = True, "exact"
         for event in cached_events(outcome.value, stream=stream, usage_chunk=usage_chunk,
                                    headers={**headers, "x-omniroute-cache": "HIT"}):
             if event.WhichOneof("kind") == "start":

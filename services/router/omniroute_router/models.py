@@ -18,6 +18,13 @@ def list_models(snapshot: ConfigSnapshot) -> router_pb2.ListModelsResponse:
                for provider in snapshot.providers.values() if provider.enabled
                for kind in ("embedding", "image", "audio")
                for model in provider.settings.get(f"{kind}_models") or () if isinstance(model, str)]
+    # Custom models added through the admin API (/api/provider-models), unless declared already.
+    listed = {(m.id, m.kind) for m in models}
+    models += [router_pb2.ModelInfo(id=f"{provider.id}/{model}", owned_by=provider.id, kind=kind,
+                                    created=created)
+               for provider in snapshot.providers.values() if provider.enabled
+               for kind, model in snapshot.custom_models.get(provider.id, ())
+               if (f"{provider.id}/{model}", kind) not in listed]
     # Combos (and aliases) are models too: a client names them like any other.
     models += [router_pb2.ModelInfo(id=name, owned_by="combo", kind="combo", created=created)
                for name, combo in sorted(snapshot.combos.items()) if combo.enabled]

@@ -28,15 +28,19 @@ CAPABILITY: dict[int, tuple[str, str]] = {common_pb2.OPERATION_EMBEDDINGS: ("emb
               common_pb2.OPERATION_IMAGES: ("images", "images"),
               common_pb2.OPERATION_TRANSCRIPTION: ("audio", "transcription"),
               common_pb2.OPERATION_COUNT_TOKENS: ("chat", "")}
+# Provider-side token counts: the caller's body goes upstream as it is, so only the family that
+# speaks the caller's format can count it (an Anthropic body is no Gemini countTokens request).
+COUNTING_FAMILY: dict[int, str] = {common_pb2.ANTHROPIC: "anthropic", common_pb2.GEMINI: "gemini"}
 
 
-def check_capability(node: Node, operation: int) -> None:
+def check_capability(node: Node, operation: int, client_format: int = common_pb2.ANTHROPIC) -> None:
     """A direct `provider/model` whose provider type cannot do this → 400 that says so. Combos
     keep only their capable steps (a combo may mix kinds)."""
     capability = CAPABILITY[operation][0]
-    capable = [t for t in targets(node) if _serves(t.provider.type, t.provider.family, operation)]
+    capable = [t for t in targets(node)
+               if _serves(t.provider.type, t.provider.family, operation, client_format)]
     if operation == common_pb2.OPERATION_COUNT_TOKENS and not capable:
-        # Only Anthropic counts on the provider's side here; the edge counts the others itself.
+        # Only Anthropic and Gemini count on the provider's side; the edge counts the others itself.
         raise RoutingError(400, "The model's provider has no token-count API.", code="count_locally")
     if not capable:
         names = ", ".join(sorted({t.provider.id for t in targets(node)}))
@@ -44,9 +48,9 @@ def check_capability(node: Node, operation: int) -> None:
                                 f"(model {targets(node)[0].name!r}).", code="unsupported_operation")
 
 
-def _serves(type_name: str, family: str, operation: int) -> bool:
+def _serves(type_name: str, family: str, operation: int, client_format: int = common_pb2.ANTHROPIC) -> bool:
     if operation == common_pb2.OPERATION_COUNT_TOKENS:
-        return family == "anthropic"
+        return family == COUNTING_FAMILY.get(client_format)
     kind = provider_type(type_name)
     return kind is None or kind.can(CAPABILITY[operation][0])
 
@@ -101,7 +105,7 @@ class OperationFlow:
             requested = policy.rewrite(policies, request.model)
             node = resolve(snapshot, requested)
             policy.check_access(snapshot, key, policies, requested, node)
-            check_capability(node, request.operation)
+            check_capability(node, request.operation, request.client_format)
         except RoutingError as exc:
             yield common_pb2.AnswerEvent(error=exc.to_proto())
             return
@@ -117,7 +121,8 @@ class OperationFlow:
                                start_headers=headers)
                 steps = await plan(snapshot, node, self._shared.combos, self._accounts, requested)
                 steps = [s for s in steps
-                         if _serves(s.target.provider.type, s.target.provider.family, request.operation)]
+                         if _serves(s.target.provider.type, s.target.provider.family, request.operation,
+                                    request.client_format)]
                 async for event in dispatch(ctx, request, steps, record):
                     yield event
         except RoutingError as exc:

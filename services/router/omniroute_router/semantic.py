@@ -107,7 +107,7 @@ class SemanticCache:
         with contextlib.suppress(redis.RedisError):
             await self._stats.count(hit is not None)
         if hit is not None:
-            record.cache_hit = True
+            record.cache_hit, record.cache_kind = True, "semantic"
             replay_headers = {**headers, "x-omniroute-cache": "HIT", "x-omniroute-semantic-cache": "HIT",
                               "x-omniroute-semantic-similarity": f"{hit.similarity:.4f}"}
             for event in cached_events(hit.entry, stream=stream, usage_chunk=usage_chunk,

@@ -15,6 +15,7 @@ from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
+from omniroute_router import stateless
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.flow import ChatFlow
 from omniroute_router.models import list_models
@@ -32,6 +33,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._settings = settings
         self._config = config
         self._publisher = publisher
+        self._executors = executors
         self._flow = ChatFlow(settings, config, executors, shared)
         self._operations = OperationFlow(settings, config, executors, shared, publisher)
 
@@ -63,11 +65,26 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                     yield event
             except redis.RedisError as exc:
                 # Limits, cooldowns and breakers live in Redis: without it the router cannot
-                # enforce them, so it fails closed, and says so (not "router unavailable").
+                # enforce them. It fails closed by default, and says so (not "router
+                # unavailable"); with OMNIROUTE_STATE_FAIL_OPEN it serves without them.
                 log.warning("redis unavailable: %s", exc)
-                record.status, record.error_class = 503, "state_store_unavailable"
                 if answered:
+                    record.status, record.error_class = 503, "state_store_unavailable"
                     raise
+                if self._settings.state_fail_open:
+                    async for event in stateless.answer(self._executors, self._config.current, request,
+                                                        record, self._settings.upstream_timeout_s):
+                        kind = event.WhichOneof("kind")
+                        if kind == "usage":
+                            record.usage = event.usage
+                            continue
+                        if kind in (*CHUNK_KINDS, "response"):
+                            record.mark_first_chunk()
+                        elif kind == "error":
+                            record.status, record.error_class = event.error.status, event.error.code
+                        yield event
+                    return
+                record.status, record.error_class = 503, "state_store_unavailable"
                 yield common_pb2.AnswerEvent(error=common_pb2.Error(
                     status=503, type="server_error", code="state_store_unavailable", retryable=True,
                     retry_after_s=1.0, message="The gateway's shared state (Redis) is unreachable, so "

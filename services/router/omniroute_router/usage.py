@@ -34,6 +34,7 @@ class RequestRecord:
     failed_attempts: list[str] = field(default_factory=list)
     combo: str = ""
     cache_hit: bool = False
+    cache_kind: str = ""  # which cache answered: exact, semantic, idempotent (metrics label)
 
     def mark_first_chunk(self) -> None:
         if not self.first_chunk_at:
@@ -51,7 +52,7 @@ class RequestRecord:
             ttft_ms=(self.first_chunk_at - self.started_monotonic) * 1000 if self.first_chunk_at else 0.0,
             stream=self.stream, client_format=self.client_format,  # type: ignore[arg-type]
             started_at=started_at, failed_attempts=self.failed_attempts,
-            combo=self.combo, cache_hit=self.cache_hit)
+            combo=self.combo, cache_hit=self.cache_hit, cache_kind=self.cache_kind)
 
 
 def publish_usage(publisher: EventPublisher, settings: Settings, record: RequestRecord) -> None:

@@ -1,6 +1,9 @@
 // Progressive enhancement only: every page works without this file.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  // After a form post, start the keyboard (and the screen reader) at its outcome.
+  const flash = document.getElementById("flash");
+  if (flash) flash.focus();
   // Confirm destructive forms (data-confirm="question").
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => {

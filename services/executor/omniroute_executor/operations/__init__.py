@@ -59,7 +59,8 @@ async def _one(clients: HttpClients, request: executor_pb2.ExecuteRequest, body:
     if op == common_pb2.OPERATION_IMAGES:
         return await media.generate_images(client, target, body, limit)
     if op == common_pb2.OPERATION_TRANSCRIPTION:
-        return await audio.transcribe(client, target, body, request.attachment, limit), None
+        answer = await audio.transcribe(client, target, body, request.attachment, limit)
+        return answer, _audio_usage(answer)
     if op == common_pb2.OPERATION_LIST_MODELS:
         return await control.list_models(client, target, limit), None
     if op == common_pb2.OPERATION_COUNT_TOKENS:
@@ -67,6 +68,15 @@ async def _one(clients: HttpClients, request: executor_pb2.ExecuteRequest, body:
     if op == common_pb2.OPERATION_OAUTH_TOKEN:
         return await control.oauth_token(client, body, limit), None
     raise refuse(400, f"unknown operation {op}")
+
+
+def _audio_usage(answer: Json) -> common_pb2.Usage | None:
+    """Speech to text is billed by the audio's length, not by tokens: the usage row carries the
+    duration the provider reported (in the answer's `duration`, seconds) as `audio_seconds`."""
+    duration = answer.get("duration")
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
+        return None
+    return common_pb2.Usage(audio_seconds=float(duration))
 
 
 async def _test(clients: HttpClients, request: executor_pb2.ExecuteRequest, default_timeout_s: float,

@@ -67,9 +67,20 @@ async def count_tokens(client: httpx.AsyncClient, target: executor_pb2.Target, b
         url = with_query_key(target, f"{target.base_url}/models/{model}:countTokens")
         raw = json_of(await exchange(client, "gemini", "POST", url, timeout_=limit,
                                      headers=json_headers(target, _default_auth(target)),
-                                     content=orjson.dumps({"contents": body.get("contents") or []})))
+                                     content=orjson.dumps(_gemini_count_body(target, body))))
         return {"input_tokens": int(raw.get("totalTokens") or 0)}
     raise refuse(400, f"The provider {target.provider_id!r} cannot count tokens.")
+
+
+def _gemini_count_body(target: executor_pb2.Target, body: Json) -> Json:
+    """`contents` alone counts only the turns; a system instruction or tools are counted by
+    Gemini only inside a whole `generateContentRequest` (which then needs the model name)."""
+    contents = body.get("contents") or []
+    extras = {k: body[k] for k in ("systemInstruction", "tools", "toolConfig", "cachedContent") if body.get(k)}
+    if not extras:
+        return {"contents": contents}
+    return {"generateContentRequest": {"model": f"models/{target.model.removeprefix('models/')}",
+                                       "contents": contents, **extras}}
 
 
 async def oauth_token(client: httpx.AsyncClient, body: Json, limit: httpx.Timeout) -> Json:
