@@ -113,6 +113,30 @@ def test_login_add_provider_create_key_and_see_the_request_in_usage(
             page.goto(f"{gateway.url}/dashboard/audit")
             assert page.get_by_role("cell", name="keys.create").first.is_visible()
             _shot(page, "6-audit")
+
+            # A combo edited through its page (create, then reorder with the keyboard), then used.
+            page.get_by_role("link", name="Combos & aliases").click()
+            page.get_by_role("textbox", name=re.compile(r"^Name\b")).fill("browser-combo")
+            page.get_by_label("Steps").fill("browserprov/not-served\nbrowserprov/gpt-4o-mini")
+            page.get_by_role("button", name="Create combo").click()
+            assert page.get_by_role("status").filter(has_text="Combo browser-combo created.").is_visible()
+            page.get_by_role("button", name="Move browserprov/gpt-4o-mini up").focus()
+            page.keyboard.press("Enter")
+            page.get_by_role("status").filter(has_text="Moved browserprov/gpt-4o-mini up").wait_for()
+            steps = page.get_by_role("list", name="Steps of browser-combo, in order").locator("code")
+            assert steps.all_inner_texts() == ["browserprov/gpt-4o-mini", "browserprov/not-served"]
+            _shot(page, "7-combo")
+            deadline = time.monotonic() + 10
+            while True:   # the combo reaches the routers with the next snapshot reload
+                try:
+                    answer = client.chat.completions.create(
+                        model="browser-combo", messages=[{"role": "user", "content": "through the combo"}])
+                    break
+                except (openai.NotFoundError, openai.BadRequestError):
+                    assert time.monotonic() < deadline, "the combo never took effect"
+                    time.sleep(0.2)
+            assert answer.choices[0].message.content
+            assert mock_upstream.last(path="/v1/chat/completions").body["model"] == "gpt-4o-mini"   # the moved step
         finally:
             browser.close()
     # CSP violations and script errors show up as console errors.

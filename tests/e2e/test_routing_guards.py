@@ -34,7 +34,8 @@ def stack(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -
     no_requests = {"x-mock-set-x-ratelimit-remaining-requests": "0",
                    "x-mock-set-x-ratelimit-reset-requests": "30s",
                    "x-mock-set-x-ratelimit-remaining-tokens": "90000"}
-    reset_at = (datetime.now(UTC) + timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    # Far enough ahead that a slow (loaded) run still finds the mark in force.
+    reset_at = (datetime.now(UTC) + timedelta(seconds=600)).isoformat().replace("+00:00", "Z")
     no_tokens = {"x-mock-set-anthropic-ratelimit-tokens-remaining": "0",
                  "x-mock-set-anthropic-ratelimit-tokens-reset": reset_at}
     config = {

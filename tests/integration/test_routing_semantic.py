@@ -92,6 +92,7 @@ async def test_a_similar_prompt_hits_within_its_scope_only(parts) -> None:  # ty
     assert again["x-omniroute-semantic-cache"] == "HIT" and again["x-omniroute-cache"] == "HIT"
     assert float(again["x-omniroute-semantic-similarity"]) > 0.99
     assert record.cache_hit and record.provider == "p"
+    assert record.to_event().cache_kind == "semantic"  # the cache-hits metric's `kind` label
     assert not [e for e in events if e.WhichOneof("kind") == "usage"]  # a hit is not billed
     answer = orjson.loads(next(e.response for e in events if e.WhichOneof("kind") == "response"))
     assert answer["choices"][0]["message"]["content"] == "answer to What is the capital city of France?"

@@ -171,6 +171,16 @@ helm.sh/chart: {{ include "omniroute.chart" .root }}
 {{- end }}
 {{- end -}}
 
+{{/* An env value as a string. Numbers from values files arrive as float64: 1048576 must not
+     become "1.048576e+06". */}}
+{{- define "omniroute.envString" -}}
+{{- if and (kindIs "float64" .) (eq (float64 .) (floor .)) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 Environment of one component: (dict "root" $ "component" "router" "needs" (list "db" "redis" "nats" "qdrant" "masterKey") "cfg" $cfg "vars" (dict NAME value ...))
 Plain values (the chart's own, the component's `vars`, then `<service>.env`, later ones winning)
@@ -215,10 +225,10 @@ Kubernetes (and server-side apply) refuses duplicate names, so every name appear
 {{- $_ := set $plain "OTEL_TRACES_EXPORTER" "none" }}
 {{- end }}
 {{- range $k, $val := (.vars | default dict) }}
-{{- $_ := set $plain $k (toString $val) }}
+{{- $_ := set $plain $k (include "omniroute.envString" $val) }}
 {{- end }}
 {{- range $k, $val := (.cfg.env | default dict) }}
-{{- $_ := set $plain $k (toString $val) }}
+{{- $_ := set $plain $k (include "omniroute.envString" $val) }}
 {{- end }}
 {{- range $e := (.cfg.extraEnv | default list) }}
 {{- $_ := unset $plain $e.name }}

@@ -10,6 +10,7 @@ Any success closes the breaker and forgets the failures."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -113,7 +114,13 @@ class Breakers:
         """Read-only: the state of several breakers in one round trip."""
         if not connection_ids:
             return {}
-        raw = await self._view(keys=[self.key(c) for c in connection_ids])
+        return self.parse_view(await self.queue_view(self._redis, connection_ids), connection_ids)
+
+    def queue_view(self, client: Any, connection_ids: list[str]) -> Any:
+        """The view's command on `client` (the Redis client, or a pipeline to batch it with others)."""
+        return self._view(keys=[self.key(c) for c in connection_ids], client=client)
+
+    def parse_view(self, raw: list[Any], connection_ids: list[str]) -> dict[str, BreakerState]:
         return {cid: BreakerState(text(raw[i * 3]), int(raw[i * 3 + 1]) / 1000, int(raw[i * 3 + 2]))
                 for i, cid in enumerate(connection_ids)}
 

@@ -12,6 +12,7 @@ that model on that connection (other models keep working)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -89,11 +90,17 @@ class Cooldowns:
         """Each connection's cooldown: the longer of its own and (with `model`) that model's."""
         if not connection_ids:
             return {}
+        return self.parse_view(await self.queue_view(self._redis, connection_ids, model), connection_ids, model)
+
+    def queue_view(self, client: Any, connection_ids: list[str], model: str | None) -> Any:
+        """The view's command on `client` (the Redis client, or a pipeline to batch it with others)."""
         scopes = [None, model] if model else [None]
-        raw = await self._view(keys=[self._key(c, m) for c in connection_ids for m in scopes])
+        return self._view(keys=[self._key(c, m) for c in connection_ids for m in scopes], client=client)
+
+    def parse_view(self, raw: list[Any], connection_ids: list[str], model: str | None) -> dict[str, Cooldown]:
         found = [Cooldown(int(raw[i * 3]) / 1000, int(raw[i * 3 + 1]), text(raw[i * 3 + 2]))
                  for i in range(len(raw) // 3)]
-        width = len(scopes)
+        width = 2 if model else 1
         return {cid: max(found[i * width:(i + 1) * width], key=lambda c: c.remaining_s)
                 for i, cid in enumerate(connection_ids)}
 
@@ -101,7 +108,12 @@ class Cooldowns:
         """Which of these connections have `model` locked (404 recently)."""
         if not connection_ids:
             return set()
-        values = await self._redis.mget([f"{self._lock_prefix}{c}:{model}" for c in connection_ids])
+        return self.parse_locked(await self.queue_locked(self._redis, connection_ids, model), connection_ids)
+
+    def queue_locked(self, client: Any, connection_ids: list[str], model: str) -> Any:
+        return client.mget([f"{self._lock_prefix}{c}:{model}" for c in connection_ids])
+
+    def parse_locked(self, values: list[Any], connection_ids: list[str]) -> set[str]:
         return {cid for cid, value in zip(connection_ids, values, strict=True) if value is not None}
 
     async def reset(self) -> int:

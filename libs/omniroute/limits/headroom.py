@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -143,7 +144,14 @@ class Headroom:
         """The connections (of these) that have no headroom for `model` now."""
         if not connection_ids:
             return {}
-        raw = await self._view(keys=[self._key(c, model) for c in connection_ids])
+        return self.parse_view(await self.queue_view(self._view.registered_client, connection_ids, model),
+                               connection_ids)
+
+    def queue_view(self, client: Any, connection_ids: list[str], model: str) -> Any:
+        """The view's command on `client` (the Redis client, or a pipeline to batch it with others)."""
+        return self._view(keys=[self._key(c, model) for c in connection_ids], client=client)
+
+    def parse_view(self, raw: list[Any], connection_ids: list[str]) -> dict[str, NoHeadroom]:
         out = {}
         for i, connection_id in enumerate(connection_ids):
             remaining_ms = int(raw[i * 2])

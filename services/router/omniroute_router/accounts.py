@@ -1,11 +1,10 @@
 """Account (connection) selection within a provider: enabled, allowed for this key, not cooling
 down, breaker not open, model not locked on it, rate-limit headroom left at the provider (as its
 own headers last said) — by priority, healthy before degraded, then the
-least recently used. All state comes from Redis in parallel round trips."""
+least recently used. All state comes from Redis in one pipelined round trip."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -54,10 +53,18 @@ class Accounts:
         if not candidates:
             return result
         ids = [c.id for c in candidates]
-        cooldowns, breakers, locked, used, spent = await asyncio.gather(
-            self._cooldowns.view(ids, target.model), self._breakers.view(ids),
-            self._cooldowns.locked_models(ids, target.model), self._redis.zmscore(self._lru, ids),
-            self._headroom.view(ids, target.model))
+        # Everything about these connections in one pipelined round trip.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._cooldowns.queue_view(pipe, ids, target.model)
+            await self._breakers.queue_view(pipe, ids)
+            await self._cooldowns.queue_locked(pipe, ids, target.model)
+            pipe.zmscore(self._lru, ids)
+            await self._headroom.queue_view(pipe, ids, target.model)
+            raw_cooldowns, raw_breakers, raw_locked, used, raw_spent = await pipe.execute()
+        cooldowns = self._cooldowns.parse_view(raw_cooldowns, ids, target.model)
+        breakers = self._breakers.parse_view(raw_breakers, ids)
+        locked = self._cooldowns.parse_locked(raw_locked, ids)
+        spent = self._headroom.parse_view(raw_spent, ids)
         waits = []
         ranked = []
         for connection, last_used in zip(candidates, used, strict=True):
