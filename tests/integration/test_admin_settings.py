@@ -211,6 +211,25 @@ async def test_every_change_is_audited_and_the_log_pages_and_filters(admin: Admi
         assert answer.status_code == 400 and answer.json()["error"]["message"], bad
 
 
+async def test_routing_setting_changes_are_audited(admin: Admin) -> None:
+    """Every routing write (resilience, rate limit, policies, system prompt, thinking budget,
+    fallback model) leaves an audit row with the new value's digest."""
+    writes = [("put", "/api/resilience", {}), ("put", "/api/rate-limit", {}),
+              ("post", "/api/policies", {"name": "audit-policy", "block_models": ["x/y"]}),
+              ("put", "/api/settings/system-prompt", {"prefix": "Be brief."}),
+              ("put", "/api/settings/thinking-budget", {"mode": "passthrough"}),
+              ("put", "/api/routing/fallback-model", {"model": None})]
+    for method, path, body in writes:
+        answer = await getattr(admin.client, method)(path, json=body)
+        assert answer.status_code == 200, (path, answer.text)
+    assert (await admin.client.delete("/api/policies/audit-policy")).status_code == 200
+    log = (await admin.client.get("/api/compliance/audit-log", params={"action": "routing.*"})).json()
+    actions = [e["action"] for e in log["entries"]]
+    assert actions == ["routing.policies", "routing.fallback_model", "routing.thinking_budget",
+                       "routing.system_prompt", "routing.policies", "routing.rate_limit", "routing.resilience"]
+    assert all(e["after_digest"] for e in log["entries"] if e["target"] != "fallback_model")
+
+
 async def test_audit_retention_prunes_old_rows(admin: Admin) -> None:
     async with admin.app.state.admin.pool.connection() as conn:
         await conn.execute("INSERT INTO audit_log (at, actor, action) VALUES "

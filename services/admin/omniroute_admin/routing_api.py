@@ -43,10 +43,13 @@ async def _snapshot(state: AdminState) -> ConfigSnapshot:
     return await load_snapshot(state.settings.database_url, None)
 
 
-async def _set(state: AdminState, key: str, value: BaseModel | list[Any] | str | None) -> None:
+async def _set(request: Request, key: str, value: BaseModel | list[Any] | str | None) -> None:
+    """Store one routing setting, audited in the same transaction, and announce it."""
+    state = _state(request)
     dumped = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         await config_repo.set_routing_setting(conn, key, dumped)
+        await audit.record(state, request, f"routing.{key}", key, after=dumped, conn=conn)
     await state.announce(f"routing.{key}")
 
 
@@ -162,7 +165,7 @@ async def get_resilience(request: Request) -> dict[str, Any]:
 
 @router.put("/api/resilience")
 async def put_resilience(body: ResilienceSettings, request: Request) -> dict[str, Any]:
-    await _set(_state(request), "resilience", body)
+    await _set(request, "resilience", body)
     return {"resilience": body.model_dump(mode="json")}
 
 
@@ -220,7 +223,7 @@ async def get_rate_limit(request: Request) -> dict[str, Any]:
 
 @router.put("/api/rate-limit")
 async def put_rate_limit(body: RateLimitSettings, request: Request) -> dict[str, Any]:
-    await _set(_state(request), "rate_limit", body)
+    await _set(request, "rate_limit", body)
     return {"rateLimit": body.model_dump(mode="json")}
 
 
@@ -342,7 +345,7 @@ async def list_policies(request: Request) -> dict[str, Any]:
 async def upsert_policy(body: PolicySpec, request: Request) -> dict[str, Any]:
     state = _state(request)
     policies = [p for p in (await _snapshot(state)).routing.policies if p.name != body.name]
-    await _set(state, "policies", [p.model_dump(mode="json") for p in [*policies, body]])
+    await _set(request, "policies", [p.model_dump(mode="json") for p in [*policies, body]])
     return body.model_dump(mode="json")
 
 
@@ -353,7 +356,7 @@ async def delete_policy(name: str, request: Request) -> dict[str, Any]:
     kept = [p.model_dump(mode="json") for p in policies if p.name != name]
     if len(kept) == len(policies):
         raise HTTPException(404, f"No policy named {name!r}.")
-    await _set(state, "policies", kept)
+    await _set(request, "policies", kept)
     return {"deleted": name}
 
 
@@ -367,7 +370,7 @@ async def get_system_prompt(request: Request) -> dict[str, Any]:
 @router.put("/api/settings/system-prompt")
 @router.post("/api/settings/system-prompt")
 async def put_system_prompt(body: SystemPromptSettings, request: Request) -> dict[str, Any]:
-    await _set(_state(request), "system_prompt", body)
+    await _set(request, "system_prompt", body)
     return body.model_dump(mode="json")
 
 
@@ -379,7 +382,7 @@ async def get_thinking_budget(request: Request) -> dict[str, Any]:
 @router.put("/api/settings/thinking-budget")
 @router.post("/api/settings/thinking-budget")
 async def put_thinking_budget(body: ThinkingBudgetSettings, request: Request) -> dict[str, Any]:
-    await _set(_state(request), "thinking_budget", body)
+    await _set(request, "thinking_budget", body)
     return body.model_dump(mode="json")
 
 
@@ -394,5 +397,5 @@ async def get_fallback(request: Request) -> dict[str, Any]:
 
 @router.put("/api/routing/fallback-model")
 async def put_fallback(body: FallbackBody, request: Request) -> dict[str, Any]:
-    await _set(_state(request), "fallback_model", body.model)
+    await _set(request, "fallback_model", body.model)
     return {"model": body.model}
