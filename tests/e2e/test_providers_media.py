@@ -111,7 +111,8 @@ def test_openai_shaped_images(gateway: Gateway, mock_upstream: MockServer, model
 def test_imagen_predict(gateway: Gateway, mock_upstream: MockServer) -> None:
     answer = client(gateway).images.generate(model="mygemini/imagen-3.0-generate-002", prompt="a dog",
                                              n=2, size="1792x1024")
-    assert answer.data is not None and len(answer.data) == 2 and base64.b64decode(answer.data[0].b64_json or "")[:4] == b"\x89PNG"
+    assert answer.data is not None and len(answer.data) == 2
+    assert base64.b64decode(answer.data[0].b64_json or "")[:4] == b"\x89PNG"
     sent = mock_upstream.last(path=":predict")
     assert sent.body == {"instances": [{"prompt": "a dog"}],
                          "parameters": {"sampleCount": 2, "aspectRatio": "16:9"}}

@@ -379,6 +379,11 @@ async def test_sync_page_token_remote_pull_and_push(admin: Admin, monkeypatch: p
             "csrf_token": token, "action": action, **extra}))
     early = await run("push")
     assert "Push failed" in early and "pull first" in early
+    # A stored credential makes the pull below re-encrypt (so change) this deployment's document,
+    # whatever other tests left in this database.
+    assert (await admin.client.post("/api/providers", json={
+        "id": "sync-page-cred", "type": "openai",
+        "connections": [{"name": "a", "api_key": "sk-sync-page-credential-01"}]})).status_code in (201, 409)
     pulled = await run("pull")
     assert "Pulled the configuration of the remote (" in pulled and "providers" in pulled
     # Pulling from itself re-encrypts the credentials, so its own document no longer has the ETag it

@@ -95,19 +95,28 @@ async def totals(conn: AsyncConnection[Any], where: UsageFilter,
 
 async def request_logs(conn: AsyncConnection[Any], where: UsageFilter, *, limit: int,
                        before: tuple[datetime, str] | None = None,
-                       request_id: str | None = None) -> list[dict[str, Any]]:
-    """Newest first; `before` (started_at, request_id) of the last row seen pages backwards."""
+                       request_id: str | None = None, payloads: bool = False) -> list[dict[str, Any]]:
+    """Newest first; `before` (started_at, request_id) of the last row seen pages backwards.
+    With `payloads`, each row also carries its logged request / response (detailed logging;
+    None where none was captured)."""
     condition, params = where.where()
     if request_id:
         condition, params = sql.SQL("request_id = %s"), [request_id]
     elif before is not None:
         condition = sql.SQL("{} AND (started_at, request_id) < (%s, %s)").format(condition)
         params = [*params, *before]
-    query = sql.SQL("SELECT * FROM usage WHERE {condition} ORDER BY started_at DESC, request_id DESC "
-                    "LIMIT %s").format(condition=condition)
+    source = sql.SQL("usage")
+    if payloads:
+        source = sql.SQL("usage LEFT JOIN request_payloads USING (request_id)")
+    query = sql.SQL("SELECT * FROM {source} WHERE {condition} ORDER BY started_at DESC, request_id DESC "
+                    "LIMIT %s").format(source=source, condition=condition)
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, [*params, limit])
-        return [_log_json(row) for row in await cursor.fetchall()]
+        rows = await cursor.fetchall()
+    if not payloads:
+        return [_log_json(row) for row in rows]
+    return [{**_log_json(row), "requestPayload": row["request_payload"],
+             "responsePayload": row["response_payload"]} for row in rows]
 
 
 def _log_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,10 @@ _ARRAYS = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind i
 _SELECT = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in _COLUMNS)
 _INSERT = (f"INSERT INTO usage ({_NAMES}) SELECT {_SELECT} FROM unnest({_ARRAYS}) AS t({_NAMES}) "
            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
+# Detailed logging (0008_request_payloads.sql): only events that carry payloads get a row.
+_INSERT_PAYLOADS = (
+    "INSERT INTO request_payloads (request_id, request_payload, response_payload) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT (request_id) DO NOTHING")
 
 
 def started_at(event: events_pb2.UsageEvent) -> datetime:
@@ -55,9 +59,20 @@ async def insert_usage_rows(conn: AsyncConnection[Any], events: Sequence[events_
         return set()
     rows = [row_of(event, (costs or {}).get(rid, Decimal(0))) for rid, event in unique.items()]
     columns = [list(values) for values in zip(*rows, strict=True)]
+    logged = [event for event in unique.values() if event.request_payload or event.response_payload]
     async with conn.transaction(), conn.cursor() as cursor:
         await cursor.execute(_INSERT, columns)
-        return {row[0] for row in await cursor.fetchall()}
+        inserted = {row[0] for row in await cursor.fetchall()}
+        if logged:
+            await cursor.execute(_INSERT_PAYLOADS, (
+                [event.request_id for event in logged], [_text(event.request_payload) for event in logged],
+                [_text(event.response_payload) for event in logged]))
+        return inserted
+
+
+def _text(payload: bytes) -> str:
+    """Payloads are UTF-8 from the router; Postgres text refuses NUL."""
+    return payload.decode("utf-8", "replace").replace("\x00", "")
 
 
 async def insert_usage(conn: AsyncConnection[Any], events: Sequence[events_pb2.UsageEvent],

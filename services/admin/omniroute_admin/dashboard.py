@@ -435,7 +435,8 @@ async def settings_general(request: Request) -> Response:
             "session_ttl_hours": form.get("session_ttl_hours"),
             "audit_retention_days": form.get("audit_retention_days"),
             "backup_interval_hours": form.get("backup_interval_hours"),
-            "backup_keep": form.get("backup_keep")}
+            "backup_keep": form.get("backup_keep"),
+            "detailed_logging": form.get("detailed_logging") == "on"}
     return await _settings_action(request, lambda: settings_api.put_general(body, request), "Settings saved.")
 
 

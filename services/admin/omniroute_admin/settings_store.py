@@ -30,6 +30,9 @@ class GeneralSettings(BaseModel):
     # Scheduled backups: every N hours (0 = off), the newest `backup_keep` scheduled ones kept.
     backup_interval_hours: float = Field(default=24, ge=0, le=24 * 31)
     backup_keep: int = Field(default=7, ge=1, le=1000)
+    # On: routers attach each chat request's payload and answer (redacted, capped at 64 KiB each)
+    # to its usage event, and /api/usage/request-logs shows them. Off: nothing is captured.
+    detailed_logging: bool = False
 
 
 class ProxyEntry(BaseModel):

@@ -2,8 +2,9 @@
 
 Usage rows are written by accounting; this module only reads them, edits prices and budgets,
 and announces the edits (config.changed) so that accounting re-prices and routers see budgets.
-Request payloads are not captured (no detailed logging yet): request logs carry the metadata of
-each request only.
+Request payloads are captured only while the general setting `detailed_logging` is on: routers
+redact and cap them, accounting stores them beside the usage row (request_payloads), and request
+logs carry them; otherwise request logs carry the metadata of each request only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from omniroute.limits import budget as budgets
 from omniroute.store import budget_repo, pricing_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price, seed_prices
 from omniroute.store.usage_queries import UsageFilter
-from omniroute_admin import monitoring_api
+from omniroute_admin import monitoring_api, settings_store
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
@@ -194,13 +195,20 @@ async def usage_history(
 
 async def _logs(request: Request, since: str | None, until: str | None, key_id: str | None,
                 provider: str | None, model: str | None, limit: int, before: str | None,
-                before_id: str | None, request_id: str | None = None) -> list[dict[str, Any]]:
+                before_id: str | None, request_id: str | None = None,
+                payloads: bool = False) -> list[dict[str, Any]]:
     start, end = _range(since, until, timedelta(days=7))
     where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
     cursor = (parse_time(before, end), before_id or "\uffff") if before else None
     async with _state(request).pool.connection() as conn:
         return await usage_queries.request_logs(conn, where, limit=limit, before=cursor,
-                                                request_id=request_id)
+                                                request_id=request_id, payloads=payloads)
+
+
+async def _detailed_logging(request: Request) -> bool:
+    async with _state(request).pool.connection() as conn:
+        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
+    return general.detailed_logging
 
 
 @router.get("/api/usage/logs")
@@ -224,14 +232,30 @@ async def usage_request_logs(
         provider: str | None = None, model: str | None = None,
         request_id: str | None = Query(None, alias="requestId"),
         limit: int = Query(100, ge=1, le=1000), before: str | None = None,
-        before_id: str | None = Query(None, alias="beforeId")) -> dict[str, Any]:
+        before_id: str | None = Query(None, alias="beforeId"),
+        payloads: bool = Query(True, description="false: leave the logged payloads out")) -> dict[str, Any]:
     """Per request, newest first; page with before=<startedAt>&beforeId=<requestId> of the last
-    row. Payloads are not captured (`detailedLogging` false)."""
+    row. `requestPayload` / `responsePayload`: what the router logged (redacted, capped) while
+    detailed logging was on, else null. `detailedLogging`: the setting is on now, or a row shown
+    carries payloads."""
     rows = await _logs(request, since, until, key_id, provider, model, limit, before, before_id,
-                       request_id)
+                       request_id, payloads=payloads)
     last = rows[-1] if len(rows) == limit else None
-    return {"requests": rows, "detailedLogging": False,
+    detailed = await _detailed_logging(request) or any(
+        row.get("requestPayload") is not None for row in rows)
+    return {"requests": rows, "detailedLogging": detailed,
             "next": {"before": last["startedAt"], "beforeId": last["requestId"]} if last else None}
+
+
+@router.get("/api/usage/request-logs/{request_id}")
+async def usage_request_log(request_id: str, request: Request) -> dict[str, Any]:
+    """One request (whenever it ran), with its payloads when detailed logging captured them."""
+    async with _state(request).pool.connection() as conn:
+        rows = await usage_queries.request_logs(conn, UsageFilter(since=datetime.min, until=datetime.max),
+                                                limit=1, request_id=request_id, payloads=True)
+    if not rows:
+        raise HTTPException(404, f"No request {request_id!r} is recorded (or not yet).")
+    return {**rows[0], "detailedLogging": rows[0]["requestPayload"] is not None}
 
 
 router.include_router(monitoring_api.router)  # fixed /api/* paths, before the catch-all below

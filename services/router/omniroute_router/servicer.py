@@ -15,7 +15,7 @@ from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
-from omniroute_router import stateless
+from omniroute_router import payloads, stateless
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.flow import ChatFlow
 from omniroute_router.models import list_models
@@ -50,6 +50,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
                                    requested_model=request.model, client_format=request.client_format,
                                    stream=request.stream)
+            if payloads.enabled(self._config.current):
+                record.capture = payloads.Capture(request.body)
+            capture = record.capture
             answered = False
             try:
                 async for event in self._flow.answer(request, record):
@@ -60,6 +63,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                         continue  # for accounting; the caller's format carries it in chunks
                     if kind in (*CHUNK_KINDS, "response"):
                         record.mark_first_chunk()
+                        if capture is not None:
+                            capture.add(event)
                     elif kind == "error":
                         record.status, record.error_class = event.error.status, event.error.code
                     yield event
@@ -80,6 +85,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                             continue
                         if kind in (*CHUNK_KINDS, "response"):
                             record.mark_first_chunk()
+                            if capture is not None:
+                                capture.add(event)
                         elif kind == "error":
                             record.status, record.error_class = event.error.status, event.error.code
                         yield event

@@ -11,6 +11,7 @@ from omniroute import telemetry
 from omniroute.bus.publisher import EventPublisher
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2
+from omniroute_router.payloads import Capture
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class RequestRecord:
     combo: str = ""
     cache_hit: bool = False
     cache_kind: str = ""  # which cache answered: exact, semantic, idempotent (metrics label)
+    capture: Capture | None = None  # payloads, only with detailed logging on (payloads.py)
 
     def mark_first_chunk(self) -> None:
         if not self.first_chunk_at:
@@ -44,7 +46,7 @@ class RequestRecord:
         ended = time.monotonic()
         started_at = Timestamp()
         started_at.FromNanoseconds(int(self.started * 1e9))
-        return events_pb2.UsageEvent(
+        event = events_pb2.UsageEvent(
             request_id=self.request_id, key_id=self.key_id, provider=self.provider,
             connection=self.connection, model=self.model, requested_model=self.requested_model,
             usage=self.usage, status=self.status, error_class=self.error_class,
@@ -53,6 +55,9 @@ class RequestRecord:
             stream=self.stream, client_format=self.client_format,  # type: ignore[arg-type]
             started_at=started_at, failed_attempts=self.failed_attempts,
             combo=self.combo, cache_hit=self.cache_hit, cache_kind=self.cache_kind)
+        if self.capture is not None:
+            event.request_payload, event.response_payload = self.capture.payloads()
+        return event
 
 
 def publish_usage(publisher: EventPublisher, settings: Settings, record: RequestRecord) -> None:

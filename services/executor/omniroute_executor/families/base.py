@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from omniroute.v1 import common_pb2, executor_pb2
+from omniroute.v1 import executor_pb2
 
 Json = dict[str, Any]
 
