@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import psycopg
 import yaml
@@ -89,6 +90,15 @@ class Gateway:
     def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.settings.database_url) as conn:
             return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def admin_client(self) -> httpx.Client:
+        """A management API session on the public port: logged in, sending the CSRF token that
+        cookie-authenticated writes need."""
+        session = httpx.Client(base_url=self.url, timeout=30)
+        login = session.post("/api/auth/login", json={"password": self.admin_password})
+        assert login.status_code == 200 and "auth_token" in session.cookies, login.text
+        session.headers["X-CSRF-Token"] = login.json()["csrfToken"]
+        return session
 
     def usage_row(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:

@@ -18,12 +18,7 @@ pytestmark = pytest.mark.xdist_group("gateway")
 
 @pytest.fixture
 def admin(gateway: Gateway) -> httpx.Client:
-    session = httpx.Client(base_url=gateway.url)  # management paths on the public port
-    login = session.post("/api/auth/login", json={"password": gateway.admin_password})
-    assert login.status_code == 200 and "auth_token" in session.cookies
-    # Cookie-authenticated writes carry the CSRF token that login returned.
-    session.headers["X-CSRF-Token"] = login.json()["csrfToken"]
-    return session
+    return gateway.admin_client()  # management paths on the public port, with CSRF
 
 
 def test_management_api_requires_login(gateway: Gateway) -> None:

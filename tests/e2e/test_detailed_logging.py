@@ -22,10 +22,7 @@ REPLY = "Hello from mock openai! This is a scripted reply."
 
 @pytest.fixture
 def admin(gateway: Gateway) -> Iterator[httpx.Client]:
-    session = httpx.Client(base_url=gateway.url)
-    login = session.post("/api/auth/login", json={"password": gateway.admin_password})
-    assert login.status_code == 200
-    session.headers["X-CSRF-Token"] = login.json()["csrfToken"]
+    session = gateway.admin_client()
     yield session
     # The stack is shared by the worker's other tests: leave detailed logging off.
     session.put("/api/settings", json={"detailed_logging": False})

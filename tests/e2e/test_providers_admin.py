@@ -19,9 +19,7 @@ pytestmark = pytest.mark.xdist_group("gateway")
 
 @pytest.fixture(scope="module")
 def admin(gateway: Gateway) -> Iterator[httpx.Client]:
-    session = httpx.Client(base_url=gateway.url, timeout=30)
-    login = session.post("/api/auth/login", json={"password": gateway.admin_password})
-    session.headers["X-CSRF-Token"] = login.json()["csrfToken"]
+    session = gateway.admin_client()
     yield session
 
 

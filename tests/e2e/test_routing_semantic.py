@@ -100,6 +100,8 @@ def test_per_key_switch_streams_a_hit_and_the_cache_api(stack: Gateway, mock_ups
     off, _ = _ask(stack, SEM_KEY, prompt, {"X-OmniRoute-Semantic-Cache": "false"})
     assert "x-omniroute-semantic-cache" not in off  # the request's own word wins
 
+    # A second entry of this test's own (other tests on this stack may or may not have run first).
+    _ask(stack, SEM_KEY, f"and about matrices {marker}")
     stats = admin.get("/api/cache").json()["semanticCache"]
     assert stats["memorySize"] >= 2 and stats["dbSize"] == stats["memorySize"]
     assert stats["memoryMaxSize"] == 10_000 and 0 < stats["hitRate"] < 1

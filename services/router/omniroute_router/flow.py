@@ -27,7 +27,7 @@ from omniroute_router.embedders import GatewayEmbedder
 from omniroute_router.errors import RoutingError
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.plan import plan
-from omniroute_router.resolve import Node, resolve
+from omniroute_router.resolve import Node
 from omniroute_router.semantic import SemanticCache
 from omniroute_router.shaping import shape
 from omniroute_router.shared import Shared
@@ -67,11 +67,7 @@ class ChatFlow:
                      record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
         snapshot = self._config.current
         try:
-            key = policy.check_key(snapshot, request.key_id)
-            policies = policy.applicable(snapshot, key)
-            requested = policy.rewrite(policies, request.model)
-            node = resolve(snapshot, requested)
-            policy.check_access(snapshot, key, policies, requested, node)
+            key, policies, requested, node = policy.admit(snapshot, request.key_id, request.model)
             await budget_gate.check(self._shared.redis, self._settings, key)
         except RoutingError as exc:
             yield common_pb2.AnswerEvent(error=exc.to_proto())

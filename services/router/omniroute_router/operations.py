@@ -19,7 +19,7 @@ from omniroute_router.dispatch import Dispatch, dispatch
 from omniroute_router.errors import RoutingError
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.plan import plan
-from omniroute_router.resolve import Node, resolve, targets
+from omniroute_router.resolve import Node, targets
 from omniroute_router.shared import Shared
 from omniroute_router.usage import RequestRecord
 
@@ -100,11 +100,7 @@ class OperationFlow:
                       record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
         snapshot = self._config.current
         try:
-            key = policy.check_key(snapshot, request.key_id)
-            policies = policy.applicable(snapshot, key)
-            requested = policy.rewrite(policies, request.model)
-            node = resolve(snapshot, requested)
-            policy.check_access(snapshot, key, policies, requested, node)
+            key, policies, requested, node = policy.admit(snapshot, request.key_id, request.model)
             check_capability(node, request.operation, request.client_format)
         except RoutingError as exc:
             yield common_pb2.AnswerEvent(error=exc.to_proto())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute_router.errors import RoutingError
-from omniroute_router.resolve import Node, Target, canonical_name, targets
+from omniroute_router.resolve import Node, Target, canonical_name, resolve, targets
 
 
 def check_key(snapshot: ConfigSnapshot, key_id: str) -> ApiKey | None:
@@ -58,3 +58,14 @@ def check_access(snapshot: ConfigSnapshot, key: ApiKey | None, policies: list[Po
 
 def provider_allowed(policies: list[PolicySpec], target: Target) -> bool:
     return all(p.allow_providers is None or target.provider.id in p.allow_providers for p in policies)
+
+
+def admit(snapshot: ConfigSnapshot, key_id: str, model: str) -> tuple[ApiKey | None, list[PolicySpec], str, Node]:
+    """The checks every request passes first, in order: the key, the policies that apply to it,
+    their model rewrites, model resolution and access. Raises RoutingError."""
+    key = check_key(snapshot, key_id)
+    policies = applicable(snapshot, key)
+    requested = rewrite(policies, model)
+    node = resolve(snapshot, requested)
+    check_access(snapshot, key, policies, requested, node)
+    return key, policies, requested, node

@@ -52,21 +52,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                                    stream=request.stream)
             if payloads.enabled(self._config.current):
                 record.capture = payloads.Capture(request.body)
-            capture = record.capture
             answered = False
             try:
-                async for event in self._flow.answer(request, record):
+                async for event in _recorded(self._flow.answer(request, record), record):
                     answered = True
-                    kind = event.WhichOneof("kind")
-                    if kind == "usage":
-                        record.usage = event.usage
-                        continue  # for accounting; the caller's format carries it in chunks
-                    if kind in (*CHUNK_KINDS, "response"):
-                        record.mark_first_chunk()
-                        if capture is not None:
-                            capture.add(event)
-                    elif kind == "error":
-                        record.status, record.error_class = event.error.status, event.error.code
                     yield event
             except redis.RedisError as exc:
                 # Limits, cooldowns and breakers live in Redis: without it the router cannot
@@ -77,18 +66,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                     record.status, record.error_class = 503, "state_store_unavailable"
                     raise
                 if self._settings.state_fail_open:
-                    async for event in stateless.answer(self._executors, self._config.current, request,
-                                                        record, self._settings.upstream_timeout_s):
-                        kind = event.WhichOneof("kind")
-                        if kind == "usage":
-                            record.usage = event.usage
-                            continue
-                        if kind in (*CHUNK_KINDS, "response"):
-                            record.mark_first_chunk()
-                            if capture is not None:
-                                capture.add(event)
-                        elif kind == "error":
-                            record.status, record.error_class = event.error.status, event.error.code
+                    async for event in _recorded(stateless.answer(
+                            self._executors, self._config.current, request, record,
+                            self._settings.upstream_timeout_s), record):
                         yield event
                     return
                 record.status, record.error_class = 503, "state_store_unavailable"
@@ -106,3 +86,22 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def ListModels(self, request: router_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
         return list_models(self._config.current)
+
+
+async def _recorded(events: AsyncIterator[common_pb2.AnswerEvent],
+                    record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
+    """The answer's events for the caller, noted in the request's record on the way (usage is
+    for accounting only: the caller's format carries it in its own chunks)."""
+    capture = record.capture
+    async for event in events:
+        kind = event.WhichOneof("kind")
+        if kind == "usage":
+            record.usage = event.usage
+            continue
+        if kind in (*CHUNK_KINDS, "response"):
+            record.mark_first_chunk()
+            if capture is not None:
+                capture.add(event)
+        elif kind == "error":
+            record.status, record.error_class = event.error.status, event.error.code
+        yield event

@@ -16,7 +16,7 @@ from omniroute_router import policy, targets
 from omniroute_router.dispatch import _execute
 from omniroute_router.errors import RoutingError
 from omniroute_router.executors import ExecutorPool
-from omniroute_router.resolve import ComboNode, Node, Target, enabled_connections, resolve
+from omniroute_router.resolve import ComboNode, Node, Target, enabled_connections
 from omniroute_router.usage import RequestRecord
 
 DEGRADED_HEADER = {"x-omniroute-degraded": "state-store-unavailable"}
@@ -31,11 +31,7 @@ def targets_in_order(node: Node) -> list[Target]:
 async def answer(pool: ExecutorPool, snapshot: ConfigSnapshot, request: router_pb2.ChatRequest,
                  record: RequestRecord, timeout_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
     try:
-        key = policy.check_key(snapshot, request.key_id)
-        policies = policy.applicable(snapshot, key)
-        requested = policy.rewrite(policies, request.model)
-        node = resolve(snapshot, requested)
-        policy.check_access(snapshot, key, policies, requested, node)
+        _, _, requested, node = policy.admit(snapshot, request.key_id, request.model)
     except RoutingError as exc:
         yield common_pb2.AnswerEvent(error=exc.to_proto())
         return
