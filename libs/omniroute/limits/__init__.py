@@ -6,6 +6,9 @@ atomic Lua script (registered once per process, run with EVALSHA) and every key 
 from __future__ import annotations
 
 import redis.asyncio as redis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from omniroute.settings import Settings
 
@@ -18,8 +21,15 @@ local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """The process's one Redis client (one connection pool), shared by every limits object."""
-    return redis.Redis.from_url(settings.redis_url, max_connections=256, health_check_interval=30)
+    """The process's one Redis client (one connection pool), shared by every limits object.
+
+    A connection error is retried on a fresh connection (a few times, quickly): after Redis
+    restarts, every pooled connection is dead, and the first command on each must not fail the
+    request that happened to use it."""
+    return redis.Redis.from_url(
+        settings.redis_url, max_connections=256, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError])
 
 
 def text(value: bytes | str | None) -> str:

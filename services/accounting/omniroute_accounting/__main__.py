@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as redis
 from psycopg_pool import AsyncConnectionPool
 
-from omniroute import control, health, runtime, settings, telemetry
+from omniroute import control, health, limits, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
@@ -30,7 +29,7 @@ async def main() -> None:
     await ensure_stream(nats_client, config)
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=4, open=False)
     await pool.open()
-    redis_client = redis.from_url(config.redis_url)
+    redis_client = limits.connect(config)
     prices = PriceSource(pool, config)
     await prices.start(nats_client)
     recorder = Recorder(config, pool, redis_client, lambda: prices.current)

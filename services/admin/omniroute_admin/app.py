@@ -8,13 +8,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import JSONResponse, Response
 
-from omniroute import control, telemetry
+from omniroute import control, limits, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
@@ -54,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
         nats_client = await connect(settings.nats_url, name="omniroute-admin")
         await control.listen(nats_client, settings, "admin")  # restart / shutdown orders
         state = AdminState(settings=settings, pool=pool, nats=nats_client,
-                           redis=redis.from_url(settings.redis_url), crypto=Crypto(settings.master_key))
+                           redis=limits.connect(settings), crypto=Crypto(settings.master_key))
         app.state.admin = state
         await passwords.ensure_initial(pool, settings.initial_password)
         if file_config is not None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as redis
 from nats.aio.msg import Msg
 
-from omniroute import analytics_store, control, health, runtime, settings, telemetry
+from omniroute import analytics_store, control, health, limits, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
@@ -29,7 +28,7 @@ async def main() -> None:
     nats_client = await connect(config.nats_url, name="omniroute-analytics")
     await control.listen(nats_client, config, "analytics")  # admin's restart / shutdown orders
     await ensure_stream(nats_client, config)
-    redis_client = redis.from_url(config.redis_url)
+    redis_client = limits.connect(config)
     store = analytics_store.LatencyStore(redis_client, config.env)
     sessions = analytics_store.SessionStore(redis_client, config.env)
 
