@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+import pytest
 from nats.aio.client import Client
 
 from omniroute.config.snapshot import load_snapshot
@@ -83,5 +84,46 @@ async def test_snapshot_reloads_on_config_changed(settings: Settings, nats_clien
                 break
             await asyncio.sleep(0.02)
         assert hash_api_key("sk-omni-bbbbbbbbbbbbbbbb") in holder.current.keys_by_hash
+    finally:
+        await holder.stop()
+
+
+async def test_a_change_announced_during_the_first_load_is_not_missed(
+        settings: Settings, nats_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service starting while the admin applies the config file: the announcement may come
+    while the first snapshot loads; the service must reload, not wait for the periodic refresh."""
+    from omniroute.config import watcher
+
+    real_load = watcher.load_snapshot
+    first = asyncio.Event()
+
+    async def slow_first_load(*args: object, **kwargs: object) -> object:
+        if not first.is_set():
+            first.set()
+            result = await real_load(*args, **kwargs)  # type: ignore[arg-type]
+            await asyncio.sleep(0.3)  # the change lands and is announced meanwhile
+            return result
+        return await real_load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(watcher, "load_snapshot", slow_first_load)
+    holder = SnapshotHolder(settings, decrypt=True)
+
+    async def change_while_loading() -> None:
+        await first.wait()
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            await config_repo.upsert_key(conn, KeySpec(name="racer", key="sk-omni-cccccccccccccccc"))
+            await conn.commit()
+        await nats_client.publish(changed_subject(settings), b"")
+        await nats_client.flush()
+
+    changer = asyncio.create_task(change_while_loading())
+    await holder.start(nats_client)
+    await changer
+    try:
+        for _ in range(100):
+            if hash_api_key("sk-omni-cccccccccccccccc") in holder.current.keys_by_hash:
+                break
+            await asyncio.sleep(0.02)
+        assert hash_api_key("sk-omni-cccccccccccccccc") in holder.current.keys_by_hash
     finally:
         await holder.stop()

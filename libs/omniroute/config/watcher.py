@@ -32,8 +32,11 @@ class SnapshotHolder:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, nats_client: Client) -> None:
-        await self.reload()
+        # Subscribe before the first load: a change announced while it runs then triggers one
+        # more reload, instead of being missed until the periodic refresh.
         await nats_client.subscribe(changed_subject(self._settings), cb=self._on_changed)
+        await nats_client.flush()
+        await self.reload()
         self._tasks.append(asyncio.create_task(self._refresh_periodically()))
 
     async def reload(self) -> None:
