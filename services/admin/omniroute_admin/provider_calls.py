@@ -11,13 +11,14 @@ from typing import Any
 import grpc
 import orjson
 
-from omniroute import runtime, telemetry
+from omniroute import telemetry
 from omniroute.catalog import auth_style, provider_type
+from omniroute.executor_pool import ExecutorPool
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
-_stubs: dict[str, executor_pb2_grpc.ExecutorStub] = {}
+_pools: dict[Settings, ExecutorPool] = {}
 
 
 @dataclass
@@ -28,11 +29,11 @@ class Outcome:
 
 
 def stub(settings: Settings, family: str) -> executor_pb2_grpc.ExecutorStub:
-    address = settings.executor_address(family)
-    found = _stubs.get(address)
-    if found is None:
-        found = _stubs[address] = executor_pb2_grpc.ExecutorStub(runtime.channel(address))
-    return found
+    """The executor of `family`, over the same long-lived channels the router uses."""
+    pool = _pools.get(settings)
+    if pool is None:
+        pool = _pools[settings] = ExecutorPool(settings)
+    return pool.stub(family)
 
 
 def target(provider: dict[str, Any], connection: dict[str, Any] | None, api_key: str, model: str,
