@@ -5,10 +5,14 @@ atomic Lua script (registered once per process, run with EVALSHA) and every key 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 
 from omniroute.settings import Settings
 
@@ -36,3 +40,15 @@ def text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def queue_script(pipe: Any, script: AsyncScript, keys: Sequence[str], args: Sequence[Any] = ()) -> None:
+    """`script` on a pipeline as a bare EVALSHA. (Calling the script object on a pipeline makes
+    redis-py send SCRIPT EXISTS before every execute: one more round trip per pipeline.) A Redis
+    that lost its scripts (restart, flush) answers NoScriptError: `load_scripts`, then run again."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
+async def load_scripts(client: redis.Redis, scripts: Sequence[AsyncScript]) -> None:
+    for script in scripts:
+        await client.script_load(script.script)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
 
 from omniroute.config.routing_spec import ResilienceProfile
-from omniroute.limits import NOW_MS, text
+from omniroute.limits import NOW_MS, queue_script, text
 
 CLOSED, DEGRADED, OPEN, HALF_OPEN = "CLOSED", "DEGRADED", "OPEN", "HALF_OPEN"
 _FORGET_MS = 24 * 3600 * 1000  # a breaker quiet for a day is forgotten
@@ -114,11 +115,12 @@ class Breakers:
         """Read-only: the state of several breakers in one round trip."""
         if not connection_ids:
             return {}
-        return self.parse_view(await self.queue_view(self._redis, connection_ids), connection_ids)
+        return self.parse_view(await self._view(keys=[self.key(c) for c in connection_ids]), connection_ids)
 
-    def queue_view(self, client: Any, connection_ids: list[str]) -> Any:
-        """The view's command on `client` (the Redis client, or a pipeline to batch it with others)."""
-        return self._view(keys=[self.key(c) for c in connection_ids], client=client)
+    def queue_view(self, pipe: Any, connection_ids: list[str]) -> AsyncScript:
+        """The view's command on a pipeline (batched with others); returns the script it uses."""
+        queue_script(pipe, self._view, [self.key(c) for c in connection_ids])
+        return self._view
 
     def parse_view(self, raw: list[Any], connection_ids: list[str]) -> dict[str, BreakerState]:
         return {cid: BreakerState(text(raw[i * 3]), int(raw[i * 3 + 1]) / 1000, int(raw[i * 3 + 2]))

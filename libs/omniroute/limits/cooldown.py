@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
 
 from omniroute.config.routing_spec import CooldownSettings
-from omniroute.limits import NOW_MS, text
+from omniroute.limits import NOW_MS, queue_script, text
 
 _FAIL = NOW_MS + """
 local level = redis.call('HINCRBY', KEYS[1], 'level', 1)
@@ -90,12 +91,17 @@ class Cooldowns:
         """Each connection's cooldown: the longer of its own and (with `model`) that model's."""
         if not connection_ids:
             return {}
-        return self.parse_view(await self.queue_view(self._redis, connection_ids, model), connection_ids, model)
+        return self.parse_view(await self._view(keys=self._view_keys(connection_ids, model)), connection_ids,
+                               model)
 
-    def queue_view(self, client: Any, connection_ids: list[str], model: str | None) -> Any:
-        """The view's command on `client` (the Redis client, or a pipeline to batch it with others)."""
+    def _view_keys(self, connection_ids: list[str], model: str | None) -> list[str]:
         scopes = [None, model] if model else [None]
-        return self._view(keys=[self._key(c, m) for c in connection_ids for m in scopes], client=client)
+        return [self._key(c, m) for c in connection_ids for m in scopes]
+
+    def queue_view(self, pipe: Any, connection_ids: list[str], model: str | None) -> AsyncScript:
+        """The view's command on a pipeline (batched with others); returns the script it uses."""
+        queue_script(pipe, self._view, self._view_keys(connection_ids, model))
+        return self._view
 
     def parse_view(self, raw: list[Any], connection_ids: list[str], model: str | None) -> dict[str, Cooldown]:
         found = [Cooldown(int(raw[i * 3]) / 1000, int(raw[i * 3 + 1]), text(raw[i * 3 + 2]))
@@ -112,6 +118,13 @@ class Cooldowns:
 
     def queue_locked(self, client: Any, connection_ids: list[str], model: str) -> Any:
         return client.mget([f"{self._lock_prefix}{c}:{model}" for c in connection_ids])
+
+    def parse_levels(self, raw: list[Any], connection_ids: list[str], model: str | None) -> dict[str, int]:
+        """Each connection's highest backoff level (its own or the model's): 0 means that a
+        success has nothing to heal."""
+        width = 2 if model else 1
+        levels = [int(raw[i * 3 + 1]) for i in range(len(raw) // 3)]
+        return {cid: max(levels[i * width:(i + 1) * width]) for i, cid in enumerate(connection_ids)}
 
     def parse_locked(self, values: list[Any], connection_ids: list[str]) -> set[str]:
         return {cid for cid, value in zip(connection_ids, values, strict=True) if value is not None}

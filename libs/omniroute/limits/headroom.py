@@ -19,8 +19,9 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
 
-from omniroute.limits import NOW_MS, text
+from omniroute.limits import NOW_MS, queue_script, text
 
 # (remaining header, reset header) per limited dimension.
 _DIMENSIONS: tuple[tuple[str, str, str], ...] = (
@@ -144,12 +145,13 @@ class Headroom:
         """The connections (of these) that have no headroom for `model` now."""
         if not connection_ids:
             return {}
-        return self.parse_view(await self.queue_view(self._view.registered_client, connection_ids, model),
+        return self.parse_view(await self._view(keys=[self._key(c, model) for c in connection_ids]),
                                connection_ids)
 
-    def queue_view(self, client: Any, connection_ids: list[str], model: str) -> Any:
-        """The view's command on `client` (the Redis client, or a pipeline to batch it with others)."""
-        return self._view(keys=[self._key(c, model) for c in connection_ids], client=client)
+    def queue_view(self, pipe: Any, connection_ids: list[str], model: str) -> AsyncScript:
+        """The view's command on a pipeline (batched with others); returns the script it uses."""
+        queue_script(pipe, self._view, [self._key(c, model) for c in connection_ids])
+        return self._view
 
     def parse_view(self, raw: list[Any], connection_ids: list[str]) -> dict[str, NoHeadroom]:
         out = {}

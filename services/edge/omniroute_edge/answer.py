@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 import orjson
-from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from omniroute import telemetry
@@ -30,9 +29,11 @@ PROGRESS_INTERVAL_S = float(os.environ.get("OMNIROUTE_PROGRESS_INTERVAL_S", "1")
 async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
                  headers: dict[str, str], encoder_args: dict[str, Any]) -> Response:
     """Call the router and answer: a JSON response, an SSE/NDJSON stream, or an error."""
+    if not call.stream:
+        return await _whole(router, fmt, call, headers)
     rpc = router.Chat(call, metadata=telemetry.grpc_metadata())
     events = rpc.__aiter__()
-    if call.stream and headers.get("x-omniroute-progress") == "enabled" and not fmt.ndjson:
+    if headers.get("x-omniroute-progress") == "enabled" and not fmt.ndjson:
         # The caller asked for progress: the stream opens now, and SSE comment lines report
         # progress until the answer starts (every SSE client ignores comments).
         return StreamingResponse(_stream_with_progress(rpc, events, fmt, encoder_args),
@@ -40,31 +41,46 @@ async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: ro
                                  headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
     try:
         event = await _next(events)
-        if event is not None and event.WhichOneof("kind") == "start":
-            headers.update(event.start.headers)
-            if call.stream:
-                return StreamingResponse(_stream(rpc, events, fmt, encoder_args),
-                                         media_type=fmt.stream_media_type,
-                                         headers={**headers, "cache-control": "no-cache",
-                                                  "x-accel-buffering": "no"})
-            event = await _next(events)
     except grpc.aio.AioRpcError as exc:
         return _router_failure(fmt, exc, headers)
+    if event is not None and event.WhichOneof("kind") == "start":
+        headers.update(event.start.headers)
+        return StreamingResponse(_stream(rpc, events, fmt, encoder_args), media_type=fmt.stream_media_type,
+                                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+    rpc.cancel()
+    return _not_started(fmt, event, headers)
+
+
+async def _whole(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
+                 headers: dict[str, str]) -> Response:
+    """A non-streaming answer: every event in one gRPC message."""
+    try:
+        whole = await router.ChatWhole(call, metadata=telemetry.grpc_metadata())
+    except grpc.aio.AioRpcError as exc:
+        return _router_failure(fmt, exc, headers)
+    events = iter(whole.events)
+    event = next(events, None)
+    if event is not None and event.WhichOneof("kind") == "start":
+        headers.update(event.start.headers)
+        event = next(events, None)
+    if event is None or event.WhichOneof("kind") != "response":
+        return _not_started(fmt, event, headers)
+    body = event.response
+    # Streams are never cached, so only a whole answer says whether it came from the cache.
+    headers.setdefault("x-omniroute-cache", "MISS")
+    if event.format != fmt.proto:
+        body = orjson.dumps(fmt.module.canonical_to_response(orjson.loads(body)))
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _not_started(fmt: ClientFormat, event: common_pb2.AnswerEvent | None, headers: dict[str, str]) -> Response:
+    """The answer ended, or failed, before its first chunk or its response."""
     if event is None:
         return errors.error_response(fmt, 502, "The answer ended before it started.",
                                      type_="server_error", code="empty_answer", headers=headers)
     kind = event.WhichOneof("kind")
     if kind == "error":
         return errors.from_proto(fmt, event.error, headers)
-    if kind == "response":
-        body = event.response
-        # Streams are never cached, so only a whole answer says whether it came from the cache.
-        headers.setdefault("x-omniroute-cache", "MISS")
-        if event.format != fmt.proto:
-            body = orjson.dumps(fmt.module.canonical_to_response(orjson.loads(body)))
-        # Read the stream to its end after answering, so the router completes normally.
-        return Response(body, media_type="application/json", headers=headers,
-                        background=BackgroundTask(_drain, events))
     return errors.error_response(fmt, 502, f"Unexpected answer event {kind!r}.", type_="server_error",
                                  headers=headers)
 
@@ -74,14 +90,6 @@ async def _next(events: AsyncIterator[common_pb2.AnswerEvent]) -> common_pb2.Ans
         return await events.__anext__()
     except StopAsyncIteration:
         return None
-
-
-async def _drain(events: AsyncIterator[common_pb2.AnswerEvent]) -> None:
-    try:
-        async for _ in events:
-            pass
-    except grpc.aio.AioRpcError:
-        pass
 
 
 def _router_failure(fmt: ClientFormat, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:

@@ -54,7 +54,8 @@ async def _operation(request: Request, operation: int, body: dict[str, object], 
     if attachment is not None:
         call.attachment.CopyFrom(attachment)
     try:
-        async for event in state.router.Chat(call, metadata=telemetry.grpc_metadata()):
+        whole = await state.router.ChatWhole(call, metadata=telemetry.grpc_metadata())
+        for event in whole.events:
             kind = event.WhichOneof("kind")
             if kind == "start":
                 headers.update(event.start.headers)

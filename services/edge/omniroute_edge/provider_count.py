@@ -33,7 +33,8 @@ async def count(request: Request, body: object, client: ClientFormat = ANTHROPIC
                                   client_format=client.proto, body=orjson.dumps(body),
                                   model=model, operation=common_pb2.OPERATION_COUNT_TOKENS)
     try:
-        async for event in edge_state(request).router.Chat(call, metadata=telemetry.grpc_metadata()):
+        whole = await edge_state(request).router.ChatWhole(call, metadata=telemetry.grpc_metadata())
+        for event in whole.events:
             kind = event.WhichOneof("kind")
             if kind == "error":
                 return None

@@ -54,6 +54,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             async for event in self._chat(request):
                 yield event
 
+    async def ExecuteWhole(self, request: executor_pb2.ExecuteRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> common_pb2.AnswerEvents:
+        """A non-streaming answer's events in one message (one gRPC round trip)."""
+        return common_pb2.AnswerEvents(events=[event async for event in self.Execute(request, context)])
+
     async def _chat(self, request: executor_pb2.ExecuteRequest) -> AsyncIterator[common_pb2.AnswerEvent]:
         family = self._families.get(request.target.family)
         if family is None:

@@ -7,14 +7,37 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
+from omniroute import limits
 from omniroute.config.snapshot import ApiKey, Connection
-from omniroute.limits.breaker import DEGRADED, OPEN, Breakers
+from omniroute.limits.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers, BreakerState
 from omniroute.limits.cooldown import Cooldowns
 from omniroute.limits.headroom import Headroom
 from omniroute_router.resolve import Target, enabled_connections
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A connection's shared state as the selection read it."""
+
+    breaker: BreakerState
+    cooldown_level: int  # the highest backoff level of the connection or of the model on it
+
+    @property
+    def needs_claim(self) -> bool:
+        """Due for its half-open probe, which one request must claim atomically (try_pass);
+        a closed or degraded breaker lets every request through without a write."""
+        return self.breaker.state == HALF_OPEN
+
+    @property
+    def spotless(self) -> bool:
+        """Nothing that a success would heal: no breaker failures, no backoff level."""
+        return self.breaker.state == CLOSED and self.breaker.failures == 0 and self.cooldown_level == 0
 
 
 @dataclass
@@ -22,6 +45,8 @@ class Availability:
     usable: list[Connection] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # connection name → why not usable
     retry_after_s: float = 0.0  # when the first unusable one frees up (0: unknown / never)
+    health: dict[str, Health] = field(default_factory=dict)  # connection id → its state, as read
+    shared: bool = False  # several candidate connections: least-recently-used order matters
 
 
 def key_may_use(connection: Connection, key: ApiKey | None) -> bool:
@@ -39,6 +64,7 @@ class Accounts:
         self._breakers = breakers
         self._cooldowns = cooldowns
         self._headroom = headroom or Headroom(client, env)
+        self._scripts: list[AsyncScript] = []
 
     async def available(self, target: Target, key: ApiKey | None) -> Availability:
         result = Availability()
@@ -53,16 +79,16 @@ class Accounts:
         if not candidates:
             return result
         ids = [c.id for c in candidates]
-        # Everything about these connections in one pipelined round trip.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await self._cooldowns.queue_view(pipe, ids, target.model)
-            await self._breakers.queue_view(pipe, ids)
-            await self._cooldowns.queue_locked(pipe, ids, target.model)
-            pipe.zmscore(self._lru, ids)
-            await self._headroom.queue_view(pipe, ids, target.model)
-            raw_cooldowns, raw_breakers, raw_locked, used, raw_spent = await pipe.execute()
+        try:
+            raw_cooldowns, raw_breakers, raw_locked, used, raw_spent = await self._read(ids, target.model)
+        except NoScriptError:  # Redis restarted or was flushed since the scripts were loaded
+            await limits.load_scripts(self._redis, self._scripts)
+            raw_cooldowns, raw_breakers, raw_locked, used, raw_spent = await self._read(ids, target.model)
         cooldowns = self._cooldowns.parse_view(raw_cooldowns, ids, target.model)
         breakers = self._breakers.parse_view(raw_breakers, ids)
+        levels = self._cooldowns.parse_levels(raw_cooldowns, ids, target.model)
+        result.health = {cid: Health(breakers[cid], levels[cid]) for cid in ids}
+        result.shared = len(candidates) > 1
         locked = self._cooldowns.parse_locked(raw_locked, ids)
         spent = self._headroom.parse_view(raw_spent, ids)
         waits = []
@@ -88,6 +114,15 @@ class Accounts:
         result.usable = [c for _, c in sorted(ranked, key=lambda item: item[0])]
         result.retry_after_s = min(waits) if waits else 0.0
         return result
+
+    async def _read(self, ids: list[str], model: str) -> list[Any]:
+        """Everything about these connections in one pipelined round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self._scripts = [self._cooldowns.queue_view(pipe, ids, model), self._breakers.queue_view(pipe, ids)]
+            self._cooldowns.queue_locked(pipe, ids, model)
+            pipe.zmscore(self._lru, ids)
+            self._scripts.append(self._headroom.queue_view(pipe, ids, model))
+            return list(await pipe.execute())
 
     async def touch(self, connection: Connection) -> None:
         await self._redis.zadd(self._lru, {connection.id: time.time()})

@@ -17,7 +17,7 @@ from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
 from omniroute_router import account_call, targets
-from omniroute_router.accounts import Accounts
+from omniroute_router.accounts import Accounts, Availability
 from omniroute_router.classify import falls_back
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.learned import learn
@@ -69,7 +69,7 @@ async def dispatch(ctx: Dispatch, request: router_pb2.ChatRequest, steps: list[S
                 break
             for connection in availability.usable:
                 attempt = _Attempt()
-                async for event in _try(ctx, request, step, connection, record, attempt):
+                async for event in _try(ctx, request, step, connection, availability, record, attempt):
                     yield event
                 if attempt.done:
                     return
@@ -91,7 +91,8 @@ async def dispatch(ctx: Dispatch, request: router_pb2.ChatRequest, steps: list[S
 
 
 async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, connection: Connection,
-               record: RequestRecord, attempt: _Attempt) -> AsyncIterator[common_pb2.AnswerEvent]:
+               availability: Availability, record: RequestRecord,
+               attempt: _Attempt) -> AsyncIterator[common_pb2.AnswerEvent]:
     target = step.target
     resilience = ctx.snapshot.routing.resilience
     limits = connection_limits(connection)  # the account's own rpm / max concurrency
@@ -107,10 +108,15 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
             return
     timeout_s = (step.combo.timeout_s if step.combo and step.combo.timeout_s else None) \
         or ctx.default_timeout_s
-    breaker = await ctx.shared.breakers.try_pass(connection.id, probe_timeout_s=min(timeout_s, 60.0))
-    if not breaker.usable:
-        return  # opened (or its probe claimed) by another request since the selection
-    await ctx.accounts.touch(connection)
+    # Writes only where they change something (each is a Redis round trip on the hot path):
+    # the half-open probe claim, and the least-recently-used order among several accounts.
+    health = availability.health.get(connection.id)
+    if health is None or health.needs_claim:
+        breaker = await ctx.shared.breakers.try_pass(connection.id, probe_timeout_s=min(timeout_s, 60.0))
+        if not breaker.usable:
+            return  # opened (or its probe claimed) by another request since the selection
+    if availability.shared:
+        await ctx.accounts.touch(connection)
     call = executor_pb2.ExecuteRequest(
         request_id=request.request_id, body=request.body, native_format=request.client_format,
         native_body=request.native_body, stream=request.stream,
@@ -139,7 +145,8 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
                 event.start.combo = step.path[0][0]
                 record.combo = step.path[0][0]
             event.start.headers.update(ctx.start_headers)
-            await reward(ctx.shared, resilience, target, connection)
+            if health is None or not health.spotless:  # else a success has nothing to heal
+                await reward(ctx.shared, resilience, target, connection)
             for combo, answered in step.path:
                 await ctx.shared.combos.answered(combo, answered)
         yield event
@@ -148,9 +155,16 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
 
 async def _execute(pool: ExecutorPool, family: str,
                    call: executor_pb2.ExecuteRequest) -> AsyncIterator[common_pb2.AnswerEvent]:
-    """The executor's answer; a failed gRPC call becomes a retryable error event."""
+    """The executor's answer; a failed gRPC call becomes a retryable error event. A whole
+    (non-streaming) answer comes in one message."""
+    stub = pool.stub(family)
     try:
-        async for event in pool.stub(family).Execute(call, metadata=telemetry.grpc_metadata()):
+        if not call.stream:
+            whole = await stub.ExecuteWhole(call, metadata=telemetry.grpc_metadata())
+            for event in whole.events:
+                yield event
+            return
+        async for event in stub.Execute(call, metadata=telemetry.grpc_metadata()):
             yield event
     except grpc.aio.AioRpcError as exc:
         yield common_pb2.AnswerEvent(error=common_pb2.Error(

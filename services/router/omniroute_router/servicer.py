@@ -83,6 +83,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             finally:
                 publish_usage(self._publisher, self._settings, record)
 
+    async def ChatWhole(self, request: router_pb2.ChatRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> common_pb2.AnswerEvents:
+        """A non-streaming answer's events in one message (one gRPC round trip)."""
+        return common_pb2.AnswerEvents(events=[event async for event in self.Chat(request, context)])
+
     async def ListModels(self, request: router_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
         return list_models(self._config.current)
