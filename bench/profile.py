@@ -1,6 +1,6 @@
 """Where the CPU goes: start the mock and OmniRoute (pinned as `make bench` pins them), send a steady
 load, and print CPU seconds per 1000 requests for each service; with --py-spy, also record a
-py-spy profile of every service (speedscope JSON in bench/results/profile-<service>.json).
+py-spy profile of every service (speedscope JSON in bench/results/profiles/, not committed).
 
     python -m bench.profile [--rate 100] [--duration 15] [--stream] [--py-spy]
 """
@@ -50,7 +50,8 @@ def main() -> None:
         if args.py_spy:
             spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
             for name, group in pids.items():
-                out = ROOT / "bench" / "results" / f"profile-{name}.json"
+                out = ROOT / "bench" / "results" / "profiles" / f"{name}.json"
+                out.parent.mkdir(parents=True, exist_ok=True)
                 spies.append(subprocess.Popen(
                     [spy, "record", "-p", str(group[-1]), "-d", str(int(args.duration)), "-r", "250",
                      "-f", "speedscope", "-o", str(out),

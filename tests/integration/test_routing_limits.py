@@ -106,3 +106,33 @@ async def test_headroom_marks_extend_never_shorten_and_expire(client, settings: 
     assert await headroom.view(["c1"], "other-model") == {}  # per model, as the providers limit
     await asyncio.sleep(0.35)
     assert await headroom.view(["c1"], "m") == {}
+
+
+async def test_account_selection_reads_state_in_one_round_trip_and_survives_a_script_flush(
+        client, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """The selection's view says which writes a request can skip (a spotless connection needs no
+    healing after a success, a closed breaker no probe claim), and still works after Redis lost
+    its scripts (the pipeline sends bare EVALSHA, then loads the scripts once and reads again)."""
+    from omniroute.config.snapshot import Connection, Provider
+    from omniroute_router.accounts import Accounts
+    from omniroute_router.resolve import Target
+
+    breakers, cooldowns = Breakers(client, settings.env), Cooldowns(client, settings.env)
+    accounts = Accounts(client, settings.env, breakers, cooldowns)
+    connections = tuple(Connection(f"p:{name}", "p", name, "k", priority=0, enabled=True, settings={})
+                        for name in ("a", "b"))
+    target = Target(Provider("p", "openai", "openai", "https://example.com/v1", ("m",), True, {}, connections),
+                    "m")
+    await client.script_flush()
+    first = await accounts.available(target, None)
+    assert [c.name for c in first.usable] == ["a", "b"] and first.shared
+    assert all(h.spotless and not h.needs_claim for h in first.health.values())
+
+    profile = ResilienceProfile(failure_threshold=1, degraded_threshold=1, reset_timeout_s=0.1)
+    await breakers.record("p:a", False, profile)  # opens a
+    await cooldowns.fail("p:b", CooldownSettings(base_s=0.05, max_s=1), reason="x", model="m")
+    await asyncio.sleep(0.15)  # a is due for its probe, b's cooldown is over but its level stays
+    later = await accounts.available(target, None)
+    assert later.health["p:a"].needs_claim and not later.health["p:a"].spotless
+    assert not later.health["p:b"].needs_claim and not later.health["p:b"].spotless
+    assert later.health["p:b"].cooldown_level == 1
