@@ -21,13 +21,25 @@ def setup_logging(service: str) -> None:
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run `main` on uvloop when available (it is in production images)."""
+    """Run `main` on uvloop when available (it is in production images). With OMNIROUTE_CPROFILE
+    set to a folder, the process writes a cProfile of its whole run there (bench/profile.py)."""
+    profile_dir = os.environ.get("OMNIROUTE_CPROFILE")
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         import uvloop
 
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())
+    finally:
+        if profiler is not None and profile_dir:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(profile_dir, f"{os.getpid()}.prof"))
     # After a restart order (omniroute.control) exit with 75 so that the supervisor starts it again.
     if control.exit_code():
         raise SystemExit(control.exit_code())

@@ -401,6 +401,7 @@ LEFT_TO_DEFAULTS = {
     "OMNIROUTE_BODY_TIMEOUT_S": "edge: time to receive a request body (60 s)",
     "OMNIROUTE_PROGRESS_INTERVAL_S": "edge: SSE progress comments while waiting (1 s)",
     "OMNIROUTE_UPSTREAM_TIMEOUT_S": "executor/router: upstream timeout (600 s)",
+    "OMNIROUTE_CPROFILE": "every service: write a cProfile of the run to this folder (benchmarks only)",
     "OMNIROUTE_CONFIG_REFRESH_S": "snapshot refresh period besides config.changed (30 s)",
     "OMNIROUTE_USAGE_RETENTION_DAYS": "accounting: usage rows kept (90 days)",
     "OMNIROUTE_RETENTION_INTERVAL_S": "accounting: retention sweep period",

@@ -30,6 +30,19 @@ def test_any_split_gives_the_same_events(cuts: list[int]) -> None:
     assert parse_in_pieces(STREAM, cuts) == EXPECTED
 
 
+def test_a_character_split_across_reads_is_decoded_whole() -> None:
+    frame = 'data: {"t":"héllo ✓"}\n\n'.encode()
+    cut = frame.index("✓".encode()) + 1  # inside the three bytes of ✓
+    parser = SSEParser()
+    assert parser.feed(frame[:cut]) == []
+    assert parser.feed(frame[cut:]) == [SSEEvent("", '{"t":"héllo ✓"}')]
+
+
+def test_many_frames_in_one_read() -> None:
+    frames = b"".join(b'data: {"i":%d}\r\n\r\n' % i for i in range(500))
+    assert [event.data for event in SSEParser().feed(frames)] == [f'{{"i":{i}}}' for i in range(500)]
+
+
 def test_final_frame_without_blank_line_is_flushed() -> None:
     parser = SSEParser()
     assert parser.feed(b"data: [DONE]\r") == []

@@ -6,6 +6,7 @@ any partial frame for the next call, so no stream is ever buffered beyond one fr
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 
@@ -23,18 +24,21 @@ class SSEParser:
         self._buffer = ""
         self._event = ""
         self._data: list[str] = []
+        # Incremental: a character whose UTF-8 bytes are split across reads is decoded whole.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, chunk: bytes | str) -> list[SSEEvent]:
-        text = chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
-        self._buffer += text
+        text = self._decoder.decode(chunk) if isinstance(chunk, bytes) else chunk
+        buffer = self._buffer + text
         events: list[SSEEvent] = []
-        while True:
-            cut = _line_end(self._buffer)
-            if cut is None:
-                return events
-            line, end = cut
-            self._buffer = self._buffer[end:]
-            self._take_line(line, events)
+        start = 0  # one pass and one final slice: a read of many frames is not re-copied per line
+        for match in _LINE_END.finditer(buffer):
+            if match.group() == "\r" and match.end() == len(buffer):
+                break  # a CR at the end may be the first half of CRLF
+            self._take_line(buffer[start:match.start()], events)
+            start = match.end()
+        self._buffer = buffer[start:]
+        return events
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: a final frame without its blank line still counts."""
@@ -63,15 +67,6 @@ class SSEParser:
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-def _line_end(buffer: str) -> tuple[str, int] | None:
-    match = _LINE_END.search(buffer)
-    if match is None:
-        return None
-    if match.group() == "\r" and match.end() == len(buffer):
-        return None  # a CR at the end may be the first half of CRLF
-    return buffer[: match.start()], match.end()
 
 
 def encode_sse(data: bytes, event: str = "") -> bytes:

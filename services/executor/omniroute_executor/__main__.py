@@ -11,6 +11,7 @@ from omniroute.v1 import executor_pb2_grpc
 from omniroute_executor.clients import HttpClients, new_client
 from omniroute_executor.families import FAMILIES, OPERATION_ONLY
 from omniroute_executor.servicer import ExecutorServicer
+from omniroute_executor.upstream import DirectClient
 
 log = logging.getLogger("omniroute.executor")
 
@@ -39,7 +40,8 @@ async def main() -> None:
     # One pooled client for every upstream call of this process (keep-alive, HTTP/2 over TLS).
     # Proxied accounts get one pooled client per distinct proxy (clients.HttpClients).
     http = HttpClients(new_client(config.upstream_timeout_s), config.upstream_timeout_s)
-    servicer = ExecutorServicer(families, http, config.upstream_timeout_s)  # type: ignore[arg-type]
+    direct = DirectClient()
+    servicer = ExecutorServicer(families, http, config.upstream_timeout_s, direct)  # type: ignore[arg-type]
     log.info("serving families: %s", ", ".join(families))
     try:
         await runtime.serve_grpc(lambda server: executor_pb2_grpc.add_ExecutorServicer_to_server(
@@ -47,6 +49,7 @@ async def main() -> None:
             service_names=["omniroute.v1.Executor"])
     finally:
         await http.aclose()
+        await direct.aclose()
         telemetry.shutdown()
 
 

@@ -18,7 +18,7 @@ from omniroute.formats.errors import UpstreamStreamError
 from omniroute.formats.framing import NDJSONParser, SSEParser
 from omniroute.limits import headroom
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
-from omniroute_executor import operations, upstream_errors
+from omniroute_executor import operations, upstream, upstream_errors
 from omniroute_executor.clients import HttpClients
 from omniroute_executor.families.base import Family, Json, with_query_key
 
@@ -33,10 +33,11 @@ def _error(error: common_pb2.Error) -> common_pb2.AnswerEvent:
 
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     def __init__(self, families: dict[str, Family], http: httpx.AsyncClient | HttpClients,
-                 default_timeout_s: float) -> None:
+                 default_timeout_s: float, direct: upstream.DirectClient | None = None) -> None:
         self._families = families
-        # One pooled client per distinct outbound proxy (and the direct one).
+        # One pooled client per distinct outbound proxy (and the direct one, for operations).
         self._clients = http if isinstance(http, HttpClients) else HttpClients(http, default_timeout_s)
+        self._direct = direct or upstream.DirectClient()  # direct chat calls (upstream.py says why)
         self._default_timeout_s = default_timeout_s
         self._allow_private = ssrf.private_allowed()
 
@@ -88,52 +89,48 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                                           message=f"the upstream address is refused: {refused}",
                                           retryable=True))
             return
-        # httpx's read timeout bounds each socket read, so an upstream that trickles a byte now
-        # and then never trips it. `limit_s` also bounds, as a whole: the wait for the headers,
-        # a whole (non-streamed) body, and the wait for each complete stream event.
+        # The read timeout bounds each socket read, so an upstream that trickles a byte now and
+        # then never trips it. `limit_s` also bounds, as a whole: the wait for the headers, a
+        # whole (non-streamed) body, and the wait for each complete stream event.
         limit_s = target.timeout_s or self._default_timeout_s
-        timeout = httpx.Timeout(limit_s, connect=10.0)
         out_format = family.native_format if passthrough else common_pb2.OPENAI_CHAT
-        http = self._clients.get(target.proxy_url)
         try:
             async with asyncio.timeout(limit_s):
-                upstream = await http.send(
-                    http.build_request("POST", url, content=orjson.dumps(body), headers=headers,
-                                       timeout=timeout),
-                    stream=True)
-        except httpx.HTTPError as exc:
-            yield _error(upstream_errors.transport_error(exc))
+                answer = await upstream.post(self._direct, self._clients, target.proxy_url, url,
+                                             orjson.dumps(body), headers, limit_s)
+        except upstream.Unreachable as exc:
+            yield _error(exc.error)
             return
         except TimeoutError:
             yield _error(_too_slow(limit_s, "answer"))
             return
         try:
-            if upstream.status_code >= 400:
+            if answer.status >= 400:
                 async with asyncio.timeout(limit_s):
-                    raw = await _read_bounded(upstream, _MAX_ERROR_BODY)
-                error_type, message = family.module.parse_error(upstream.status_code, raw)
+                    raw = await _read_bounded(answer, _MAX_ERROR_BODY)
+                error_type, message = family.module.parse_error(answer.status, raw)
                 error = upstream_errors.classify_status(
-                    upstream.status_code, error_type, message, upstream.headers, raw)
+                    answer.status, error_type, message, answer.header_map(), raw)
                 # The provider's rate-limit headers, for the router to learn headroom from.
-                error.headers.update(headroom.pick(upstream.headers.multi_items()))
+                error.headers.update(headroom.pick(answer.headers))
                 yield _error(error)
                 return
             yield common_pb2.AnswerEvent(start=common_pb2.ResponseStart(
                 provider=target.provider_id, connection=target.connection, model=target.model,
-                headers=headroom.pick(upstream.headers.multi_items())))
+                headers=headroom.pick(answer.headers)))
             if request.stream:
-                stream = _relay_stream(family, upstream, out_format, passthrough, client_wants_usage,
+                stream = _relay_stream(family, answer, out_format, passthrough, client_wants_usage,
                                        limit_s)
             else:
-                stream = _relay_response(family, upstream, out_format, passthrough, limit_s)
+                stream = _relay_response(family, answer, out_format, passthrough, limit_s)
             async for event in stream:
                 yield event
-        except httpx.HTTPError as exc:
-            yield _error(upstream_errors.transport_error(exc))
+        except upstream.Unreachable as exc:
+            yield _error(exc.error)
         except TimeoutError:
             yield _error(_too_slow(limit_s, "event" if request.stream else "body"))
         finally:
-            await upstream.aclose()
+            await answer.close()
 
 
 def _provider_body(family: Family, request: executor_pb2.ExecuteRequest) -> tuple[Json, bool, bool]:
@@ -158,9 +155,9 @@ def _too_slow(limit_s: float, what: str) -> common_pb2.Error:
                             message=f"the upstream provider sent no complete {what} within {limit_s:g}s")
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+async def _read_bounded(answer: upstream.UpstreamAnswer, limit: int) -> bytes:
     data = bytearray()
-    async for piece in response.aiter_bytes():
+    async for piece in answer.pieces():
         data += piece
         if len(data) >= limit:
             break
@@ -181,10 +178,10 @@ def _stream_error(exc: UpstreamStreamError) -> common_pb2.AnswerEvent:
                                    message=exc.message, retryable=False))
 
 
-async def _relay_response(family: Family, upstream: httpx.Response, out_format: int,
+async def _relay_response(family: Family, answer: upstream.UpstreamAnswer, out_format: int,
                           passthrough: bool, limit_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
     async with asyncio.timeout(limit_s):
-        raw = await upstream.aread()
+        raw = await answer.read()
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -205,7 +202,7 @@ async def _relay_response(family: Family, upstream: httpx.Response, out_format: 
         yield common_pb2.AnswerEvent(usage=usage)
 
 
-async def _piece_batches(upstream: httpx.Response, idle_s: float,
+async def _piece_batches(answer: upstream.UpstreamAnswer, idle_s: float,
                          progressed: list[bool]) -> AsyncIterator[list[bytes]]:
     """The body's bytes, as lists of the pieces that are ready together.
 
@@ -219,7 +216,7 @@ async def _piece_batches(upstream: httpx.Response, idle_s: float,
 
     async def read() -> None:
         try:
-            async for piece in upstream.aiter_bytes():
+            async for piece in answer.pieces():
                 await queue.put(piece)
             await queue.put(None)
         except Exception as exc:  # handed to the consumer, which raises it in order
@@ -251,7 +248,7 @@ async def _piece_batches(upstream: httpx.Response, idle_s: float,
         await asyncio.gather(reader, return_exceptions=True)
 
 
-async def _frame_groups(family: Family, upstream: httpx.Response,
+async def _frame_groups(family: Family, answer: upstream.UpstreamAnswer,
                         idle_s: float) -> AsyncIterator[list[tuple[str, str]]]:
     """(event name, data) of the upstream events completed by each read, SSE or NDJSON: the
     events that arrived together travel on together, and none waits for a later read.
@@ -259,7 +256,7 @@ async def _frame_groups(family: Family, upstream: httpx.Response,
     progressed = [False]
     if family.framing == "ndjson":
         lines = NDJSONParser()
-        async for pieces in _piece_batches(upstream, idle_s, progressed):
+        async for pieces in _piece_batches(answer, idle_s, progressed):
             if group := [("", line.decode("utf-8", errors="replace")) for line in lines.feed(b"".join(pieces))]:
                 progressed[0] = True
                 yield group
@@ -267,7 +264,7 @@ async def _frame_groups(family: Family, upstream: httpx.Response,
             yield tail
         return
     parser = SSEParser()
-    async for pieces in _piece_batches(upstream, idle_s, progressed):
+    async for pieces in _piece_batches(answer, idle_s, progressed):
         if frames := [(frame.event, frame.data) for frame in parser.feed(b"".join(pieces))]:
             progressed[0] = True
             yield frames
@@ -275,7 +272,7 @@ async def _frame_groups(family: Family, upstream: httpx.Response,
         yield frames
 
 
-async def _relay_stream(family: Family, upstream: httpx.Response, out_format: int, passthrough: bool,
+async def _relay_stream(family: Family, answer: upstream.UpstreamAnswer, out_format: int, passthrough: bool,
                         client_wants_usage: bool, idle_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
     """Relay upstream events as soon as they are parsed: nothing is held back. Events that
     arrived in one read go on as one message (ChunkBatch), which keeps per-token overhead low.
@@ -285,7 +282,7 @@ async def _relay_stream(family: Family, upstream: httpx.Response, out_format: in
     decoder = family.module.StreamDecoder()
     usage: common_pb2.Usage | None = None
     ended = False
-    groups = _frame_groups(family, upstream, idle_s)
+    groups = _frame_groups(family, answer, idle_s)
     while True:
         try:
             group = await anext(groups)

@@ -45,7 +45,7 @@ def classify_status(status: int, error_type: str, message: str, headers: httpx.H
 
 
 def transport_error(exc: Exception) -> common_pb2.Error:
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):  # aiohttp's timeouts are TimeoutErrors
         return common_pb2.Error(status=504, type="upstream_error", code="upstream_timeout",
                                 message="the upstream provider did not answer in time "
                                         f"({type(exc).__name__})",
