@@ -54,7 +54,7 @@ def main() -> None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 spies.append(subprocess.Popen(
                     [spy, "record", "-p", str(group[-1]), "-d", str(int(args.duration)), "-r", "250",
-                     "-f", "speedscope", "-o", str(out),
+                     "-f", "speedscope", "-o", str(out), "--gil",
                      *(["--native"] if args.native else ["--nonblocking"])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         before = {name: cpu_seconds(group) for name, group in pids.items()}

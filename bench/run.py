@@ -4,7 +4,8 @@ in one run on this machine. Writes bench/results/<timestamp>.{json,md}.
 CPU budget: the system under test (every OmniRoute process, or LiteLLM and its workers) is pinned
 to SUT_CPUS; the load generator and the mock to LOAD_CPUS, so neither steals the other's core.
 
-    python -m bench.run [--quick] [--only omniroute,litellm] [--soak]
+    python -m bench.run [--quick] [--only omniroute,litellm]
+    python -m bench.run --soak     # only the memory soak: 100 000 requests through OmniRoute
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ from bench.targets import (
 RESULTS = ROOT / "bench" / "results"
 P99_LIMIT_MS = 50.0
 COOL_DOWN_S = 15.0
+STREAM_LOW_RATE = 20  # streams per second that one core sustains for every target's TTFB, not just ours
+SOAK_RATE, SOAK_REQUESTS = 100, 100_000
+
+
+def warm_up(url: str, body: Path, headers: list[str], cpus: set[int]) -> None:
+    """The same for every target: 10 s of light load (lazy imports, pools, first-time
+    start-up work such as applying the config and rebuilding counters), then a quiet pause."""
+    load(url, 20, 10, body, headers, cpus)
+    time.sleep(COOL_DOWN_S / 3)
 
 
 def bodies(work: Path) -> dict[str, Path]:
@@ -113,11 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the harness)")
     parser.add_argument("--only", default="floor,omniroute,omniroute2,litellm,litellm2")
-    parser.add_argument("--soak", action="store_true", help="100 000 requests: RSS growth")
+    parser.add_argument("--soak", action="store_true",
+                        help="only the soak: 100 000 requests through OmniRoute, RSS growth per service")
     parser.add_argument("--sut-cpus", default="1")
     parser.add_argument("--load-cpus", default="0")
     args = parser.parse_args()
-    only = set(args.only.split(","))
+    only = {"omniroute"} if args.soak else set(args.only.split(","))
     sut_cpus = {int(c) for c in args.sut_cpus.split(",")}
     load_cpus = {int(c) for c in args.load_cpus.split(",")}
     duration = 3.0 if args.quick else 10.0
@@ -135,12 +146,14 @@ def main() -> None:
             report["targets"]["floor"] = {
                 "chat_100rps": measure(None, url, body["chat"], [], load_cpus, 100, duration),
                 "stream_100rps": measure(None, url, body["stream"], [], load_cpus, 100, duration, True),
+                f"stream_{STREAM_LOW_RATE}rps": measure(None, url, body["stream"], [], load_cpus, STREAM_LOW_RATE,
+                                                       duration, True),
                 "sweep": sweep(url, body["chat"], [], load_cpus, [*rates, 2000, 4000], sweep_duration)}
         for name, replicas in (("omniroute", 1), ("omniroute2", 2)):
             if name in only:
                 report["targets"][name] = run_omniroute(mock, sut_cpus, load_cpus, work / name, body,
                                                         duration, sweep_duration, rates, replicas,
-                                                        soak=args.soak and replicas == 1)
+                                                        soak_only=args.soak)
         for name, workers in (("litellm", 1), ("litellm2", 2)):
             if name in only:
                 report["targets"][name] = run_litellm(mock, sut_cpus, load_cpus, work / name, body,
@@ -156,15 +169,20 @@ def main() -> None:
 
 def run_omniroute(mock: Mock, sut_cpus: set[int], load_cpus: set[int], work: Path, body: dict[str, Path],
                   duration: float, sweep_duration: float, rates: list[float], replicas: int,
-                  soak: bool) -> dict[str, Any]:
+                  soak_only: bool) -> dict[str, Any]:
     target = OmniRoute(mock, sut_cpus, work, router_replicas=replicas, edge_workers=replicas)
     target.start()
     auth = [f"authorization: Bearer {OMNI_KEY}"]
     model = f"bench/{MODEL}"
     chat_url = f"{target.url}/v1/chat/completions"
     try:
+        warm_up(chat_url, with_model(body["chat"], model), auth, load_cpus)
+        if soak_only:
+            return {"soak": soak_run(target, chat_url, with_model(body["chat"], model), auth, load_cpus)}
         result: dict[str, Any] = {
             "chat_100rps": measure(target, chat_url, with_model(body["chat"], model), auth, load_cpus, 100, duration),
+            f"stream_{STREAM_LOW_RATE}rps": measure(target, chat_url, with_model(body["stream"], model), auth,
+                                                    load_cpus, STREAM_LOW_RATE, duration, True),
             "stream_100rps": measure(target, chat_url, with_model(body["stream"], model), auth, load_cpus, 100,
                                      duration, True),
         }
@@ -178,8 +196,6 @@ def run_omniroute(mock: Mock, sut_cpus: set[int], load_cpus: set[int], work: Pat
                 target, f"{target.url}/v1/messages", with_model(body["anthropic_stream"], model),
                 [f"x-api-key: {OMNI_KEY}", "anthropic-version: 2023-06-01"], load_cpus, 100, duration, True)
         result["sweep"] = sweep(chat_url, with_model(body["chat"], model), auth, load_cpus, rates, sweep_duration)
-        if soak:
-            result["soak"] = soak_run(target, chat_url, with_model(body["chat"], model), auth, load_cpus)
         result["peak_rss_mb"] = {name: round(sum(peak_rss_mb(pid) for pid in pids), 1)
                                  for name, pids in target.pids().items()}
         return result
@@ -188,10 +204,10 @@ def run_omniroute(mock: Mock, sut_cpus: set[int], load_cpus: set[int], work: Pat
 
 
 def soak_run(target: OmniRoute, url: str, body: Path, headers: list[str], load_cpus: set[int]) -> dict[str, Any]:
-    """100 000 requests after a warm-up: does RSS keep growing?"""
-    load(url, 300, 20, body, headers, load_cpus)  # warm-up
+    """100 000 requests after a warm-up, at a rate one core sustains: does RSS keep growing?"""
+    load(url, SOAK_RATE, 20, body, headers, load_cpus)  # warm-up
     before = {name: sum(rss_mb(pid) for pid in pids) for name, pids in target.pids().items()}
-    result = load(url, 400, 250, body, headers, load_cpus)
+    result = load(url, SOAK_RATE, SOAK_REQUESTS / SOAK_RATE, body, headers, load_cpus)
     after = {name: sum(rss_mb(pid) for pid in pids) for name, pids in target.pids().items()}
     growth = {name: round((after[name] - before[name]) / before[name] * 100, 2) for name in before if before[name]}
     return {"requests": result["ok"], "errors": result["errors"], "rss_before_mb": before,
@@ -205,8 +221,10 @@ def run_litellm(mock: Mock, sut_cpus: set[int], load_cpus: set[int], work: Path,
     auth = [f"authorization: Bearer {LITELLM_KEY}"]
     url = f"{target.url}/v1/chat/completions"
     try:
-        load(url, 20, 3, body["chat"], auth, load_cpus)  # LiteLLM warms lazily
+        warm_up(url, body["chat"], auth, load_cpus)
         result = {"chat_100rps": measure(target, url, body["chat"], auth, load_cpus, 100, duration),
+                  f"stream_{STREAM_LOW_RATE}rps": measure(target, url, body["stream"], auth, load_cpus,
+                                                          STREAM_LOW_RATE, duration, True),
                   "stream_100rps": measure(target, url, body["stream"], auth, load_cpus, 100, duration, True),
                   "sweep": sweep(url, body["chat"], auth, load_cpus, rates, sweep_duration)}
         result["peak_rss_mb"] = {name: round(sum(peak_rss_mb(pid) for pid in pids), 1)
@@ -232,28 +250,32 @@ def render(report: dict[str, Any]) -> str:
     floor = targets.get("floor", {})
     lines = [f"# Benchmark {report['date']}", "", f"Machine: {report['machine']}; system under test pinned to "
              f"CPU {report['sut_cpus']}, load generator and mock on CPU {report['load_cpus']}.", ""]
-    lines += ["| target | scenario | p50 ms | p95 ms | p99 ms | added p50 | added p99 | TTFB p50 | "
-              "errors | CPU s / 1000 req |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| target | scenario | p50 ms | p95 ms | p99 ms | added p50 | added p99 | TTFB p50 | added TTFB p50 | "
+              "errors | CPU s / 1000 req |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, result in targets.items():
         for scenario, point in result.items():
             if not isinstance(point, dict) or "latency_ms" not in point:
                 continue
-            base = floor.get("stream_100rps" if "stream" in scenario else "chat_100rps", {}).get("latency_ms", {})
+            base_point = floor.get(scenario) or floor.get(
+                f"stream_{STREAM_LOW_RATE}rps" if "stream" in scenario else "chat_100rps", {})
             lat = point["latency_ms"]
-            added = _added(lat, base if name != "floor" else {})
+            added = _added(lat, base_point.get("latency_ms", {}) if name != "floor" else {})
+            ttfb_added = (f"{point['ttfb_ms'].get('p50', 0) - base_point['ttfb_ms'].get('p50', 0):.2f}"
+                          if name != "floor" and base_point and "stream" in scenario else "")
             lines.append(f"| {name} | {scenario} | {lat.get('p50', 0):.2f} | {lat.get('p95', 0):.2f} | "
                          f"{lat.get('p99', 0):.2f} | {added['p50']} | {added['p99']} | "
-                         f"{point['ttfb_ms'].get('p50', 0):.2f} | {sum(point['errors'].values())} | "
+                         f"{point['ttfb_ms'].get('p50', 0):.2f} | {ttfb_added} | {sum(point['errors'].values())} | "
                          f"{point.get('cpu_s_per_1000', '')} |")
     lines += ["", "| target | highest rate with p99 < 50 ms, no errors | peak RSS MB |", "|---|---|---|"]
     for name, result in targets.items():
         rss = result.get("peak_rss_mb", {})
         lines.append(f"| {name} | {result.get('sweep', {}).get('max_sustained_rate', '')} req/s | "
                      f"{', '.join(f'{k} {v}' for k, v in rss.items())} |")
-    best_omni = max((targets[t]["sweep"]["max_sustained_rate"] for t in ("omniroute", "omniroute2") if t in targets),
-                    default=0)
-    best_lite = max((targets[t]["sweep"]["max_sustained_rate"] for t in ("litellm", "litellm2") if t in targets),
-                    default=0)
+    def best(names: tuple[str, ...]) -> float:
+        return max((targets[t].get("sweep", {}).get("max_sustained_rate", 0) for t in names if t in targets),
+                   default=0)
+
+    best_omni, best_lite = best(("omniroute", "omniroute2")), best(("litellm", "litellm2"))
     if best_omni and best_lite:
         lines += ["", f"Headline: OmniRoute sustains {best_omni} req/s vs LiteLLM's best {best_lite} req/s "
                       f"= {best_omni / best_lite:.1f}×."]
