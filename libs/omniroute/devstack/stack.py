@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -112,21 +113,41 @@ class Stack:
         self.processes.append(service)
         return service
 
+    def _relaunch(self, service: ServiceProcess) -> ServiceProcess:
+        """Start a service again in place (same name, module, arguments and start order)."""
+        assert service.launch is not None
+        index = self.processes.index(service)
+        if service.log_file is not None:
+            service.log_file.close()
+        module, args, env = service.launch
+        fresh = self.start_service(service.name, module, *args, env=env)
+        self.processes.pop()   # start_service appended it; keep the start order for stop()
+        self.processes[index] = fresh
+        return fresh
+
     def restart_requested(self) -> list[str]:
         """Start again, in place, every service that exited with RESTART_EXIT_CODE (it obeyed a
         restart order from the admin, omniroute.control); returns their names."""
         restarted = []
-        for index, service in enumerate(self.processes):
+        for service in list(self.processes):
             if service.process.poll() != RESTART_EXIT_CODE or service.launch is None:
                 continue
-            if service.log_file is not None:
-                service.log_file.close()
-            module, args, env = service.launch
-            fresh = self.start_service(service.name, module, *args, env=env)
-            self.processes.pop()   # start_service appended it; keep the start order for stop()
-            self.processes[index] = fresh
+            self._relaunch(service)
             restarted.append(service.name)
         return restarted
+
+    def _started(self, service: ServiceProcess, wait: Callable[[subprocess.Popen[bytes]], None]) -> None:
+        """Wait until `service` is up. One killed by a signal while starting is started once
+        more, as Kubernetes restarts a crashed pod (seen rarely: grpc's poller aborting on a bad
+        file descriptor at start); a second death, or an exit it chose, fails the start."""
+        try:
+            wait(service.process)
+        except RuntimeError:
+            code = service.process.poll()
+            if code is None or code >= 0 or service.launch is None:
+                raise
+            log.warning("%s died while starting (signal %d); starting it once more", service.name, -code)
+            wait(self._relaunch(service).process)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start in dependency order and wait until every service is ready."""
@@ -138,16 +159,17 @@ class Stack:
         accounting = self.start_service("accounting", "omniroute_accounting")
         analytics = self.start_service("analytics", "omniroute_analytics")
         admin = self.start_service("admin", "omniroute_admin")
-        wait_listening("127.0.0.1", self.ports.executor, "executor", timeout, executor.process)
+        self._started(executor, lambda p: wait_listening("127.0.0.1", self.ports.executor, "executor", timeout, p))
         for port, router in zip(self._router_ports, routers, strict=True):
-            wait_listening("127.0.0.1", port, router.name, timeout, router.process)
-        _wait_ready(f"{self.admin_url}/readyz", "admin", timeout, admin.process)
+            self._started(router, lambda p, port=port, name=router.name: wait_listening(  # type: ignore[misc]
+                "127.0.0.1", port, name, timeout, p))
+        self._started(admin, lambda p: _wait_ready(f"{self.admin_url}/readyz", "admin", timeout, p))
         edge = self.start_service("edge", "omniroute_edge")
-        _wait_ready(f"{self.url}/readyz", "edge", timeout, edge.process)
-        _wait_ready(f"http://127.0.0.1:{self.ports.accounting}/readyz", "accounting", timeout,
-                    accounting.process)
-        _wait_ready(f"http://127.0.0.1:{self.ports.analytics}/readyz", "analytics", timeout,
-                    analytics.process)
+        self._started(edge, lambda p: _wait_ready(f"{self.url}/readyz", "edge", timeout, p))
+        self._started(accounting, lambda p: _wait_ready(
+            f"http://127.0.0.1:{self.ports.accounting}/readyz", "accounting", timeout, p))
+        self._started(analytics, lambda p: _wait_ready(
+            f"http://127.0.0.1:{self.ports.analytics}/readyz", "analytics", timeout, p))
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM everything (services drain), then SIGKILL what is still running."""
