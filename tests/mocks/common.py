@@ -45,6 +45,7 @@ SCENARIOS: tuple[str, ...] = (
     "slow",
     "error-mid",
     "drop",
+    "agent",
 )
 #: The models every list endpoint advertises.
 MODEL_NAMES: tuple[str, ...] = tuple(f"mock-{s}" for s in SCENARIOS) + tuple(
@@ -267,6 +268,71 @@ class Script:
         return base64.b64encode(digest * 2).decode()
 
 
+#: ``mock-agent``: the file a coding CLI is asked to read, and the token the test wrote into it.
+AGENT_FILE = "omniroute-cli-check.txt"
+AGENT_TOKEN = re.compile(r"omniroute-check-[0-9a-f]{8,}")
+AGENT_DONE = "The check file says"
+#: The first declared tool that can show a file, and its arguments, for each coding CLI's tool set
+#: (Claude Code's Bash, Codex's exec_command / shell, Gemini CLI's run_shell_command / read_file).
+AGENT_TOOLS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Bash", {"command": f"cat {AGENT_FILE}", "description": "Show the check file"}),
+    ("exec_command", {"cmd": f"cat {AGENT_FILE}"}),
+    ("shell_command", {"command": f"cat {AGENT_FILE}"}),
+    ("shell", {"command": ["cat", AGENT_FILE]}),
+    ("run_shell_command", {"command": f"cat {AGENT_FILE}"}),
+    ("read_file", {"file_path": AGENT_FILE}),
+)
+
+
+def tool_result_in_last_turn(body: Any) -> Any:
+    """The tool results that the request's newest turn sends back (None when it sends none), in
+    any family's shape: Anthropic ``tool_result`` blocks, OpenAI / Ollama ``tool`` messages,
+    Responses ``function_call_output`` items, Gemini ``functionResponse`` parts."""
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("input"), list):   # Responses: outputs after the last user message
+        outputs: list[Any] = []
+        for item in reversed(body["input"]):
+            if not isinstance(item, dict):
+                continue
+            if item.get("type", "message") == "message" and item.get("role") == "user":
+                break
+            if str(item.get("type", "")).endswith("call_output"):
+                outputs.append(item.get("output"))
+        return outputs or None
+    turns = body.get("messages") or body.get("contents") or []
+    if not isinstance(turns, list) or not turns or not isinstance(turns[-1], dict):
+        return None
+    last = turns[-1]
+    if last.get("role") == "tool":
+        return last.get("content")
+    content = last.get("content", last.get("parts"))
+    if isinstance(content, list):
+        found = [p for p in content if isinstance(p, dict)
+                 and (p.get("type") == "tool_result" or "functionResponse" in p)]
+        return found or None
+    return None
+
+
+def _agent_turn(s: Script, body: Any) -> None:
+    """A coding CLI's turn: a tool call that shows AGENT_FILE, then, once the tool's result comes
+    back, a text quoting the token found in it (so the test sees that the tool really ran)."""
+    result = tool_result_in_last_turn(body)
+    if result is not None:
+        found = AGENT_TOKEN.search(orjson.dumps(result).decode())
+        s.text = split_words(f"{AGENT_DONE} {found.group(0)}." if found else
+                             "The tool ran, but its result holds no check token.")
+        return
+    declared = tool_names(body)
+    for name, arguments in AGENT_TOOLS:
+        if name in declared:
+            s.tools = [ToolCall(name, arguments)]
+            s.finish = "tool_calls"
+            return
+    # A side request without tools (a title, a topic): a short text.
+    s.text = split_words("OmniRoute CLI check")
+
+
 REASONING_TEXT = "Let me think. The user wants a greeting, so a short friendly hello will do."
 
 
@@ -275,7 +341,9 @@ def build_script(family: str, scenario: Scenario, model: str, body: Any) -> Scri
     s = Script(family=family, scenario=scenario, model=model, input_tokens=prompt_words(body))
     names = tool_names(body) or ["get_weather"]
     name = scenario.name
-    if name == "tool":
+    if name == "agent":
+        _agent_turn(s, body)
+    elif name == "tool":
         s.tools = [ToolCall(names[0], {"city": "Paris", "unit": "celsius"})]
         s.finish = "tool_calls"
     elif name == "parallel-tools":
