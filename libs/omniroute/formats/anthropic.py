@@ -4,7 +4,20 @@ Streams are in anthropic_stream.py (re-exported here so that every format module
 same interface).
 
 Choices worth knowing:
-- Anthropic has one system prompt: every system/developer message becomes part of it.
+- System instructions: the top-level `system`, and `{"role": "system"}` messages inside
+  `messages` (mid-conversation system messages, sent by Claude Code for models it does not
+  know). Both become canonical system messages at their position; the ones that came from
+  inside `messages` are marked (`x_omniroute.mid_conversation`) and go back there for an
+  Anthropic upstream, every other system/developer message joins the top-level `system`
+  (older models refuse system turns). Their non-text content (tool additions, per-turn
+  effort statements) is not portable: a tool addition joins the canonical tools, the rest is
+  dropped with a debug log.
+- Content blocks only Anthropic can run or read (server tool use and results, container
+  uploads …) are dropped with a debug log instead of refused: the rest of the request still
+  means the same to another provider.
+- Top-level fields this module does not translate (context_management, container,
+  service_tier, …) travel as `x_omniroute.native_fields` and come back for an Anthropic
+  upstream (when the caller's body is not passed through as it is anyway).
 - Anthropic wants tool results as `tool_result` blocks inside a user turn and (on older
   models) strictly alternating roles, so consecutive same-role turns are merged.
 - Thinking blocks go upstream only with their signature (Anthropic rejects unsigned ones), so
@@ -17,6 +30,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from omniroute.formats import canonical as c
@@ -46,7 +60,19 @@ __all__ = [
 
 Json = dict[str, Any]
 
+log = logging.getLogger("omniroute.formats.anthropic")
+
+# output_config.effort → reasoning_effort, and back (xhigh and max have no portable name).
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+_EFFORT_TO_ANTHROPIC = {"minimal": "low", "low": "low", "medium": "medium", "high": "high",
+                        "xhigh": "xhigh"}
+# thinking.type values without a budget: kept for an Anthropic upstream (x_omniroute.thinking_mode).
+_THINKING_MODES = ("adaptive", "disabled", "between_tools")
+# The top-level fields request_to_canonical translates; any other is carried as a native field.
+_TRANSLATED = frozenset({
+    "model", "messages", "system", "stream", "max_tokens", "temperature", "top_p", "top_k",
+    "stop_sequences", "metadata", "cache_control", "output_config", "output_format", "tools",
+    "tool_choice", "thinking"})
 
 
 # --- request: Anthropic → canonical ----------------------------------------------------------
@@ -63,6 +89,9 @@ def request_to_canonical(body: Any, *, model: str | None = None,
     messages = _system_to_canonical(body.get("system"))
     for index, message in enumerate(body["messages"]):
         messages.extend(_message_to_canonical(message, index))
+    if all(message["role"] == "system" for message in messages):
+        raise FormatError("messages: at least one user or assistant message with content is "
+                          "required", param="messages")
     canonical: Json = {"model": model, "messages": messages}
     stream = stream if stream is not None else body.get("stream")
     if stream is not None:
@@ -70,6 +99,8 @@ def request_to_canonical(body: Any, *, model: str | None = None,
     _sampling_to_canonical(body, canonical)
     _tools_to_canonical(body, canonical)
     _thinking_to_canonical(body, canonical)
+    _tool_additions_to_canonical(body["messages"], canonical)
+    c.set_native_fields(canonical, FORMAT, {k: v for k, v in body.items() if k not in _TRANSLATED})
     return canonical
 
 
@@ -93,9 +124,11 @@ def _text_part(block: Json) -> Json:
 
 def _message_to_canonical(message: Any, index: int) -> list[Json]:
     param = f"messages.{index}"
-    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-        raise FormatError(f"{param}.role: must be 'user' or 'assistant'", param=param)
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
+        raise FormatError(f"{param}.role: must be 'user', 'assistant' or 'system'", param=param)
     content = message.get("content")
+    if message["role"] == "system":
+        return _system_message_to_canonical(message, param)
     if isinstance(content, str):
         return [{"role": message["role"], "content": content}]
     if not isinstance(content, list):
@@ -103,6 +136,47 @@ def _message_to_canonical(message: Any, index: int) -> list[Json]:
     if message["role"] == "assistant":
         return [_assistant_to_canonical(content, param)]
     return _user_to_canonical(content, param)
+
+
+def _system_message_to_canonical(message: Json, param: str) -> list[Json]:
+    """A mid-conversation system message → a canonical system message at the same position
+    (none when it carries no text, e.g. a per-turn effort statement or only tool changes)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        parts = [{"type": "text", "text": content}] if content else []
+    elif isinstance(content, list):
+        parts = [_text_part(block) for block in content
+                 if isinstance(block, dict) and block.get("type") == "text" and block.get("text")]
+        others = sorted({str(block.get("type")) for block in content
+                         if isinstance(block, dict) and block.get("type") != "text"})
+        if others:
+            log.debug("%s: system message blocks %s are carried only to Anthropic", param, others)
+    else:
+        raise FormatError(f"{param}.content: must be a string or an array", param=param)
+    if not parts:
+        return []
+    canonical: Json = {"role": "system", "content": parts}
+    c.set_ext(canonical, "mid_conversation", True)
+    c.set_ext(canonical, "cache_control", message.get("cache_control"))
+    return [canonical]
+
+
+def _tool_additions_to_canonical(messages: list[Any], canonical: Json) -> None:
+    """Tools that system messages add mid-conversation (`tool_addition` blocks) are declared
+    from the start for other providers, which fix the tool list per request."""
+    declared = {tool["function"]["name"] for tool in canonical.get("tools") or []}
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") != "system" \
+                or not isinstance(message.get("content"), list):
+            continue
+        for block in message["content"]:
+            definition = ((block.get("tool") or {}).get("definition")
+                          if isinstance(block, dict) and block.get("type") == "tool_addition" else None)
+            if isinstance(definition, dict) and definition.get("name") not in declared:
+                converted = _tool_to_canonical(definition)
+                if converted is not None:
+                    declared.add(definition.get("name"))
+                    canonical.setdefault("tools", []).append(converted)
 
 
 def _user_to_canonical(blocks: list[Any], param: str) -> list[Json]:
@@ -114,7 +188,8 @@ def _user_to_canonical(blocks: list[Any], param: str) -> list[Json]:
         if kind == "tool_result":
             tool_messages.append(_tool_result_to_canonical(block, param))
         elif kind is not None:
-            parts.append(_block_to_part(block, param))
+            if (part := _block_to_part(block, param)) is not None:
+                parts.append(part)
         else:
             raise FormatError(f"{param}.content: every block needs a 'type'", param=param)
     if parts:
@@ -122,10 +197,15 @@ def _user_to_canonical(blocks: list[Any], param: str) -> list[Json]:
     return tool_messages
 
 
-def _block_to_part(block: Json, param: str) -> Json:
+def _block_to_part(block: Json, param: str) -> Json | None:
+    """A user content block → a canonical content part; None for a block only Anthropic can
+    read (server tool results, container uploads …), dropped with a debug log."""
     kind = block.get("type")
     if kind == "text":
         return _text_part(block)
+    if kind == "search_result":
+        texts = [str(b.get("text", "")) for b in block.get("content") or [] if isinstance(b, dict)]
+        return {"type": "text", "text": "\n".join([str(block.get("title", "")), *texts]).strip()}
     if kind in ("image", "document"):
         source = block.get("source") or {}
         if source.get("type") == "base64":
@@ -141,14 +221,16 @@ def _block_to_part(block: Json, param: str) -> Json:
             return part
         return c.image_part(url, {"cache_control": block["cache_control"]}
                             if block.get("cache_control") else None)
-    raise FormatError(f"{param}: unsupported content block type {kind!r}", param=param)
+    log.debug("%s: a %r block is carried only to Anthropic", param, kind)
+    return None
 
 
 def _tool_result_to_canonical(block: Json, param: str) -> Json:
     content = block.get("content")
     value: Any
     if isinstance(content, list):
-        value = [_block_to_part(b, param) for b in content if isinstance(b, dict)]
+        value = [part for b in content if isinstance(b, dict)
+                 if (part := _block_to_part(b, param)) is not None]
         if all(p.get("type") == "text" and c.EXT not in p for p in value):
             value = "".join(p["text"] for p in value)
     else:
@@ -182,8 +264,8 @@ def _assistant_to_canonical(blocks: list[Any], param: str) -> Json:
             calls.append({"id": str(block.get("id", "")), "type": "function",
                           "function": {"name": str(block.get("name", "")),
                                        "arguments": c.dumps(block.get("input") or {})}})
-        else:
-            raise FormatError(f"{param}: unsupported assistant block type {kind!r}", param=param)
+        else:  # server tool use and its results: Anthropic ran them, no one else can
+            log.debug("%s: a %r block is carried only to Anthropic", param, kind)
     message["content"] = "".join(texts) if texts or not calls else None
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
@@ -212,19 +294,7 @@ def _tools_to_canonical(body: Json, canonical: Json) -> None:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise FormatError("tools: must be an array", param="tools")
-    converted = []
-    for tool in tools or []:
-        # Server tools (web_search_…, bash_…) have a versioned `type` and no schema: only
-        # Anthropic can run them, so they are not carried to other providers.
-        if not isinstance(tool, dict) or tool.get("type", "custom") != "custom":
-            continue
-        function: Json = {"name": str(tool.get("name", "")),
-                          "parameters": tool.get("input_schema") or {"type": "object"}}
-        if tool.get("description"):
-            function["description"] = tool["description"]
-        entry: Json = {"type": "function", "function": function}
-        c.set_ext(entry, "cache_control", tool.get("cache_control"))
-        converted.append(entry)
+    converted = [entry for tool in tools or [] if (entry := _tool_to_canonical(tool)) is not None]
     if converted:
         canonical["tools"] = converted
     choice = body.get("tool_choice")
@@ -236,38 +306,106 @@ def _tools_to_canonical(body: Json, canonical: Json) -> None:
             canonical["parallel_tool_calls"] = False
 
 
+def _tool_to_canonical(tool: Any) -> Json | None:
+    # Server tools (web_search_…, bash_…) have a versioned `type` and no schema: only
+    # Anthropic can run them, so they are not carried to other providers.
+    if not isinstance(tool, dict) or tool.get("type", "custom") != "custom":
+        return None
+    function: Json = {"name": str(tool.get("name", "")),
+                      "parameters": tool.get("input_schema") or {"type": "object"}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    entry: Json = {"type": "function", "function": function}
+    c.set_ext(entry, "cache_control", tool.get("cache_control"))
+    return entry
+
+
 def _thinking_to_canonical(body: Json, canonical: Json) -> None:
+    """thinking + output_config.effort → reasoning_effort (the portable intent).
+
+    - enabled: the budget, exactly (thinking_budget) and as an effort;
+    - adaptive / between_tools: the model decides; an explicit effort is passed on, none is
+      asked for otherwise (other providers then use their own default);
+    - disabled: nothing is asked for.
+    The mode itself is kept (thinking_mode) for an Anthropic upstream; display "omitted" means
+    the caller does not want the thinking text (include_thoughts false)."""
     thinking = body.get("thinking")
     effort = (body.get("output_config") or {}).get("effort")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
         if isinstance(budget, int):
             canonical["reasoning_effort"] = c.budget_to_effort(budget)
             c.set_ext(canonical, "thinking_budget", budget)
-    elif isinstance(thinking, dict) and thinking.get("type") == "adaptive":
-        canonical["reasoning_effort"] = _EFFORTS.get(str(effort), "medium")
-    elif isinstance(effort, str) and effort in _EFFORTS:
-        canonical["reasoning_effort"] = _EFFORTS[effort]
+    elif kind in _THINKING_MODES:
+        c.set_ext(canonical, "thinking_mode", kind)
+    if effort in _EFFORTS:
+        c.set_ext(canonical, "anthropic_effort", effort)
+        if kind != "disabled" and "reasoning_effort" not in canonical:
+            canonical["reasoning_effort"] = _EFFORTS[str(effort)]
+    if isinstance(thinking, dict) and thinking.get("display") in ("omitted", "summarized"):
+        c.set_ext(canonical, "include_thoughts", thinking["display"] == "summarized")
 
 
 # --- request: canonical → Anthropic ----------------------------------------------------------
 
 def canonical_to_request(canonical: Json, model: str) -> Json:
-    system, rest = c.split_system(canonical.get("messages") or [])
+    system, rest = _split_system(canonical.get("messages") or [])
     body: Json = {"model": model, "messages": _messages_to_anthropic(rest)}
     if system:
         body["system"] = _system_to_anthropic(system)
-    budget = _thinking_budget(canonical)
+    thinking = _thinking_to_anthropic(canonical, body)
+    _sampling_to_anthropic(canonical, body, thinking=thinking)
+    _tools_to_anthropic(canonical, body, thinking=thinking)
+    if canonical.get("stream"):
+        body["stream"] = True
+    for key, value in c.native_fields(canonical, FORMAT).items():
+        body.setdefault(key, value)
+    return body
+
+
+def _split_system(messages: list[Json]) -> tuple[list[Json], list[Json]]:
+    """(parts of the top-level system prompt, the messages): a system message that came from
+    inside an Anthropic `messages` (marked mid_conversation) stays at its position when a
+    conversation turn precedes it; every other system/developer message joins the prompt."""
+    system: list[Json] = []
+    rest: list[Json] = []
+    for message in messages:
+        if message.get("role") not in ("system", "developer"):
+            rest.append(message)
+        elif rest and c.ext(message).get("mid_conversation"):
+            rest.append(message)
+        else:
+            system.extend(c.content_parts(message.get("content")))
+    return system, rest
+
+
+def _thinking_to_anthropic(canonical: Json, body: Json) -> bool:
+    """Sets thinking (and max_tokens, and output_config.effort for adaptive thinking); True
+    when thinking is on, which restricts sampling and tool choice."""
+    extension = c.ext(canonical)
+    mode = extension.get("thinking_mode")
     max_tokens = c.max_output_tokens(canonical)
+    effort = canonical.get("reasoning_effort")
+    # The caller's own output_config.effort (Anthropic) is sent as it was; from another format
+    # an effort is sent only with adaptive thinking (manual thinking has a budget instead).
+    if extension.get("anthropic_effort") in _EFFORTS:
+        body["output_config"] = {"effort": extension["anthropic_effort"]}
+    elif mode in ("adaptive", "between_tools") and effort in _EFFORT_TO_ANTHROPIC:
+        body["output_config"] = {"effort": _EFFORT_TO_ANTHROPIC[str(effort)]}
+    if mode in _THINKING_MODES:
+        body["thinking"] = {"type": mode}
+        if mode != "disabled" and extension.get("include_thoughts") is False:
+            body["thinking"]["display"] = "omitted"
+        body["max_tokens"] = max_tokens or DEFAULT_MAX_TOKENS
+        return mode != "disabled"
+    budget = _thinking_budget(canonical) if "anthropic_effort" not in extension \
+        or "thinking_budget" in extension else None
     if budget:
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         max_tokens = max_tokens or budget + DEFAULT_MAX_TOKENS
     body["max_tokens"] = max_tokens or DEFAULT_MAX_TOKENS
-    _sampling_to_anthropic(canonical, body, thinking=bool(budget))
-    _tools_to_anthropic(canonical, body, thinking=bool(budget))
-    if canonical.get("stream"):
-        body["stream"] = True
-    return body
+    return bool(budget)
 
 
 def _thinking_budget(canonical: Json) -> int | None:
@@ -299,7 +437,9 @@ def _messages_to_anthropic(messages: list[Json]) -> list[Json]:
     turns: list[Json] = []
     for message in messages:
         role = message.get("role")
-        if role == "assistant":
+        if role in ("system", "developer"):  # mid-conversation (see _split_system)
+            turn = {"role": "system", "content": _system_blocks(message)}
+        elif role == "assistant":
             turn = {"role": "assistant", "content": _assistant_blocks(message)}
         elif role == "tool":
             turn = {"role": "user", "content": [_tool_result_block(message)]}
@@ -312,6 +452,14 @@ def _messages_to_anthropic(messages: list[Json]) -> list[Json]:
         else:
             turns.append(turn)
     return turns
+
+
+def _system_blocks(message: Json) -> list[Json]:
+    blocks = [_text_block(part) for part in c.content_parts(message.get("content"))
+              if part.get("type") == "text" and part.get("text")]
+    if blocks and c.ext(message).get("cache_control"):
+        blocks[-1]["cache_control"] = c.ext(message)["cache_control"]
+    return blocks
 
 
 def _as_blocks(content: Any) -> list[Json]:

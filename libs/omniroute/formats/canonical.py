@@ -23,7 +23,17 @@ De-facto fields (kept as-is, also sent to OpenAI-compatible upstreams):
 `x_omniroute` keys, by level:
 - request: `top_k` (int), `thinking_budget` (int, the exact token budget when the source gave
   one; `reasoning_effort` is set too, as the portable approximation), `include_thoughts`
-  (bool), `cache_control` (Anthropic top-level automatic caching), `anthropic_metadata`.
+  (bool), `cache_control` (Anthropic top-level automatic caching), `thinking_mode` (str,
+  Anthropic's `thinking.type` when it has no budget: adaptive | disabled | between_tools; only
+  an Anthropic upstream reads it, others read `reasoning_effort`), `anthropic_effort` (str,
+  Anthropic's output_config.effort as sent: low | medium | high | xhigh | max), `native_fields`
+  ({"format": <format name>, "fields": {name: value}}: the caller's top-level fields that its
+  format module does not translate, e.g. Anthropic's context_management or Responses'
+  prompt_cache_key; an upstream of the same format gets them back (`native_fields()`), every
+  other drops them and the executor says so in a debug log).
+- message (system): `mid_conversation` (bool, an Anthropic `{"role": "system"}` message from
+  inside `messages`: an Anthropic upstream gets it back at its position, every other system
+  message joins Anthropic's top-level system), `cache_control`.
 - message (assistant): `reasoning_signature` (str, the Anthropic thinking block signature),
   `redacted_reasoning` (list[str], Anthropic `redacted_thinking` data), `thought_signature`
   (str, Gemini's signature on a text part). Signatures are per provider on purpose: each
@@ -79,6 +89,22 @@ def set_ext(obj: Json, key: str, value: Any) -> None:
     if value is None:
         return
     obj.setdefault(EXT, {})[key] = value
+
+
+def set_native_fields(canonical: Json, fmt: str, fields: Json) -> None:
+    """Keep the caller's untranslated top-level fields for an upstream of its own format."""
+    if fields:
+        set_ext(canonical, "native_fields", {"format": fmt, "fields": fields})
+
+
+def native_fields(canonical: Json, fmt: str) -> Json:
+    """The untranslated top-level fields the caller sent in `fmt` ({} when it spoke another
+    format or sent none)."""
+    carried = ext(canonical).get("native_fields")
+    if not isinstance(carried, dict) or carried.get("format") != fmt:
+        return {}
+    fields = carried.get("fields")
+    return dict(fields) if isinstance(fields, dict) else {}
 
 
 def strip_extensions(value: Any) -> Any:

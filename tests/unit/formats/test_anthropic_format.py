@@ -89,9 +89,12 @@ def test_anthropic_round_trip_is_lossless() -> None:
 @pytest.mark.parametrize(("bad", "param"), [
     ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
     ({"model": "m", "messages": []}, "messages"),
-    ({"model": "m", "messages": [{"role": "system", "content": "x"}]}, "messages.0"),
+    # Nothing to answer: only a system message, or a turn whose only block is not portable.
+    ({"model": "m", "messages": [{"role": "system", "content": "x"}]}, "messages"),
+    ({"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages"),
     ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages.0"),
-    ({"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages.0"),
+    ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages.0"),
+    ({"model": "m", "messages": [{"role": "user", "content": [{"text": "no type"}]}]}, "messages.0"),
 ])
 def test_bad_requests_raise_format_error(bad: dict[str, Any], param: str) -> None:
     with pytest.raises(FormatError) as info:
