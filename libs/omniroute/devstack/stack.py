@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from omniroute.control import RESTART_EXIT_CODE
+from omniroute.devstack import child
 from omniroute.devstack.backing import listening, wait_listening
 
 log = logging.getLogger("omniroute.devstack")
@@ -98,17 +98,10 @@ class Stack:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_file = open(self.log_dir / f"{name}.log", "ab")
-        cpus = self.cpus
-
-        def prepare_child() -> None:
-            _die_with_parent()
-            if cpus:
-                os.sched_setaffinity(0, cpus)
-
-        process = subprocess.Popen([sys.executable, "-m", module, *args],
+        # No preexec_fn: it makes the start fork this process, which breaks gRPC (child.py).
+        process = subprocess.Popen(child.command(module, *args, cpus=self.cpus),
                                    env={**self.service_env(), **(env or {})},
-                                   stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
-                                   preexec_fn=prepare_child)
+                                   stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
         service = ServiceProcess(name, process, log_file, launch=(module, args, dict(env or {})))
         self.processes.append(service)
         return service
@@ -137,17 +130,8 @@ class Stack:
         return restarted
 
     def _started(self, service: ServiceProcess, wait: Callable[[subprocess.Popen[bytes]], None]) -> None:
-        """Wait until `service` is up. One killed by a signal while starting is started once
-        more, as Kubernetes restarts a crashed pod (seen rarely: grpc's poller aborting on a bad
-        file descriptor at start); a second death, or an exit it chose, fails the start."""
-        try:
-            wait(service.process)
-        except RuntimeError:
-            code = service.process.poll()
-            if code is None or code >= 0 or service.launch is None:
-                raise
-            log.warning("%s died while starting (signal %d); starting it once more", service.name, -code)
-            wait(self._relaunch(service).process)
+        """Wait until `service` is up; one that dies while starting fails the start."""
+        wait(service.process)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start in dependency order and wait until every service is ready."""
@@ -209,16 +193,6 @@ def _wait_ready(url: str, what: str, timeout: float, process: subprocess.Popen[b
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready at {url} within {timeout}s")
         time.sleep(0.1)
-
-
-def _die_with_parent() -> None:
-    """Linux: a service gets SIGTERM if the process that started it dies (no orphans)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def port_in_use(port: int) -> bool:
