@@ -43,6 +43,7 @@ SCENARIOS: tuple[str, ...] = (
     "filter",
     "cached",
     "slow",
+    "paced",
     "error-mid",
     "drop",
     "agent",
@@ -54,6 +55,11 @@ MODEL_NAMES: tuple[str, ...] = tuple(f"mock-{s}" for s in SCENARIOS) + tuple(
 
 DEFAULT_SLOW_MS = 1000
 DEFAULT_SLOW_CHUNK_MS = 100
+#: ``mock-paced[-<n>]``: n text chunks (default 5), one every PACED_CHUNK_MS.
+DEFAULT_PACED_PIECES = 5
+PACED_CHUNK_MS = 300
+#: How a paced text piece reads: ``[<token>#<index>]``; the token is unique per request.
+PACED_PIECE = re.compile(r"\[(pace[0-9a-f]+)#(\d+)\]")
 
 _WORD = re.compile(r"\s*\S+")
 _TEXT_KEYS = frozenset({"content", "text", "system", "instructions", "input", "prompt"})
@@ -64,14 +70,15 @@ class Scenario:
     name: str  # one of SCENARIOS, or "error"
     status: int = 0  # for "error": the HTTP status answered before the first byte
     delay_ms: int = 0  # before the first byte
-    chunk_delay_ms: int = 0  # between two stream frames
+    chunk_delay_ms: int = 0  # between two stream frames (paced: between two text pieces)
+    pieces: int = 0  # paced: how many text pieces
 
 
 def pick_scenario(model: str, headers: Any) -> Scenario:
     """Choose the scenario from the model name, overridden by ``x-mock-scenario``.
 
     Delays come from ``mock-slow[-<ms>]`` or the ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``
-    headers (any scenario).
+    headers (any scenario); ``mock-paced[-<n>]`` sends n text pieces PACED_CHUNK_MS apart.
     """
     raw = headers.get("x-mock-scenario") or model or ""
     name = raw.rsplit("/", 1)[-1].split(":", 1)[0].lower()
@@ -88,10 +95,14 @@ def pick_scenario(model: str, headers: Any) -> Scenario:
                     tail = rest[len(key) + 1 :]
                     delay = int(tail) if tail.isdigit() else DEFAULT_SLOW_MS
                     scenario = Scenario(key, delay_ms=delay, chunk_delay_ms=DEFAULT_SLOW_CHUNK_MS)
+                if key == "paced":
+                    tail = rest[len(key) + 1 :]
+                    pieces = int(tail) if tail.isdigit() else DEFAULT_PACED_PIECES
+                    scenario = Scenario(key, chunk_delay_ms=PACED_CHUNK_MS, pieces=pieces)
                 break
     delay_ms = _int_header(headers, "x-mock-delay-ms", scenario.delay_ms)
     chunk_ms = _int_header(headers, "x-mock-chunk-delay-ms", scenario.chunk_delay_ms)
-    return Scenario(scenario.name, scenario.status, delay_ms, chunk_ms)
+    return Scenario(scenario.name, scenario.status, delay_ms, chunk_ms, scenario.pieces)
 
 
 def _int_header(headers: Any, name: str, default: int) -> int:
@@ -362,6 +373,9 @@ def build_script(family: str, scenario: Scenario, model: str, body: Any) -> Scri
     elif name == "filter":
         s.text = split_words("I cannot")
         s.finish = "content_filter"
+    elif name == "paced":
+        token = new_id("pace", 16)
+        s.text = [f"[{token}#{i}]" for i in range(scenario.pieces)]
     else:
         s.text = split_words(f"Hello from mock {family}! This is a scripted reply.")
         if name == "length":
@@ -391,6 +405,31 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
+
+
+# --------------------------------------------------------------------------- paced send times
+
+
+class SendTimes:
+    """When each text piece of a ``mock-paced`` stream was handed to the server to send
+    (``time.time()``, taken just before the write, so never later than the send), by the
+    piece's token and index. A test reads it to tell whether its client received piece i before
+    the mock sent piece i+1. Thread-safe; one per process (tokens are unique)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, dict[int, float]] = {}
+
+    def note(self, token: str, index: int) -> None:
+        with self._lock:
+            self._times.setdefault(token, {})[index] = time.time()
+
+    def of(self, token: str) -> dict[int, float]:
+        with self._lock:
+            return dict(self._times.get(token, {}))
+
+
+SEND_TIMES = SendTimes()
 
 
 # --------------------------------------------------------------------------- the recorder

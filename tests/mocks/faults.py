@@ -21,7 +21,8 @@ The requested model picks the fault (``POST /v1/chat/completions``, body ``{"mod
 anything else       a good answer ("ok from faults"), streamed or not
 ==================  =================================================================
 
-Every request is counted in ``FaultServer.hits`` (model → count), and every connection the
+Every request is counted in ``FaultServer.hits`` (model → count), every accepted TCP connection
+in ``FaultServer.connections`` (a refused call must not even connect), and every connection the
 server still holds open is closed by ``stop()``.
 """
 
@@ -86,6 +87,7 @@ class FaultServer:
         self.port: int = self._sock.getsockname()[1]
         self.hits: Counter[str] = Counter()
         self.paths: Counter[str] = Counter()
+        self.connections = 0
         #: (model, time.monotonic()) when the gateway closed a stalled connection: the proof that
         #: a caller who went away cancelled the upstream call too.
         self.released: list[tuple[str, float]] = []
@@ -136,6 +138,7 @@ class FaultServer:
         self._loop.run_forever()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             path, model, stream = await _read_request(reader)
             self.hits[model] += 1

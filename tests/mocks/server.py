@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 
 from .app import create_app
-from .common import RecordedRequest, Recorder
+from .common import SEND_TIMES, RecordedRequest, Recorder
 
 
 class MockServer:
@@ -76,6 +76,11 @@ class MockServer:
 
     def clear(self) -> None:
         self.recorder.clear()
+
+    @staticmethod
+    def sent_times(token: str) -> dict[int, float]:
+        """``mock-paced``: when each text piece of the stream ``token`` was sent (time.time())."""
+        return SEND_TIMES.of(token)
 
     def __enter__(self) -> MockServer:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .common import Recorder, Scenario, pick_scenario
+from .common import PACED_PIECE, SEND_TIMES, Recorder, Scenario, pick_scenario
 
 ErrorFactory = Callable[..., Response]
 
@@ -104,8 +105,12 @@ def stream_response(
 ) -> StreamingResponse:
     """Send every frame as its own write (one HTTP chunk), pausing ``chunk_delay_ms`` between them.
 
-    A :class:`MockDrop` item in ``frames`` cuts the connection there.
+    ``mock-paced`` pauses only before a frame that carries the next text piece, and notes in
+    ``SEND_TIMES`` when each piece is handed over. A :class:`MockDrop` item in ``frames`` cuts
+    the connection there.
     """
+    if scenario.name == "paced":
+        return StreamingResponse(_paced(frames, scenario), media_type=media_type, headers=headers)
 
     async def body() -> AsyncIterator[bytes]:
         first = True
@@ -118,6 +123,26 @@ def stream_response(
             yield frame
 
     return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+
+async def _paced(frames: Iterable[bytes | MockDrop], scenario: Scenario) -> AsyncIterator[bytes]:
+    sent = -1  # the highest piece index handed over so far
+    for frame in frames:
+        if isinstance(frame, MockDrop):
+            raise frame
+        # Only the first frame that names a piece sends it (a closing event repeats the text).
+        pieces = [(m.group(1).decode(), int(m.group(2))) for m in PACED_PIECE_BYTES.finditer(frame)]
+        new = [(token, index) for token, index in pieces if index > sent]
+        if new:
+            if sent >= 0:
+                await asyncio.sleep(scenario.chunk_delay_ms / 1000)
+            for token, index in new:
+                SEND_TIMES.note(token, index)
+            sent = max(index for _, index in new)
+        yield frame
+
+
+PACED_PIECE_BYTES = re.compile(PACED_PIECE.pattern.encode())
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

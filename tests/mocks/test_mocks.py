@@ -17,7 +17,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from tests.mocks import MockServer, start_mock_server
-from tests.mocks.common import Scenario, build_script, pick_scenario, prompt_words
+from tests.mocks.common import PACED_PIECE, Scenario, build_script, pick_scenario, prompt_words
 from tests.mocks.fast_openai import FastConfig, start_fast_server
 
 PROMPT = "Say hello to the test suite"  # 6 words
@@ -672,3 +672,37 @@ def test_fast_openai_mock() -> None:
             del chunk
         assert stamps[0] >= 0.03  # latency before the first byte
         assert stamps[-1] - stamps[0] >= 0.04  # 5 tokens at 100 tokens/s
+
+
+# ----------------------------------------------------------------------------------- paced streams
+
+PACED_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "openai": ("/v1/chat/completions", {"model": "mock-paced-3", "stream": True, "messages": user()}),
+    "openai-responses": ("/v1/responses", {"model": "mock-paced-3", "stream": True, "input": PROMPT}),
+    "anthropic": ("/v1/messages", {"model": "mock-paced-3", "stream": True, "max_tokens": 64,
+                                   "messages": user()}),
+    "gemini": ("/v1beta/models/mock-paced-3:streamGenerateContent?alt=sse",
+               {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}),
+    "ollama": ("/api/chat", {"model": "mock-paced-3", "messages": user()}),
+}
+
+
+@pytest.mark.parametrize("family", list(PACED_REQUESTS))
+def test_paced_stream_sends_indexed_pieces_300ms_apart(mock: MockServer, family: str) -> None:
+    path, body = PACED_REQUESTS[family]
+    headers = {"authorization": "Bearer sk-test", "x-api-key": "sk-test", "anthropic-version": "2023-06-01",
+               "x-goog-api-key": "gm-test"}
+    received: list[tuple[float, bytes]] = []
+    with httpx.stream("POST", f"{mock.url}{path}", json=body, headers=headers, timeout=10) as response:
+        assert response.status_code == 200
+        for piece in response.iter_raw():
+            received.append((time.time(), piece))
+    pieces = [m for _, raw in received for m in PACED_PIECE.finditer(raw.decode())]
+    tokens = {m.group(1) for m in pieces}
+    assert len(tokens) == 1
+    sent = mock.sent_times(tokens.pop())
+    assert sorted(sent) == [0, 1, 2]
+    assert sent[1] - sent[0] >= 0.29 and sent[2] - sent[1] >= 0.29
+    # Each piece is in the provider's framing: the first frame naming it holds it alone.
+    first_seen = [int(m.group(2)) for m in pieces]
+    assert first_seen[:3] == [0, 1, 2]

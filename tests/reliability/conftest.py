@@ -3,7 +3,10 @@ upstream, shared by the fault, bad-input and security tests of one xdist worker.
 
 Every scripted fault gets a provider (and so a connection, a breaker and a cooldown) of its own:
 a fault must not be hidden by another one having opened a breaker first. Each fault also has a
-combo `fb-<model>` that falls back to the good upstream, with a short per-combo timeout."""
+combo `fb-<model>` that falls back to the good upstream, with a short per-combo timeout. The
+fallback tests use providers of their own per fault and mode (`p-<model>-whole`, `p-<model>-stream`
+in the combos `fb-<model>-whole`, `fb-<model>-stream`): a cooldown or breaker left by the whole
+test must not let the stream test skip the faulty target, which would hide the fault."""
 
 from __future__ import annotations
 
@@ -23,8 +26,11 @@ COMBO_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 4.0
 #: Scenarios of the ordinary mock (tests/mocks/README.md) that misbehave.
 MOCK_FAULTS = ("mock-429", "mock-500", "mock-503", "mock-drop", "mock-error-mid")
+FALLBACK_MODES = ("whole", "stream")
 #: Every provider credential of the stack: none may ever show in a log or a response.
-UPSTREAM_SECRETS = {f"p-{m}": f"sk-upstream-secret-{m}-7f3a9c" for m in (*FAULTS, *MOCK_FAULTS, "good")}
+UPSTREAM_SECRETS = {f"p-{m}": f"sk-upstream-secret-{m}-7f3a9c" for m in (*FAULTS, *MOCK_FAULTS, "good")} | {
+    f"p-{m}-{mode}": f"sk-upstream-secret-{m}-{mode}-7f3a9c" for m in (*FAULTS, *MOCK_FAULTS)
+    for mode in FALLBACK_MODES}
 
 
 def fault_config(mock: MockServer, faults: FaultServer) -> dict[str, object]:
@@ -39,6 +45,12 @@ def fault_config(mock: MockServer, faults: FaultServer) -> dict[str, object]:
                           "connections": [{"name": "main", "api_key": UPSTREAM_SECRETS[f"p-{model}"]}]})
         combos.append({"name": f"fb-{model}", "timeout_s": COMBO_TIMEOUT_S,
                        "models": [f"p-{model}/{model}", "good/mock-text"]})
+        for mode in FALLBACK_MODES:
+            provider = f"p-{model}-{mode}"
+            providers.append({"id": provider, "type": "openai", "base_url": base, "models": [model],
+                              "connections": [{"name": "main", "api_key": UPSTREAM_SECRETS[provider]}]})
+            combos.append({"name": f"fb-{model}-{mode}", "timeout_s": COMBO_TIMEOUT_S,
+                           "models": [f"{provider}/{model}", "good/mock-text"]})
     return {"providers": providers, "combos": combos,
             "keys": [{"name": "alice", "key": API_KEY}, {"name": "bob", "key": OTHER_KEY}]}
 

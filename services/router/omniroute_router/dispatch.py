@@ -17,7 +17,7 @@ from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
 from omniroute_router import account_call, targets
-from omniroute_router.accounts import Accounts, Availability
+from omniroute_router.accounts import Accounts, Availability, Health
 from omniroute_router.classify import falls_back
 from omniroute_router.executors import ExecutorPool
 from omniroute_router.learned import learn
@@ -123,7 +123,12 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
         operation=request.operation, attachment=request.attachment,
         target=targets.build(ctx.snapshot, target.provider, connection, target.model, timeout_s,
                              targets.process_crypto()))
-    started = False
+    # The upstream's start (its headers came) is held back until the answer's first content (a
+    # chunk, or the whole response): until then nothing has reached the caller, so a failure
+    # that comes after the headers (a first event that is not JSON, a stall, a cut or endless
+    # body, a redirect) still falls back to the next target.
+    held: common_pb2.AnswerEvent | None = None
+    started = False  # content went to the caller: a failure now ends the answer
     async for event in account_call.call(ctx.shared, ctx.pool, _execute, connection, call, member, limits):
         kind = event.WhichOneof("kind")
         if kind in ("error", "start"):
@@ -135,22 +140,39 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
                 attempt.error = event.error
                 return
             attempt.done = True
+            if held is not None:  # a final error before any content: the error alone answers
+                record.provider, record.connection, record.model = target.provider.id, connection.name, \
+                    target.model
             yield event
             return
         if kind == "start":
+            held = event
+            continue
+        if held is not None:
             started = True
-            record.provider, record.connection, record.model = target.provider.id, connection.name, \
-                target.model
-            if step.path:
-                event.start.combo = step.path[0][0]
-                record.combo = step.path[0][0]
-            event.start.headers.update(ctx.start_headers)
-            if health is None or not health.spotless:  # else a success has nothing to heal
-                await reward(ctx.shared, resilience, target, connection)
-            for combo, answered in step.path:
-                await ctx.shared.combos.answered(combo, answered)
+            yield await _answered(ctx, step, connection, health, record, held)
+            held = None
         yield event
+    if held is not None:  # an answer without any content
+        yield await _answered(ctx, step, connection, health, record, held)
     attempt.done = True
+
+
+async def _answered(ctx: Dispatch, step: Step, connection: Connection, health: Health | None,
+                    record: RequestRecord, event: common_pb2.AnswerEvent) -> common_pb2.AnswerEvent:
+    """The start of an answer that is going to the caller: record who answered, heal the
+    connection and tell the combos."""
+    target = step.target
+    record.provider, record.connection, record.model = target.provider.id, connection.name, target.model
+    if step.path:
+        event.start.combo = step.path[0][0]
+        record.combo = step.path[0][0]
+    event.start.headers.update(ctx.start_headers)
+    if health is None or not health.spotless:  # else a success has nothing to heal
+        await reward(ctx.shared, ctx.snapshot.routing.resilience, target, connection)
+    for combo, answered in step.path:
+        await ctx.shared.combos.answered(combo, answered)
+    return event
 
 
 async def _execute(pool: ExecutorPool, family: str,
