@@ -12,10 +12,16 @@ Choices worth knowing:
   (full JSON Schema) rather than the OpenAPI-subset fields, which reject common keywords.
 - Gemini 3 validates thought signatures on replayed function calls; calls that come from
   another provider carry Gemini's documented placeholder `skip_thought_signature_validator`.
+- What only Gemini can read (code execution parts, built-in tools such as googleSearch,
+  safetySettings, cachedContent, labels, generationConfig keys without a canonical meaning …)
+  is not refused: parts and tools are dropped with a debug log, top-level fields and
+  generationConfig keys travel as `x_omniroute.native_fields` and come back for a Gemini
+  upstream.
 """
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
 from typing import Any
@@ -47,6 +53,22 @@ __all__ = [
 Json = dict[str, Any]
 _LEVEL_TO_EFFORT = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
 
+log = logging.getLogger("omniroute.formats.gemini")
+
+# The fields request_to_canonical translates (camelCase; snake_case twins are read too); any
+# other top-level field, and any other generationConfig key, is carried as a native field.
+_TRANSLATED = frozenset({"model", "contents", "systemInstruction", "tools", "toolConfig",
+                         "generationConfig"})
+_TRANSLATED_CONFIG = frozenset({"temperature", "topP", "topK", "seed", "maxOutputTokens",
+                                "candidateCount", "presencePenalty", "frequencyPenalty",
+                                "stopSequences", "responseMimeType", "responseJsonSchema",
+                                "responseSchema", "thinkingConfig"})
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word.title() for word in rest)
+
 
 # --- request: Gemini → canonical -------------------------------------------------------------
 
@@ -63,10 +85,20 @@ def request_to_canonical(body: Any, *, model: str | None = None,
     canonical: Json = {"model": model.removeprefix("models/"),
                        "messages": _system_to_canonical(get(body, "systemInstruction"))}
     canonical["messages"].extend(_contents_to_canonical(contents))
+    if all(message["role"] == "system" for message in canonical["messages"]):
+        raise FormatError("contents: no part a model can read (text, media or function parts)",
+                          param="contents")
     if stream is not None:
         canonical["stream"] = stream
     _tools_to_canonical(body, canonical)
-    _config_to_canonical(get(body, "generationConfig") or {}, canonical)
+    config = get(body, "generationConfig") or {}
+    _config_to_canonical(config, canonical)
+    native = {_camel(k): v for k, v in body.items() if _camel(k) not in _TRANSLATED}
+    extra_config = {_camel(k): v for k, v in config.items() if _camel(k) not in _TRANSLATED_CONFIG} \
+        if isinstance(config, dict) else {}
+    if extra_config:
+        native["generationConfig"] = extra_config
+    c.set_native_fields(canonical, FORMAT, native)
     return canonical
 
 
@@ -115,9 +147,8 @@ def _user_turn(parts: list[Any], pending: list[tuple[str, str]], turn_index: int
             content.append({"type": "text", "text": str(part["text"])})
         elif get(part, "inlineData") or get(part, "fileData"):
             content.append(_media_part(part))
-        else:
-            raise FormatError(f"contents[{turn_index}]: unsupported part {sorted(part)}",
-                              param=f"contents[{turn_index}]")
+        else:  # executableCode, codeExecutionResult, a bare thoughtSignature …
+            log.debug("contents[%d]: a part with %s is carried only to Gemini", turn_index, sorted(part))
     if content:
         tool_messages.append({"role": "user", "content": content})
     return tool_messages
@@ -155,6 +186,8 @@ def _media_part(part: Json) -> Json:
 def _tools_to_canonical(body: Json, canonical: Json) -> None:
     tools: list[Json] = []
     for tool in get(body, "tools") or []:
+        if isinstance(tool, dict) and set(map(_camel, tool)) - {"functionDeclarations"}:
+            log.debug("tools: %s are carried only to Gemini", sorted(set(map(_camel, tool)) - {"functionDeclarations"}))
         for declaration in get(tool, "functionDeclarations") or [] if isinstance(tool, dict) else []:
             function: Json = {"name": str(declaration.get("name", "")),
                               "parameters": get(declaration, "parametersJsonSchema")
@@ -216,6 +249,11 @@ def canonical_to_request(canonical: Json, model: str) -> Json:
         body["systemInstruction"] = {"parts": [{"text": system_text}]}
     _tools_from_canonical(canonical, body)
     config = _config_from_canonical(canonical)
+    for key, value in c.native_fields(canonical, FORMAT).items():
+        if key == "generationConfig" and isinstance(value, dict):
+            config = {**value, **config}
+        else:
+            body.setdefault(key, value)
     if config:
         body["generationConfig"] = config
     return body

@@ -5,10 +5,21 @@ request, so `previous_response_id` (server-side conversation state) is refused w
 clients such as Codex send the whole history with `store: false`, which works. Built-in tools
 (web_search, file_search…) run only at OpenAI and are not carried to other providers. The
 Responses API has no `stop`, `seed` or `n`: those canonical fields are not sent to it.
+
+What Codex sends, and what other providers get of it:
+- `custom` (freeform) tools and `local_shell` become function tools (one string parameter
+  `input`; local_shell's exec action), and their calls in the history (`custom_tool_call`,
+  `local_shell_call`) become tool calls with those arguments, so the history stays whole.
+- Items only OpenAI can read (web_search_call, image_generation_call, tool_search_*,
+  compaction, item_reference …) and reasoning's `encrypted_content` are dropped with a debug
+  log: the conversation around them still means the same.
+- Top-level fields not translated here (include, prompt_cache_key, service_tier, text.verbosity
+  …) travel as `x_omniroute.native_fields` and come back for a Responses upstream.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from omniroute.formats import canonical as c
@@ -34,6 +45,22 @@ __all__ = [
 ]
 
 Json = dict[str, Any]
+
+log = logging.getLogger("omniroute.formats.openai_responses")
+
+# The top-level fields request_to_canonical translates; any other is carried as a native field.
+_TRANSLATED = frozenset({
+    "model", "input", "instructions", "stream", "temperature", "top_p", "parallel_tool_calls",
+    "user", "metadata", "max_output_tokens", "reasoning", "tools", "tool_choice",
+    "previous_response_id"})
+# local_shell's exec action, as a function tool's parameters for other providers.
+_LOCAL_SHELL_PARAMETERS: Json = {
+    "type": "object", "required": ["command"],
+    "properties": {"command": {"type": "array", "items": {"type": "string"}},
+                   "workdir": {"type": "string"}, "timeout_ms": {"type": "integer"},
+                   "env": {"type": "object"}}}
+_CUSTOM_PARAMETERS: Json = {"type": "object", "required": ["input"],
+                            "properties": {"input": {"type": "string"}}}
 
 
 # --- request: Responses → canonical ----------------------------------------------------------
@@ -72,7 +99,12 @@ def request_to_canonical(body: Any, *, model: str | None = None,
         canonical["reasoning_effort"] = effort
         c.set_ext(canonical, "include_thoughts", reasoning.get("summary") is not None)
     _tools_to_canonical(body, canonical)
-    _text_format_to_canonical((body.get("text") or {}).get("format"), canonical)
+    text = body.get("text") if isinstance(body.get("text"), dict) else {}
+    _text_format_to_canonical(text.get("format"), canonical)
+    native = {k: v for k, v in body.items() if k not in _TRANSLATED and k != "text"}
+    if {k: v for k, v in text.items() if k != "format"}:
+        native["text"] = {k: v for k, v in text.items() if k != "format"}  # verbosity …
+    c.set_native_fields(canonical, FORMAT, native)
     return canonical
 
 
@@ -110,13 +142,18 @@ def _add_item(messages: list[Json], item: Json, index: int) -> None:
             target["content"] = (target["content"] or "") + c.content_text(item.get("content"))
         else:
             messages.append({"role": role, "content": _content_to_canonical(item.get("content"))})
-    elif kind == "function_call":
+    elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
+        if kind == "custom_tool_call":
+            name, arguments = str(item.get("name", "")), c.dumps({"input": str(item.get("input", ""))})
+        elif kind == "local_shell_call":
+            name, arguments = "local_shell", c.dumps(item.get("action") or {})
+        else:
+            name, arguments = str(item.get("name", "")), str(item.get("arguments") or "")
         target = _open_assistant(messages)
         target.setdefault("tool_calls", []).append(
-            {"id": str(item.get("call_id", "")), "type": "function",
-             "function": {"name": str(item.get("name", "")),
-                          "arguments": str(item.get("arguments") or "")}})
-    elif kind == "function_call_output":
+            {"id": str(item.get("call_id") or item.get("id") or ""), "type": "function",
+             "function": {"name": name, "arguments": arguments}})
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
         messages.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")),
                          "content": output if isinstance(output, str)
@@ -124,11 +161,16 @@ def _add_item(messages: list[Json], item: Json, index: int) -> None:
     elif kind == "reasoning":
         text = "".join(str(s.get("text", "")) for s in item.get("summary") or []
                        if isinstance(s, dict))
+        if item.get("encrypted_content"):
+            log.debug("input[%d]: reasoning's encrypted_content is carried only to OpenAI", index)
         target = _open_assistant(messages)
         target["reasoning_content"] = target.get("reasoning_content", "") + text
+    elif isinstance(kind, str) and kind:
+        # Built-in tool calls and their results, compaction, item references: only OpenAI
+        # can read them.
+        log.debug("input[%d]: a %r item is carried only to OpenAI Responses", index, kind)
     else:
-        raise FormatError(f"input[{index}]: unsupported item type {kind!r}",
-                          param=f"input[{index}].type")
+        raise FormatError(f"input[{index}].type must be a string", param=f"input[{index}].type")
 
 
 def _content_to_canonical(content: Any) -> Any:
@@ -151,18 +193,38 @@ def _content_to_canonical(content: Any) -> Any:
 
 
 def _tools_to_canonical(body: Json, canonical: Json) -> None:
-    tools = [{"type": "function", "function": {
-        k: v for k, v in (("name", t.get("name")), ("description", t.get("description")),
-                          ("parameters", t.get("parameters")), ("strict", t.get("strict")))
-        if v is not None}}
-        for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    tools = [tool for t in body.get("tools") or [] if (tool := _tool_to_canonical(t)) is not None]
     if tools:
         canonical["tools"] = tools
     choice = body.get("tool_choice")
     if isinstance(choice, str):
         canonical["tool_choice"] = choice
-    elif isinstance(choice, dict) and choice.get("type") == "function":
+    elif isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         canonical["tool_choice"] = c.tool_choice_canonical("function", choice.get("name"))
+
+
+def _tool_to_canonical(tool: Any) -> Json | None:
+    """A function tool as it is; a custom (freeform) or local_shell tool as the function tool
+    another provider can call; None for a built-in tool only OpenAI runs (web_search …)."""
+    if not isinstance(tool, dict):
+        return None
+    kind = tool.get("type")
+    if kind == "function":
+        return {"type": "function", "function": {
+            k: v for k, v in (("name", tool.get("name")), ("description", tool.get("description")),
+                              ("parameters", tool.get("parameters")), ("strict", tool.get("strict")))
+            if v is not None}}
+    if kind == "custom":
+        description = str(tool.get("description") or "")
+        return {"type": "function", "function": {
+            "name": str(tool.get("name", "")), "parameters": _CUSTOM_PARAMETERS,
+            "description": (description + "\n\nPut the whole input in `input`.").strip()}}
+    if kind == "local_shell":
+        return {"type": "function", "function": {
+            "name": "local_shell", "parameters": _LOCAL_SHELL_PARAMETERS,
+            "description": "Run a command in the local shell; command is the argv list."}}
+    log.debug("tools: a %r tool is carried only to OpenAI Responses", kind)
+    return None
 
 
 def _text_format_to_canonical(fmt: Any, canonical: Json) -> None:
@@ -209,6 +271,11 @@ def canonical_to_request(canonical: Json, model: str) -> Json:
         body["text"] = {"format": {"type": "json_object"}}
     if canonical.get("stream"):
         body["stream"] = True
+    for key, value in c.native_fields(canonical, FORMAT).items():
+        if key == "text" and isinstance(value, dict):
+            body["text"] = {**value, **body.get("text", {})}
+        else:
+            body.setdefault(key, value)
     return body
 
 
