@@ -119,3 +119,23 @@ async def test_codex_droid_openclaw_configs(admin: Admin, home: Path) -> None:
 
     bad = await admin.client.post("/api/cli-tools/claude-settings", json={"apiKey": KEY, "baseUrl": "ftp://x"})
     assert bad.status_code == 400
+
+
+async def test_gemini_env_and_settings_are_merged(admin: Admin, home: Path) -> None:
+    env_file, settings = home / ".gemini/.env", home / ".gemini/settings.json"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text('# mine\nDEBUG=1\nGEMINI_API_KEY="old-key"\n')
+    settings.write_text(json.dumps({"ui": {"theme": "Dracula"},
+                                    "security": {"auth": {"selectedType": "oauth-personal"}}}))
+    answer = await admin.client.post("/api/cli-tools/gemini-settings", json={"apiKey": KEY, "model": "team/flash"})
+    assert answer.status_code == 200, answer.text
+    assert env_file.read_text() == (f'# mine\nDEBUG=1\nGEMINI_API_KEY="{KEY}"\n'
+                                    'GOOGLE_GEMINI_BASE_URL="http://gateway.test:20128"\nGEMINI_MODEL="team/flash"\n')
+    assert _json(settings) == {"ui": {"theme": "Dracula"}, "security": {"auth": {"selectedType": "gemini-api-key"}}}
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert answer.json()["alsoWritten"] == [str(settings)]
+    assert Path(answer.json()["backup"]).name.startswith(".env.omniroute-backup-")
+    shown = (await admin.client.get("/api/cli-tools/gemini-settings")).json()
+    assert shown["pointsAtGateway"] is True and shown["baseUrl"] == "http://gateway.test:20128"
+    quoted = await admin.client.post("/api/cli-tools/gemini-settings", json={"apiKey": 'sk-"quoted"-key'})
+    assert quoted.status_code == 409 and env_file.read_text().count(KEY) == 1

@@ -3,9 +3,15 @@ files rewritten to point at this gateway (the previous file kept as a backup bes
 
 Where each tool reads its settings (from each tool's documentation):
 - Claude Code: ~/.claude/settings.json, `env.ANTHROPIC_BASE_URL` / `env.ANTHROPIC_AUTH_TOKEN`
-  (the gateway serves /v1/messages at its root URL);
+  (the gateway serves /v1/messages at its root URL); with a model, `ANTHROPIC_MODEL` and
+  `ANTHROPIC_DEFAULT_HAIKU_MODEL` (Claude Code's background requests — titles, summaries — ask for
+  a Haiku model by its Anthropic name, which the gateway does not know);
 - Codex: ~/.codex/config.toml, `model_provider` naming a `[model_providers.<id>]` table with
   `base_url` (…/v1) and `env_key`, the variable the key is read from (Codex has no key field);
+- Gemini CLI: ~/.gemini/.env (the CLI loads it into its environment): `GEMINI_API_KEY`,
+  `GOOGLE_GEMINI_BASE_URL` (the gateway's root URL; the SDK adds /v1beta) and `GEMINI_MODEL`; and
+  ~/.gemini/settings.json `security.auth.selectedType = "gemini-api-key"` (without it the CLI
+  refuses to start headless);
 - Factory Droid: ~/.factory/settings.json, `customModels` entries (`baseUrl` …/v1, `apiKey`,
   `provider: "generic-chat-completion-api"`);
 - OpenClaw: ~/.openclaw/openclaw.json, `models.providers.<id>` (`baseUrl` …/v1, `apiKey`,
@@ -43,6 +49,7 @@ class Tool:
 
 TOOLS = {t.id: t for t in (Tool("claude", "claude", ".claude/settings.json"),
                            Tool("codex", "codex", ".codex/config.toml"),
+                           Tool("gemini", "gemini", ".gemini/.env"),
                            Tool("droid", "droid", ".factory/settings.json"),
                            Tool("openclaw", "openclaw", ".openclaw/openclaw.json"))}
 
@@ -109,6 +116,8 @@ def current(tool: Tool) -> dict[str, Any]:
             data = tomllib.loads(path.read_text())
             provider = data.get("model_provider")
             found["baseUrl"] = ((data.get("model_providers") or {}).get(provider) or {}).get("base_url")
+        elif tool.id == "gemini":
+            found["baseUrl"] = _read_env(path).get("GOOGLE_GEMINI_BASE_URL")
         elif tool.id == "droid":
             ours = [m for m in _read_json(path).get("customModels") or []
                     if isinstance(m, dict) and str(m.get("displayName", "")).endswith(TAG)]
@@ -126,27 +135,44 @@ def write(tool: Tool, base_url: str, api_key: str, model: str | None) -> dict[st
     path = config_path(tool)
     base_url = base_url.rstrip("/")
     text = path.read_text() if path.exists() else ""
+    also: list[tuple[Path, str]] = []   # further files the tool needs, written the same way
     if tool.id == "codex":
         new = _codex(text, base_url, model)
+    elif tool.id == "gemini":
+        new = _gemini_env(text, base_url, api_key, model)
+        settings_path = path.with_name("settings.json")
+        settings = _read_json(settings_path)
+        _gemini_settings(settings)
+        also.append((settings_path, orjson.dumps(settings, option=orjson.OPT_INDENT_2).decode() + "\n"))
     else:
         data = _read_json(path)
         {"claude": _claude, "droid": _droid, "openclaw": _openclaw}[tool.id](data, base_url, api_key, model)
         new = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    for extra_path, extra in also:
+        _replace(extra_path, extra)
+    backup = _replace(path, new)
+    answer: dict[str, Any] = {"written": str(path), "backup": str(backup) if backup else None}
+    if also:
+        answer["alsoWritten"] = [str(extra_path) for extra_path, _ in also]
+    if tool.id == "codex":
+        answer["env"] = {CODEX_KEY_ENV: "your OmniRoute API key (Codex reads the key from it)"}
+    return answer
+
+
+def _replace(path: Path, text: str) -> Path | None:
+    """Write `text` to `path`, the previous file copied aside first; returns that copy."""
     backup = None
     if path.exists():
         backup = path.with_name(f"{path.name}.omniroute-backup-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}")
         shutil.copy2(path, backup)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    # 0600: the file holds a gateway key. Written aside and renamed: never half a config.
+    # 0600: the file may hold a gateway key. Written aside and renamed: never half a config.
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(new)
+        handle.write(text)
     os.replace(partial, path)
-    answer: dict[str, Any] = {"written": str(path), "backup": str(backup) if backup else None}
-    if tool.id == "codex":
-        answer["env"] = {CODEX_KEY_ENV: "your OmniRoute API key (Codex reads the key from it)"}
-    return answer
+    return backup
 
 
 def _claude(data: dict[str, Any], base_url: str, api_key: str, model: str | None) -> None:
@@ -156,6 +182,7 @@ def _claude(data: dict[str, Any], base_url: str, api_key: str, model: str | None
     env.update(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_AUTH_TOKEN=api_key)
     if model:
         env["ANTHROPIC_MODEL"] = model
+        env["ANTHROPIC_DEFAULT_HAIKU_MODEL"] = model
 
 
 def _droid(data: dict[str, Any], base_url: str, api_key: str, model: str | None) -> None:
@@ -206,6 +233,41 @@ def _codex(text: str, base_url: str, model: str | None) -> str:
     if parsed.get("model_provider") != PROVIDER_ID:
         raise ConfigError("the Codex config could not be updated safely; edit it by hand")
     return result
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    """KEY=value lines of a .env file (quotes around a value removed; comments skipped)."""
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and key and not key.startswith("#"):
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                    value = value[1:-1]
+                values[key.strip()] = value
+    return values
+
+
+def _gemini_env(text: str, base_url: str, api_key: str, model: str | None) -> str:
+    """The .env with our variables replaced and every other line kept as it was."""
+    ours = {"GEMINI_API_KEY": api_key, "GOOGLE_GEMINI_BASE_URL": base_url}
+    if model:
+        ours["GEMINI_MODEL"] = model
+    for value in ours.values():
+        if any(c in value for c in "\"\\\n\r"):
+            raise ConfigError("a value for the Gemini .env holds a quote, backslash or line break")
+    kept = [line for line in text.splitlines()
+            if line.strip().removeprefix("export ").partition("=")[0].strip() not in ours]
+    return "\n".join([*kept, *(f'{key}="{value}"' for key, value in ours.items())]) + "\n"
+
+
+def _gemini_settings(data: dict[str, Any]) -> None:
+    security = data.setdefault("security", {})
+    auth = security.setdefault("auth", {}) if isinstance(security, dict) else None
+    if not isinstance(auth, dict):
+        raise ConfigError("`security.auth` in the Gemini settings is not an object")
+    auth["selectedType"] = "gemini-api-key"
 
 
 def _toml_str(value: str) -> str:

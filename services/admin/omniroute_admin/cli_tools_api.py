@@ -42,7 +42,7 @@ async def _settings(tool_id: str, request: Request) -> dict[str, Any]:
     tool = _tool(tool_id)
     found = await asyncio.to_thread(cli_tools.current, tool)
     gateway = public_url(admin_state(request).settings)
-    expected = gateway if tool.id == "claude" else f"{gateway}/v1"
+    expected = gateway if tool.id in ("claude", "gemini") else f"{gateway}/v1"
     return {**await asyncio.to_thread(cli_tools.runtime, tool), **found, "gatewayUrl": gateway,
             "pointsAtGateway": found.get("baseUrl") == expected}
 
