@@ -99,11 +99,12 @@ def request_to_canonical(body: Any, *, model: str | None = None,
         canonical["reasoning_effort"] = effort
         c.set_ext(canonical, "include_thoughts", reasoning.get("summary") is not None)
     _tools_to_canonical(body, canonical)
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
+    text: Json = body["text"] if isinstance(body.get("text"), dict) else {}
     _text_format_to_canonical(text.get("format"), canonical)
     native = {k: v for k, v in body.items() if k not in _TRANSLATED and k != "text"}
-    if {k: v for k, v in text.items() if k != "format"}:
-        native["text"] = {k: v for k, v in text.items() if k != "format"}  # verbosity …
+    text_controls = {k: v for k, v in text.items() if k != "format"}  # verbosity …
+    if text_controls:
+        native["text"] = text_controls
     c.set_native_fields(canonical, FORMAT, native)
     return canonical
 
