@@ -6,7 +6,7 @@ SERVICES := edge router executor accounting analytics admin
 PROTOS := $(wildcard protos/omniroute/v1/*.proto)
 STUBS  := libs/omniroute/v1/.stamp
 
-.PHONY: venv protos run test lint typecheck bench clean chart-check
+.PHONY: venv protos run test test-deps lint typecheck bench clean chart-check
 
 venv: $(VENV)/.stamp
 
@@ -26,7 +26,12 @@ $(STUBS): $(VENV)/.stamp $(PROTOS)
 run: protos
 	$(PY) -m omniroute.devstack run
 
-test: protos
+# What the tests need beyond pip (Chromium for the dashboard's browser test): installed when this
+# user can (root with apt-get), else `make test` stops at once with the exact command that would.
+test-deps: protos
+	$(PY) -m omniroute.devstack test-deps
+
+test: test-deps
 	$(PY) -m omniroute.devstack test -- -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 lint: protos

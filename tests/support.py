@@ -20,9 +20,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from omniroute import secrets
-from omniroute.devstack.stack import Ports, Stack
+from omniroute.devstack.stack import Ports, Stack, free_port
 from omniroute.settings import Settings
 from omniroute.store import migrate
+from tests.redis_keys import delete_env_keys
 
 BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/omniroute")
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
@@ -47,8 +48,19 @@ def temp_database() -> Iterator[str]:
 
 
 def test_settings(database_url: str, env: str | None = None) -> Settings:
+    # Every port and address its own, never the defaults: a `make run` on this machine listens
+    # there, and an in-process service must not reach it (nor find its port taken).
+    ports = Ports.free()
     return Settings(env=env or unique_name("t"), database_url=database_url, redis_url=REDIS_URL,
-                    nats_url=NATS_URL, master_key=secrets.generate_master_key())
+                    nats_url=NATS_URL, master_key=secrets.generate_master_key(),
+                    edge_port=ports.edge, admin_port=ports.admin, router_port=ports.router,
+                    executor_port=ports.executor, accounting_port=ports.accounting,
+                    analytics_port=ports.analytics, metrics_port=free_port(),
+                    router_addr=f"127.0.0.1:{ports.router}", executor_addr=f"127.0.0.1:{ports.executor}",
+                    admin_url=f"http://127.0.0.1:{ports.admin}",
+                    edge_health_url=f"http://127.0.0.1:{ports.edge}/healthz",
+                    accounting_health_url=f"http://127.0.0.1:{ports.accounting}/healthz",
+                    analytics_health_url=f"http://127.0.0.1:{ports.analytics}/healthz")
 
 
 async def delete_stream(settings: Settings) -> None:
@@ -133,3 +145,4 @@ def running_gateway(tmp_dir: Path, config: dict[str, Any], *, api_key: str,
         finally:
             stack.stop()
             asyncio.run(delete_stream(settings))
+            delete_env_keys(REDIS_URL, settings.env)

@@ -10,8 +10,9 @@ asked for:
 - Kubernetes restarts the container in both cases (restartPolicy Always). A shutdown there is a
   restart too; to really stop a deployment, scale it to zero: the admin has no Kubernetes rights,
   by design;
-- `make run` (omniroute.devstack) starts a service that exited with 75 again, and stops the
-  whole stack when one exits any other way: locally, shutdown stops everything.
+- `make run` (omniroute.devstack.stack.Supervisor) starts a service that exited with 75 again
+  at once, one that crashed (another code, or a signal) again after a crash-loop delay, and
+  stops the whole stack when one exits with 0: locally, shutdown stops everything.
 
 Core NATS, not JetStream: an order is only meaningful to the processes running now; one that
 starts later must not replay a past shutdown.

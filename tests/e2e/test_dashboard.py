@@ -2,14 +2,13 @@
 the whole running stack: log in, add a provider, create a key, send a request through the gateway
 with that key, and find it on the usage page. Screenshots land in tests/artifacts/.
 
-Needs /usr/bin/chromium (`apt-get install -y chromium`); Playwright never downloads a browser here.
+Needs Chromium, which `make test` installs first (omniroute.devstack.prerequisites: Debian's
+`chromium`, or OMNIROUTE_CHROMIUM); Playwright never downloads a browser here.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -18,11 +17,11 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from omniroute.devstack import prerequisites
 from tests.mocks.server import MockServer
 from tests.support import Gateway
 
 pytestmark = pytest.mark.xdist_group("gateway")
-CHROMIUM = os.environ.get("OMNIROUTE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -30,8 +29,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 def _launch(playwright: object) -> Browser:
     # No skip: a missing browser is a broken test machine, and the message says how to fix it.
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    assert executable, f"{CHROMIUM} not found: apt-get install -y chromium"
+    executable = prerequisites.chromium_path()
+    assert executable, f"no Chromium: run `make test-deps`, or {prerequisites.install_command()}"
     browser: Browser = playwright.chromium.launch(executable_path=executable, args=ARGS)  # type: ignore[attr-defined]
     return browser
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from omniroute.settings import Settings
 from omniroute_admin.app import create_app
+from tests.redis_keys import delete_env_keys_async
 from tests.support import delete_stream, temp_database, test_settings
 
 PASSWORD = "initial-pass-123"
@@ -53,3 +54,4 @@ async def running_admin(tmp: Path, **overrides: Any) -> AsyncIterator[Admin]:
             finally:
                 await admin.client.aclose()
         await delete_stream(settings)
+        await delete_env_keys_async(settings.redis_url, settings.env)

@@ -9,6 +9,7 @@ import pytest
 from nats.aio.client import Client
 
 from omniroute.settings import Settings
+from tests.redis_keys import delete_env_keys_async
 from tests.support import delete_stream, temp_database, test_settings
 
 
@@ -23,6 +24,7 @@ async def settings(database_url: str) -> AsyncIterator[Settings]:
     value = test_settings(database_url)
     yield value
     await delete_stream(value)
+    await delete_env_keys_async(value.redis_url, value.env)
 
 
 @pytest.fixture

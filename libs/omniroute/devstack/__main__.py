@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from omniroute import secrets, settings
-from omniroute.devstack import backing
-from omniroute.devstack.stack import Ports, Stack
+from omniroute.devstack import backing, prerequisites
+from omniroute.devstack.stack import Ports, Stack, Supervisor
 from omniroute.store import migrate
 
 STATE_DIR = Path(".omniroute")
@@ -87,16 +86,12 @@ def _run_stack(config: settings.Settings) -> None:
     try:
         stack.start()
         print(f"\nOmniRoute is running: {stack.url}   (Ctrl-C stops everything)\n", flush=True)
-        while not stopping:
-            # A restart order from the admin (POST /api/restart): those services exited with 75.
-            restarted = stack.restart_requested()
-            if restarted:
-                print(f"restarting on the admin's order: {', '.join(restarted)}", flush=True)
-            dead = stack.check_alive()
-            if dead:
-                print(f"service(s) exited: {', '.join(dead)}; stopping", file=sys.stderr)
-                break
-            time.sleep(0.5)
+        # Crashed services start again (with a crash-loop delay), a restart order from the admin
+        # restarts its services at once, a shutdown order (exit 0) stops everything.
+        stopped = Supervisor(stack).run(until=lambda: stopping)
+        if stopped:
+            print(f"{', '.join(stopped)} exited with code 0 (asked to stop: a shutdown order, or SIGTERM); "
+                  "stopping everything", file=sys.stderr)
     finally:
         stack.stop()
         print("OmniRoute stopped.", flush=True)
@@ -105,9 +100,15 @@ def _run_stack(config: settings.Settings) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s")
     parser = argparse.ArgumentParser(prog="python -m omniroute.devstack")
-    parser.add_argument("command", choices=["run", "test"])
+    parser.add_argument("command", choices=["run", "test", "test-deps"])
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    if args.command == "test-deps":
+        try:
+            prerequisites.ensure_test_prerequisites()
+        except prerequisites.MissingPrerequisite as missing:
+            raise SystemExit(f"make test cannot run yet: {missing}") from None
+        return
     if args.command == "test":
         raise SystemExit(test([a for a in args.pytest_args if a != "--"]))
     run()

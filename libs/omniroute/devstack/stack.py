@@ -179,6 +179,87 @@ class Stack:
         return [s.name for s in self.processes if s.process.poll() is not None]
 
 
+def how_it_ended(code: int) -> str:
+    """A process's exit status in words: `exited with code 3`, `was killed by SIGKILL`."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    # The kernel's OOM killer sends SIGKILL too: say so, it is the usual cause on a laptop.
+    return f"was killed by {name}" + (" (kill -9, or out of memory)" if -code == signal.SIGKILL else "")
+
+
+@dataclass
+class Supervisor:
+    """Keeps a started stack's services running, the way Kubernetes keeps a pod's containers
+    running (restartPolicy Always, CrashLoopBackOff):
+
+    - a service that crashed (an exit code other than 0 and 75, or killed by a signal: a crash,
+      the OOM killer, kill -9) is started again in place, same ports and arguments, after a
+      delay that doubles with every crash in a row (1 s, 2 s, 4 s … up to 30 s); a service that
+      then stays up for `healthy_after_s` starts again from the shortest delay;
+    - one that exited with 75 obeyed a restart order from the admin (omniroute.control): it is
+      started again at once;
+    - one that exited with 0 obeyed a shutdown order (or a plain SIGTERM it drained for):
+      `poll` reports it, and `make run` stops the whole stack.
+    Each decision is one line through `say`."""
+
+    stack: Stack
+    say: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    healthy_after_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _crashes: dict[str, int] = field(default_factory=dict)        # crashes in a row, per service
+    _restart_at: dict[str, float] = field(default_factory=dict)   # dead, waiting out the delay
+    _up_since: dict[str, float] = field(default_factory=dict)
+
+    def poll(self) -> list[str]:
+        """One look at every service: start again those whose time has come. Returns the names
+        of services that exited with 0 (asked to stop), which nobody starts again."""
+        now = self.clock()
+        restarted = self.stack.restart_requested()
+        if restarted:
+            self.say(f"restarting on the admin's order: {', '.join(restarted)}")
+            for name in restarted:
+                self._up_since[name] = now
+        stopped = []
+        for service in list(self.stack.processes):
+            name, code = service.name, service.process.poll()
+            if code is None:
+                up_since = self._up_since.setdefault(name, now)
+                if now - up_since >= self.healthy_after_s:
+                    self._crashes.pop(name, None)
+            elif code == 0:
+                stopped.append(name)
+            elif name not in self._restart_at:
+                crashes = self._crashes.get(name, 0)
+                delay = min(self.max_delay_s, self.first_delay_s * 2 ** crashes)
+                self._crashes[name] = crashes + 1
+                self._restart_at[name] = now + delay
+                self._up_since.pop(name, None)
+                self.say(f"{name} {how_it_ended(code)}; starting it again in {delay:g} s"
+                         f" (crash {crashes + 1} in a row)")
+            elif now >= self._restart_at[name]:
+                del self._restart_at[name]
+                self.stack._relaunch(service)
+                self._up_since[name] = now
+                log.info("%s started again (pid %d)", name, self.stack.service(name).process.pid)
+        return stopped
+
+    def run(self, until: Callable[[], bool], interval_s: float = 0.5) -> list[str]:
+        """Poll every `interval_s` until `until()` is true (Ctrl-C in `make run`) or a service
+        exited with 0; returns the names of the services that exited with 0."""
+        while not until():
+            stopped = self.poll()
+            if stopped:
+                return stopped
+            time.sleep(interval_s)
+        return []
+
+
 def _wait_ready(url: str, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while True:
