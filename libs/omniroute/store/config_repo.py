@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 from omniroute.config.spec import KeySpec, ProviderSpec
 from omniroute.secrets import Crypto, generate_api_key, hash_api_key, key_prefix, mask
+from omniroute.store import database_repo
 
 
 async def upsert_provider(conn: AsyncConnection[Any], spec: ProviderSpec, crypto: Crypto, *,
@@ -71,6 +72,57 @@ async def list_providers(conn: AsyncConnection[Any], crypto: Crypto | None = Non
              "connections": by_provider.get(p["id"], []),
              "created_at": p["created_at"].isoformat(), "updated_at": p["updated_at"].isoformat()}
             for p in providers]
+
+
+async def count_providers(conn: AsyncConnection[Any]) -> int:
+    row = await (await conn.execute("SELECT count(*) FROM providers")).fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- connections: credentials for calls the admin makes, OAuth tokens ------------------------
+
+async def connection_credential(conn: AsyncConnection[Any], provider_id: str, name: str | None
+                                ) -> tuple[str, str | None, dict[str, Any]] | None:
+    """(name, encrypted credential, settings) of the named connection, else of the first enabled
+    one by priority; None when there is none."""
+    query = ("SELECT name, api_key_enc, settings FROM connections WHERE provider_id = %s "
+             + ("AND name = %s " if name else "AND enabled ")
+             + "ORDER BY priority, name LIMIT 1")
+    row = await (await conn.execute(query, (provider_id, name) if name else (provider_id,))).fetchone()
+    return (row[0], row[1], row[2] or {}) if row else None
+
+
+async def save_oauth_connection(conn: AsyncConnection[Any], provider_id: str, name: str, access_enc: str,
+                                settings: dict[str, Any]) -> None:
+    """Create the connection, or give it the new token; `settings` merged into its own."""
+    await conn.execute(
+        """INSERT INTO connections (id, provider_id, name, api_key_enc, priority, enabled, settings)
+           VALUES (%s, %s, %s, %s, 0, true, %s)
+           ON CONFLICT (provider_id, name) DO UPDATE SET api_key_enc = EXCLUDED.api_key_enc,
+             settings = coalesce(connections.settings, '{}'::jsonb) || EXCLUDED.settings,
+             updated_at = now()""",
+        (f"{provider_id}:{name}", provider_id, name, access_enc, Jsonb(settings)))
+
+
+async def oauth_settings(conn: AsyncConnection[Any], provider_id: str
+                         ) -> list[tuple[str, str, bool, Any]]:
+    """(connection id, name, enabled, settings.oauth) of each of the provider's connections."""
+    rows = await (await conn.execute(
+        "SELECT id, name, enabled, settings->'oauth' FROM connections WHERE provider_id = %s "
+        "ORDER BY priority, name", (provider_id,))).fetchall()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+async def count_keys(conn: AsyncConnection[Any]) -> int:
+    row = await (await conn.execute("SELECT count(*) FROM api_keys")).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def key_names(conn: AsyncConnection[Any], key_ids: list[str]) -> dict[str, str]:
+    cursor = await conn.execute("SELECT id, name FROM api_keys WHERE id = ANY(%s)", (key_ids,))
+    return {row[0]: row[1] for row in await cursor.fetchall()}
 
 
 async def upsert_key(conn: AsyncConnection[Any], spec: KeySpec) -> tuple[str, str | None]:
@@ -185,3 +237,23 @@ async def apply_routing_settings(conn: AsyncConnection[Any], settings: RoutingSe
     dumped = settings.model_dump(mode="json")
     for key in settings.model_fields_set:
         await set_routing_setting(conn, key, dumped[key])
+
+
+# --- whole tables, for configuration sync ----------------------------------------------------
+
+class UnknownColumns(ValueError):
+    """Rows name columns this schema does not have (they come from a newer deployment)."""
+
+
+async def replace_tables(conn: AsyncConnection[Any], tables: dict[str, list[dict[str, Any]]]) -> None:
+    """Replace the rows of these configuration tables (given parents first) in the caller's
+    transaction."""
+    await database_repo.delete_all(conn, list(tables))
+    for table, rows in tables.items():
+        if not rows:
+            continue
+        columns = await database_repo.columns(conn, table)
+        unknown = sorted({k for row in rows for k in row} - set(columns))
+        if unknown:
+            raise UnknownColumns(f"{table}: columns {unknown} do not exist here (upgrade this deployment)")
+        await database_repo.insert_rows(conn, table, columns, rows)

@@ -124,6 +124,8 @@ def _log_json(row: dict[str, Any]) -> dict[str, Any]:
             "keyId": row["key_id"], "provider": row["provider"], "connection": row["connection"],
             "model": row["model"], "requestedModel": row["requested_model"], "combo": row["combo"],
             "status": row["status"], "errorClass": row["error_class"],
+            # The reason the caller was given ('' on success; 0009_usage_error_message.sql).
+            "errorMessage": row.get("error_message", ""),
             "inputTokens": row["input_tokens"], "outputTokens": row["output_tokens"],
             "cachedTokens": row["cached_tokens"], "reasoningTokens": row["reasoning_tokens"],
             "costUsd": float(row["cost_usd"]), "latencyMs": row["latency_ms"], "ttftMs": row["ttft_ms"],
@@ -142,3 +144,81 @@ async def resolve_connection(conn: AsyncConnection[Any], connection_id: str) -> 
         return row[0], row[1]
     provider, slash, name = connection_id.partition("/")
     return (provider, name) if slash else (None, connection_id)
+
+
+# --- the dashboard's reads: totals and slots since a moment, breakdowns, recent requests -----
+
+DASHBOARD_GROUPS = {"key": "u.key_id", "provider": "u.provider", "model": "u.model",
+                    "connection": "u.connection"}
+
+
+async def _cost_column(conn: AsyncConnection[Any]) -> sql.Composable:
+    """cost_usd comes with the accounting migration; without it costs show as 0."""
+    row = await (await conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_name = 'usage' AND column_name = 'cost_usd'"
+    )).fetchone()
+    return sql.SQL("u.cost_usd") if row else sql.SQL("0::numeric")
+
+
+async def totals_since(conn: AsyncConnection[Any], since: datetime) -> dict[str, Any]:
+    """Requests, tokens, cost, errors and p95 latency since `since`."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(sql.SQL(
+        """SELECT count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
+                  coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum({cost}), 0) AS cost,
+                  count(*) FILTER (WHERE status >= 400) AS errors,
+                  percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
+           FROM usage u WHERE started_at >= %s""").format(cost=await _cost_column(conn)), (since,))
+    return await cursor.fetchone() or {}
+
+
+async def slots_since(conn: AsyncConnection[Any], since: datetime, bucket_s: int) -> dict[int, dict[str, Any]]:
+    """Per slot of `bucket_s` seconds (epoch // bucket_s) that has rows: requests, errors, tokens, p95."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(
+        """SELECT floor(extract(epoch FROM started_at) / %s)::bigint AS slot, count(*) AS requests,
+                  count(*) FILTER (WHERE status >= 400) AS errors,
+                  coalesce(sum(input_tokens + output_tokens), 0) AS tokens,
+                  percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
+           FROM usage WHERE started_at >= %s GROUP BY slot""", (bucket_s, since))
+    return {row["slot"]: row for row in await cursor.fetchall()}
+
+
+async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: str) -> list[dict[str, Any]]:
+    """The top 200 values of `group` (a key by its name) since `since`, busiest first."""
+    column = DASHBOARD_GROUPS.get(group, DASHBOARD_GROUPS["model"])
+    label = sql.SQL("coalesce(k.name, u.key_id)") if group == "key" else sql.SQL(column)
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(sql.SQL(
+        """SELECT {label} AS name, count(*) AS requests, coalesce(sum(u.input_tokens), 0) AS input_tokens,
+                  coalesce(sum(u.output_tokens), 0) AS output_tokens, coalesce(sum({cost}), 0) AS cost,
+                  count(*) FILTER (WHERE u.status >= 400) AS errors,
+                  percentile_cont(0.95) WITHIN GROUP (ORDER BY u.latency_ms) AS p95
+           FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id
+           WHERE u.started_at >= %s GROUP BY {label} ORDER BY requests DESC, name LIMIT 200""").format(
+        label=label, cost=await _cost_column(conn)), (since,))
+    return list(await cursor.fetchall())
+
+
+async def recent_requests(conn: AsyncConnection[Any], *, limit: int, offset: int, errors_only: bool,
+                          model: str, key: str) -> list[dict[str, Any]]:
+    """Newest first; `model` matches the served or the requested model, `key` its id or name."""
+    clauses = [sql.SQL("TRUE")]
+    params: list[Any] = []
+    if errors_only:
+        clauses.append(sql.SQL("u.status >= 400"))
+    if model:
+        clauses.append(sql.SQL("(u.model = %s OR u.requested_model = %s)"))
+        params += [model, model]
+    if key:
+        clauses.append(sql.SQL("(u.key_id = %s OR k.name = %s)"))
+        params += [key, key]
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(sql.SQL(
+        """SELECT u.request_id, u.started_at, coalesce(k.name, u.key_id) AS key, u.provider, u.connection,
+                  u.model, u.requested_model, u.status, u.error_class, u.latency_ms, u.ttft_ms,
+                  u.input_tokens, u.output_tokens, {cost} AS cost, u.stream, u.client_format, u.cache_hit
+           FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id WHERE {where}
+           ORDER BY u.started_at DESC LIMIT %s OFFSET %s""").format(
+        cost=await _cost_column(conn), where=sql.SQL(" AND ").join(clauses)), [*params, limit, offset])
+    return list(await cursor.fetchall())

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from omniroute.store import config_repo
 from omniroute_admin import audit, passwords, sessions
 from omniroute_admin.deps import admin_state
 
@@ -44,16 +45,15 @@ async def init_state(request: Request) -> dict[str, Any]:
     state = admin_state(request)
     session, _ = await sessions.current_session(request)
     async with state.pool.connection() as conn:
-        providers = await (await conn.execute("SELECT count(*) FROM providers")).fetchone()
-        keys = await (await conn.execute("SELECT count(*) FROM api_keys")).fetchone()
+        providers = await config_repo.count_providers(conn)
+        keys = await config_repo.count_keys(conn)
     initial = await passwords.is_initial(state.pool)
     require_login = await sessions.login_required(state)
     authenticated = session is not None or not require_login
     answer: dict[str, Any] = {"requireLogin": require_login, "authenticated": session is not None,
                               "passwordIsInitial": initial}
     if authenticated:
-        answer.update({"providers": providers[0] if providers else 0, "keys": keys[0] if keys else 0,
-                       "firstRun": initial or not (providers and providers[0])})
+        answer.update({"providers": providers, "keys": keys, "firstRun": initial or not providers})
     return answer
 
 

@@ -20,63 +20,22 @@ import io
 import tarfile
 import time
 import zlib
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from psycopg import AsyncConnection, errors, sql
+from psycopg import AsyncConnection, errors
+
+from omniroute.store import database_repo
+from omniroute.store.database_repo import tables_in_order  # parents first: dump and restore order
 
 FORMAT = "omniroute-backup"
 VERSION = 1
-NEVER = frozenset({"schema_migrations"})        # the schema itself is the migrations' business
 NOT_PORTABLE = frozenset({"admin_password", "audit_log"})
-_CHUNK = 2000
 
 
 class ArchiveError(ValueError):
     """The archive cannot be restored here; the message says why (shown as a 400)."""
-
-
-async def tables_in_order(conn: AsyncConnection[Any]) -> list[str]:
-    """Base tables of the public schema, parents before children (foreign keys)."""
-    names = [r[0] for r in await (await conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-        "ORDER BY c.relname")).fetchall()]
-    edges = await (await conn.execute(
-        "SELECT child.relname, parent.relname FROM pg_constraint k "
-        "JOIN pg_class child ON child.oid = k.conrelid JOIN pg_class parent ON parent.oid = k.confrelid "
-        "WHERE k.contype = 'f' AND k.connamespace = 'public'::regnamespace")).fetchall()
-    parents: dict[str, set[str]] = defaultdict(set)
-    for child, parent in edges:
-        if child != parent:
-            parents[child].add(parent)
-    ordered: list[str] = []
-    placed: set[str] = set()
-    pending = [n for n in names if n not in NEVER]
-    while pending:
-        ready = [n for n in pending if parents[n] <= placed or not (parents[n] & set(pending))]
-        if not ready:            # a cycle: keep the remaining order, inserts will tell
-            ready = pending[:1]
-        for name in ready:
-            ordered.append(name)
-            placed.add(name)
-        pending = [n for n in pending if n not in placed]
-    return ordered
-
-
-async def _columns(conn: AsyncConnection[Any], table: str) -> list[str]:
-    rows = await (await conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-        (sql.Identifier(table).as_string(conn),))).fetchall()
-    return [r[0] for r in rows]
-
-
-async def _migrations(conn: AsyncConnection[Any]) -> list[str]:
-    rows = await (await conn.execute("SELECT name FROM schema_migrations ORDER BY name")).fetchall()
-    return [r[0] for r in rows]
 
 
 async def dump(conn: AsyncConnection[Any], *, kind: str = "full") -> bytes:
@@ -84,17 +43,10 @@ async def dump(conn: AsyncConnection[Any], *, kind: str = "full") -> bytes:
     that the tables agree with each other."""
     if kind not in {"full", "portable"}:
         raise ValueError(f"unknown archive kind {kind!r}")
-    files: dict[str, bytes] = {}
-    counts: dict[str, int] = {}
-    async with conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        migrations = await _migrations(conn)
-        order = [t for t in await tables_in_order(conn) if kind == "full" or t not in NOT_PORTABLE]
-        for table in order:
-            rows = await (await conn.execute(
-                sql.SQL("SELECT to_jsonb(t) FROM {} t").format(sql.Identifier(table)))).fetchall()
-            files[f"tables/{table}.json"] = orjson.dumps([r[0] for r in rows])
-            counts[table] = len(rows)
+    leave_out = frozenset() if kind == "full" else NOT_PORTABLE
+    migrations, order, contents = await database_repo.read_consistent(conn, leave_out)
+    files = {f"tables/{table}.json": orjson.dumps(rows) for table, rows in contents.items()}
+    counts = {table: len(rows) for table, rows in contents.items()}
     manifest = {"format": FORMAT, "version": VERSION, "kind": kind,
                 "created_at": datetime.now(UTC).isoformat(), "migrations": migrations,
                 "tables": order, "rows": counts,
@@ -156,70 +108,23 @@ async def restore(conn: AsyncConnection[Any], data: bytes) -> dict[str, int]:
     """Replace the archive's tables with its rows, in one transaction: on any error nothing has
     changed. Tables the archive does not carry are left alone. Returns rows per table."""
     manifest, contents = read_archive(data)
-    known = set(await _migrations(conn))
+    known = set(await database_repo.applied_migrations(conn))
     newer = [m for m in manifest.get("migrations") or [] if m not in known]
     if newer:
         raise ArchiveError(f"the archive comes from a newer schema (migrations {newer} are not applied "
                            "here); upgrade this deployment first")
     order = [t for t in await tables_in_order(conn) if t in contents]
-    unknown = sorted(set(contents) - set(order) - NEVER)
+    unknown = sorted(set(contents) - set(order) - {database_repo.SCHEMA_TABLE})
     if unknown:
         raise ArchiveError(f"the archive has tables this schema does not: {unknown}")
-    columns = {t: await _columns(conn, t) for t in order}
+    columns = {t: await database_repo.columns(conn, t) for t in order}
     for table in order:
         extra = sorted({k for row in contents[table] for k in row} - set(columns[table]))
         if extra:
             raise ArchiveError(f"{table}: columns {extra} do not exist in this schema")
-    restored: dict[str, int] = {}
     try:
-        async with conn.transaction():
-            await _empty(conn, order)
-            for table in order:
-                restored[table] = await _insert(conn, table, columns[table], contents[table])
-            await _reset_sequences(conn, order, columns)
+        return await database_repo.replace_tables(conn, order, columns, contents)
     except errors.Error as exc:
         # Constraint violations and bad values: the transaction rolled back as a whole.
         reason = exc.diag.message_primary or str(exc)
         raise ArchiveError(f"the archive does not fit this database: {reason}") from None
-    return restored
-
-
-async def _empty(conn: AsyncConnection[Any], order: list[str]) -> None:
-    targets = sql.SQL(", ").join(sql.Identifier(t) for t in order)
-    try:
-        async with conn.transaction():   # a savepoint: TRUNCATE refuses when a table outside the
-            await conn.execute(sql.SQL("TRUNCATE {}").format(targets))   # archive references one
-    except errors.FeatureNotSupported:
-        for table in reversed(order):
-            await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
-
-
-async def _insert(conn: AsyncConnection[Any], table: str, columns: list[str],
-                  rows: list[dict[str, Any]]) -> int:
-    if not rows:
-        return 0
-    present = [c for c in columns if any(c in row for row in rows)]
-    # Absent columns take their default (an older archive meeting a newer schema).
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in present)
-    statement = sql.SQL(
-        "INSERT INTO {table} ({cols}) OVERRIDING SYSTEM VALUE "
-        "SELECT {cols} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)").format(
-        table=sql.Identifier(table), cols=cols)
-    for start in range(0, len(rows), _CHUNK):
-        await conn.execute(statement, (orjson.dumps(rows[start:start + _CHUNK]).decode(),))
-    return len(rows)
-
-
-async def _reset_sequences(conn: AsyncConnection[Any], order: list[str],
-                           columns: dict[str, list[str]]) -> None:
-    """Serial / identity counters continue after the restored ids, not from where they were."""
-    for table in order:
-        qualified = sql.Identifier(table).as_string(conn)
-        for column in columns[table]:
-            row = await (await conn.execute("SELECT pg_get_serial_sequence(%s, %s)",
-                                            (qualified, column))).fetchone()
-            if not row or not row[0]:
-                continue
-            await conn.execute(
-                sql.SQL("SELECT setval(%s, COALESCE(max({c}), 1), max({c}) IS NOT NULL) FROM {t}").format(
-                    c=sql.Identifier(column), t=sql.Identifier(table)), (row[0],))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from omniroute.catalog import PROVIDER_TYPES, provider_type
 from omniroute.config.spec import ProviderSpec
-from omniroute.store import config_repo
+from omniroute.store import catalog_repo, config_repo
 from omniroute_admin import audit, provider_calls
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
@@ -79,12 +79,10 @@ async def catalog(request: Request) -> dict[str, Any]:
     state = _state(request)
     async with state.pool.connection() as conn:
         providers = await config_repo.list_providers(conn)
-        custom = await (await conn.execute(
-            "SELECT provider_id, model, kind FROM provider_models "
-            "ORDER BY provider_id, kind, model")).fetchall()
+        custom = await catalog_repo.custom_models(conn)
     extra: dict[str, list[tuple[str, str]]] = {}
-    for provider_id, model, kind in custom:
-        extra.setdefault(provider_id, []).append((model, kind))
+    for provider_id, model, model_kind in custom:
+        extra.setdefault(provider_id, []).append((model, model_kind))
     listed = []
     for p in providers:
         kind = provider_type(p["type"])
@@ -105,10 +103,7 @@ async def catalog(request: Request) -> dict[str, Any]:
 @router.get("/api/provider-models", summary="Custom models added to providers")
 async def list_custom(request: Request, provider: str | None = Query(None)) -> dict[str, Any]:
     async with _state(request).pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT provider_id, model, kind FROM provider_models "
-            "WHERE %s::text IS NULL OR provider_id = %s ORDER BY provider_id, kind, model",
-            (provider, provider))).fetchall()
+        rows = await catalog_repo.custom_models(conn, provider)
     return {"models": [{"provider": r[0], "model": r[1], "kind": r[2]} for r in rows]}
 
 
@@ -118,8 +113,7 @@ async def add_custom(body: CustomModel, request: Request) -> dict[str, Any]:
     async with state.pool.connection() as conn:
         if not await config_repo.list_providers(conn, provider_id=body.provider):
             raise HTTPException(404, f"No provider named {body.provider!r}.")
-        await conn.execute("INSERT INTO provider_models (provider_id, model, kind) VALUES (%s, %s, %s) "
-                           "ON CONFLICT DO NOTHING", (body.provider, body.model, body.kind))
+        await catalog_repo.add_custom_model(conn, body.provider, body.model, body.kind)
         await audit.record(state, request, "provider_models.add", f"{body.provider}/{body.model}",
                            after=body.model_dump(), conn=conn)
     await state.announce("providers")
@@ -131,10 +125,7 @@ async def delete_custom(request: Request, provider: str = Query(...), model: str
                         kind: str | None = Query(None)) -> dict[str, Any]:
     state = _state(request)
     async with state.pool.connection() as conn:
-        cursor = await conn.execute(
-            "DELETE FROM provider_models WHERE provider_id = %s AND model = %s "
-            "AND (%s::text IS NULL OR kind = %s)", (provider, model, kind, kind))
-        if not cursor.rowcount:
+        if not await catalog_repo.delete_custom_model(conn, provider, model, kind):
             raise HTTPException(404, f"No custom model {provider}/{model}.")
         await audit.record(state, request, "provider_models.delete", f"{provider}/{model}", conn=conn)
     await state.announce("providers")
@@ -240,20 +231,14 @@ async def validate(body: ValidateRequest, request: Request) -> dict[str, Any]:
 @router.get("/api/provider-nodes", summary="Custom provider nodes (compatible endpoints)")
 async def list_nodes(request: Request) -> dict[str, Any]:
     async with _state(request).pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT id, name, type, base_url, prefix FROM provider_nodes ORDER BY id")).fetchall()
-    return {"nodes": [dict(zip(("id", "name", "type", "base_url", "prefix"), r, strict=True)) for r in rows]}
+        return {"nodes": await catalog_repo.list_nodes(conn)}
 
 
 @router.post("/api/provider-nodes", status_code=201, summary="Add a custom provider node")
 async def add_node(node: ProviderNode, request: Request) -> dict[str, Any]:
     state = _state(request)
     async with state.pool.connection() as conn:
-        cursor = await conn.execute(
-            "INSERT INTO provider_nodes (id, name, type, base_url, prefix) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO NOTHING",
-            (node.id, node.name, node.type, node.base_url.rstrip("/"), node.prefix))
-        if not cursor.rowcount:
+        if not await catalog_repo.add_node(conn, {**node.model_dump(), "base_url": node.base_url.rstrip("/")}):
             raise HTTPException(409, f"A provider node named {node.id!r} exists.")
         await audit.record(state, request, "provider_nodes.create", node.id, after=node.model_dump(),
                            conn=conn)
@@ -273,8 +258,7 @@ async def get_node(node_id: str, request: Request) -> dict[str, Any]:
 async def delete_node(node_id: str, request: Request) -> dict[str, Any]:
     state = _state(request)
     async with state.pool.connection() as conn:
-        cursor = await conn.execute("DELETE FROM provider_nodes WHERE id = %s", (node_id,))
-        if not cursor.rowcount:
+        if not await catalog_repo.delete_node(conn, node_id):
             raise HTTPException(404, f"No provider node {node_id!r}.")
         await audit.record(state, request, "provider_nodes.delete", node_id, conn=conn)
     return {"deleted": node_id}

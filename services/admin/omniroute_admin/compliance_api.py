@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from omniroute_admin import audit
+from omniroute.store import audit_repo
 from omniroute_admin.deps import admin_state
 from omniroute_admin.sessions import require_session
 
@@ -25,6 +25,6 @@ async def audit_log(request: Request,
                     since: datetime | None = None,
                     until: datetime | None = None) -> dict[str, Any]:
     async with admin_state(request).pool.connection() as conn:
-        entries, total = await audit.query(conn, limit=limit, offset=offset, action=action,
+        entries, total = await audit_repo.query(conn, limit=limit, offset=offset, action=action,
                                            actor_name=actor, target=target, since=since, until=until)
     return {"entries": entries, "total": total, "limit": limit, "offset": offset}

@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from omniroute.catalog import PROVIDER_TYPES
 from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
-from omniroute.store import config_repo
+from omniroute.store import audit_repo, config_repo, usage_queries
 from omniroute_admin import (
     audit,
     auth_api,
@@ -243,7 +243,7 @@ async def logs(request: Request) -> Response:
     model = request.query_params.get("model", "")[:200]
     key = request.query_params.get("key", "")[:200]
     async with admin_state(request).pool.connection() as conn:
-        rows = await dashboard_data.request_logs(conn, limit=51, offset=(page_no - 1) * 50,
+        rows = await usage_queries.recent_requests(conn, limit=51, offset=(page_no - 1) * 50,
                                                  errors_only=errors_only, model=model, key=key)
     return await _page(request, "logs.html", "logs", {
         "rows": rows[:50], "more": len(rows) > 50, "page": page_no, "errors_only": errors_only,
@@ -509,7 +509,7 @@ async def audit_page(request: Request) -> Response:
     page_text = request.query_params.get("page", "1")
     page_no = max(1, int(page_text)) if page_text.isdigit() else 1
     async with admin_state(request).pool.connection() as conn:
-        entries, total = await audit.query(conn, limit=50, offset=(page_no - 1) * 50, action=action or None,
+        entries, total = await audit_repo.query(conn, limit=50, offset=(page_no - 1) * 50, action=action or None,
                                            actor_name=None, target=None, since=None, until=None)
     return await _page(request, "audit.html", "audit", {
         "entries": entries, "total": total, "page": page_no, "action": action,

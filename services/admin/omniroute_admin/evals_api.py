@@ -12,10 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from omniroute.store import evals_repo
 from omniroute_admin import audit, evals
 from omniroute_admin.deps import admin_state
 from omniroute_admin.gateway_url import public_url
@@ -47,24 +46,21 @@ def _run_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _runs(conn: AsyncConnection[Any], suite: str, limit: int) -> list[dict[str, Any]]:
-    cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute("SELECT * FROM eval_runs WHERE suite = %s ORDER BY id DESC LIMIT %s", (suite, limit))
-    return [_run_row(r) for r in await cursor.fetchall()]
+    return [_run_row(r) for r in await evals_repo.runs(conn, suite, limit)]
 
 
 async def _suite(conn: AsyncConnection[Any], name: str) -> evals.Suite:
-    row = await (await conn.execute("SELECT spec FROM eval_suites WHERE name = %s", (name,))).fetchone()
-    if row is None:
+    spec = await evals_repo.suite_spec(conn, name)
+    if spec is None:
         raise HTTPException(404, f"No eval suite {name!r}.")
-    return evals.Suite.model_validate(row[0])
+    return evals.Suite.model_validate(spec)
 
 
 @router.get("/api/evals", summary="Eval suites, each with its latest run")
 async def list_suites(request: Request) -> dict[str, Any]:
     async with admin_state(request).pool.connection() as conn:
-        rows = await (await conn.execute("SELECT name, spec FROM eval_suites ORDER BY name")).fetchall()
         suites = []
-        for name, spec in rows:
+        for name, spec in await evals_repo.list_suites(conn):
             latest = await _runs(conn, name, 1)
             suites.append({"name": name, "description": spec.get("description", ""),
                            "model": spec.get("model"), "cases": len(spec.get("cases", [])),
@@ -79,9 +75,7 @@ async def save_or_run(body: EvalRequest, request: Request) -> dict[str, Any]:
     if body.suite is not None:
         spec = body.suite.model_dump(mode="json", exclude_none=True)
         async with state.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO eval_suites (name, spec) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
-                "SET spec = EXCLUDED.spec, updated_at = now()", (body.suite.name, Jsonb(spec)))
+            await evals_repo.save_suite(conn, body.suite.name, spec)
             await audit.record(state, request, "evals.save", body.suite.name, after=spec, conn=conn)
         return {"saved": body.suite.name, "cases": len(body.suite.cases)}
     assert body.run is not None
@@ -96,12 +90,7 @@ async def save_or_run(body: EvalRequest, request: Request) -> dict[str, Any]:
     results = await evals.run_suite(suite, base_url, key)
     passed = sum(r["passed"] for r in results)
     async with state.pool.connection() as conn, conn.transaction():
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            "INSERT INTO eval_runs (suite, finished_at, total, passed, results) "
-            "VALUES (%s, now(), %s, %s, %s) RETURNING *", (suite.name, len(results), passed, Jsonb(results)))
-        row = await cursor.fetchone()
-        assert row is not None
+        row = await evals_repo.insert_run(conn, suite.name, results, passed)
         await audit.record(state, request, "evals.run", suite.name, conn=conn,
                            detail={"run": row["id"], "passed": passed, "total": len(results)})
     return {**_run_row(row), "comparison": evals.compare(results, previous[0] if previous else None)}
@@ -135,8 +124,7 @@ async def compare_runs(name: str, request: Request, run: int | None = None,
 async def delete_suite(name: str, request: Request) -> dict[str, Any]:
     state = admin_state(request)
     async with state.pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute("DELETE FROM eval_suites WHERE name = %s", (name,))
-        if cursor.rowcount == 0:
+        if not await evals_repo.delete_suite(conn, name):
             raise HTTPException(404, f"No eval suite {name!r}.")
         await audit.record(state, request, "evals.delete", name, conn=conn)
     return {"deleted": name}

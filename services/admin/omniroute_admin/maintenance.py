@@ -11,7 +11,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from omniroute_admin import audit, backup_store, settings_store
+from omniroute.store import audit_repo
+from omniroute_admin import backup_store, settings_store
 from omniroute_admin.backups_api import take_backup
 from omniroute_admin.state import AdminState
 
@@ -25,7 +26,7 @@ async def run_once(state: AdminState, now: datetime | None = None) -> dict[str, 
     done: dict[str, Any] = {}
     async with state.pool.connection() as conn:
         general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
-        done["audit_pruned"] = await audit.prune(conn, general.audit_retention_days)
+        done["audit_pruned"] = await audit_repo.prune(conn, general.audit_retention_days)
     if general.backup_interval_hours > 0:
         existing = await asyncio.to_thread(backup_store.listing, state.settings.backup_dir)
         scheduled = [b for b in existing if b["kind"] == "scheduled" and b["created_at"]]

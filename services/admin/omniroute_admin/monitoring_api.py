@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from omniroute import runtime
 from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.settings import Settings
+from omniroute.store import config_repo, database_repo
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
@@ -56,9 +57,7 @@ async def active_sessions(request: Request, window: float | None = Query(None, g
     names: dict[str, str] = {}
     if active:
         async with state.pool.connection() as conn:
-            cursor = await conn.execute("SELECT id, name FROM api_keys WHERE id = ANY(%s)",
-                                        ([entry["keyId"] for entry in active],))
-            names = {row[0]: row[1] for row in await cursor.fetchall()}
+            names = await config_repo.key_names(conn, [entry["keyId"] for entry in active])
     sessions = [{**entry, "keyName": names.get(entry["keyId"]),
                  "lastSeen": datetime.fromtimestamp(entry["lastSeen"], UTC).isoformat()}
                 for entry in active]
@@ -81,8 +80,7 @@ async def _timed(probe: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, An
 
 async def _postgres(state: AdminState) -> dict[str, Any]:
     async with state.pool.connection() as conn:
-        row = await (await conn.execute("SHOW server_version")).fetchone()
-    return {"version": row[0] if row else None}
+        return {"version": await database_repo.server_version(conn)}
 
 
 async def _redis(state: AdminState) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from psycopg.types.json import Jsonb
 
 from omniroute import oauth
 from omniroute.catalog import provider_type
@@ -86,13 +85,7 @@ async def _store(request: Request, provider: dict[str, Any], config: dict[str, A
     if config.get("client_secret"):
         settings["oauth"]["client_secret_enc"] = state.crypto.encrypt(str(config["client_secret"]))
     async with state.pool.connection() as conn:
-        await conn.execute(
-            """INSERT INTO connections (id, provider_id, name, api_key_enc, priority, enabled, settings)
-               VALUES (%s, %s, %s, %s, 0, true, %s)
-               ON CONFLICT (provider_id, name) DO UPDATE SET api_key_enc = EXCLUDED.api_key_enc,
-                 settings = coalesce(connections.settings, '{}'::jsonb) || EXCLUDED.settings,
-                 updated_at = now()""",
-            (connection_id, provider["id"], name, tokens.access_enc, Jsonb(settings)))
+        await config_repo.save_oauth_connection(conn, provider["id"], name, tokens.access_enc, settings)
         await audit.record(state, request, "oauth.connect", connection_id,
                            detail={"expires_at": tokens.expires_at}, conn=conn)
     await state.redis.delete(oauth.redis_key(state.settings.env, connection_id))
@@ -181,9 +174,7 @@ async def oauth_action(provider_id: str, action: str, request: Request) -> dict[
 async def _status(request: Request, provider_id: str) -> dict[str, Any]:
     state = _state(request)
     async with state.pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT id, name, enabled, settings->'oauth' FROM connections WHERE provider_id = %s "
-            "ORDER BY priority, name", (provider_id,))).fetchall()
+        rows = await config_repo.oauth_settings(conn, provider_id)
     out = []
     for connection_id, name, enabled, stored in rows:
         if not isinstance(stored, dict):

@@ -10,6 +10,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from omniroute.store import admin_password_repo
+
 # argon2-cffi's defaults (RFC 9106 low-memory profile): ~50 ms and 64 MiB per check, which with
 # the per-IP lockout makes online guessing hopeless.
 _hasher = PasswordHasher()
@@ -30,32 +32,25 @@ def _verify(stored_hash: str, password: str) -> bool:
 async def ensure_initial(pool: AsyncConnectionPool, initial_password: str) -> None:
     """First start: store INITIAL_PASSWORD's hash. Every replica may race here; the first wins."""
     async with pool.connection() as conn:
-        row = await (await conn.execute("SELECT 1 FROM admin_password")).fetchone()
-        if row is not None:
+        if await admin_password_repo.stored_hash(conn) is not None:
             return
         digest = await asyncio.to_thread(hash_password, initial_password)
-        await conn.execute("INSERT INTO admin_password (id, password_hash, is_initial) "
-                           "VALUES (true, %s, true) ON CONFLICT (id) DO NOTHING", (digest,))
+        await admin_password_repo.insert_initial(conn, digest)
 
 
 async def verify(pool: AsyncConnectionPool, password: str) -> bool:
     async with pool.connection() as conn:
-        row = await (await conn.execute("SELECT password_hash FROM admin_password")).fetchone()
-    if row is None:
+        stored = await admin_password_repo.stored_hash(conn)
+    if stored is None:
         return False
     # Hashing is CPU-bound for ~50 ms: off the event loop so other requests keep flowing.
-    return await asyncio.to_thread(_verify, row[0], password)
+    return await asyncio.to_thread(_verify, stored, password)
 
 
 async def change(conn: AsyncConnection[Any], new_password: str) -> None:
-    digest = await asyncio.to_thread(hash_password, new_password)
-    await conn.execute(
-        """INSERT INTO admin_password (id, password_hash, is_initial) VALUES (true, %s, false)
-           ON CONFLICT (id) DO UPDATE SET password_hash = EXCLUDED.password_hash,
-             is_initial = false, updated_at = now()""", (digest,))
+    await admin_password_repo.replace(conn, await asyncio.to_thread(hash_password, new_password))
 
 
 async def is_initial(pool: AsyncConnectionPool) -> bool:
     async with pool.connection() as conn:
-        row = await (await conn.execute("SELECT is_initial FROM admin_password")).fetchone()
-    return bool(row[0]) if row else True
+        return await admin_password_repo.is_initial(conn)

@@ -16,6 +16,7 @@ from omniroute.catalog import auth_style, provider_type
 from omniroute.executor_pool import ExecutorPool
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
+from omniroute.store import config_repo
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
 _pools: dict[Settings, ExecutorPool] = {}
@@ -83,15 +84,11 @@ async def stored_key(conn: Any, crypto: Crypto, provider_id: str,
                      connection_name: str | None) -> tuple[dict[str, Any] | None, str]:
     """(the connection row, its clear credential): the named one, else the first enabled one by
     priority."""
-    query = ("SELECT name, api_key_enc, settings FROM connections WHERE provider_id = %s "
-             + ("AND name = %s " if connection_name else "AND enabled ")
-             + "ORDER BY priority, name LIMIT 1")
-    args = (provider_id, connection_name) if connection_name else (provider_id,)
-    row = await (await conn.execute(query, args)).fetchone()
-    if row is None:
+    found = await config_repo.connection_credential(conn, provider_id, connection_name)
+    if found is None:
         return None, ""
-    name, secret, conn_settings = row
-    return {"name": name, "settings": conn_settings or {}}, crypto.decrypt(secret) if secret else ""
+    name, secret, conn_settings = found
+    return {"name": name, "settings": conn_settings}, crypto.decrypt(secret) if secret else ""
 
 
 OPERATIONS = {"test": common_pb2.OPERATION_TEST, "list_models": common_pb2.OPERATION_LIST_MODELS,

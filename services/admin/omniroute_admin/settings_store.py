@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omniroute.ipfilter import parse_network
 from omniroute.secrets import Crypto
+from omniroute.store import admin_settings_repo
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,15 +101,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
 
 
 async def load(conn: AsyncConnection[Any], name: str, model: type[M]) -> M:
-    row = await (await conn.execute("SELECT value FROM admin_settings WHERE key = %s", (name,))).fetchone()
-    return model.model_validate(row[0] if row else {})
-
-
-async def save(conn: AsyncConnection[Any], name: str, value: BaseModel) -> None:
-    await conn.execute(
-        """INSERT INTO admin_settings (key, value) VALUES (%s, %s)
-           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()""",
-        (name, Jsonb(value.model_dump(mode="json", by_alias=True))))
+    return model.model_validate(await admin_settings_repo.load(conn, name))
 
 
 # --- proxy credentials: encrypted at rest, masked in answers ------------------------------------
@@ -179,12 +171,8 @@ def clear_proxy_url(entry: dict[str, Any], crypto: Crypto) -> str:
 
 
 async def load_raw(conn: AsyncConnection[Any], name: str) -> dict[str, Any]:
-    row = await (await conn.execute("SELECT value FROM admin_settings WHERE key = %s", (name,))).fetchone()
-    return dict(row[0]) if row else {}
+    return await admin_settings_repo.load(conn, name)
 
 
 async def save_raw(conn: AsyncConnection[Any], name: str, value: dict[str, Any]) -> None:
-    await conn.execute(
-        """INSERT INTO admin_settings (key, value) VALUES (%s, %s)
-           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()""",
-        (name, Jsonb(value)))
+    await admin_settings_repo.save(conn, name, value)

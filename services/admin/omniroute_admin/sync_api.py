@@ -23,10 +23,10 @@ import httpx
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
+from omniroute.store import sync_repo
 from omniroute_admin import audit, sync_doc
 from omniroute_admin.deps import admin_state
 from omniroute_admin.sessions import require_session
@@ -35,7 +35,6 @@ from omniroute_admin.state import AdminState
 manage = APIRouter(dependencies=[Depends(require_session)], tags=["sync"])
 cloud = APIRouter(tags=["sync"])   # peers authenticate with the sync token, not a session
 TOKEN_PREFIX = "sk-sync-"
-_LOCK = 0x53_59_4E_43   # advisory lock: ETag check and write of the served document
 REMOTE_TIMEOUT_S = 30.0
 
 
@@ -64,19 +63,6 @@ class SyncAction(BaseModel):
     force: bool = False   # push without If-Match: overwrite whatever the remote has
 
 
-async def _state_row(conn: AsyncConnection[Any]) -> dict[str, Any]:
-    await conn.execute("INSERT INTO sync_state (id) VALUES (true) ON CONFLICT DO NOTHING")
-    cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute("SELECT * FROM sync_state")
-    return await cursor.fetchone() or {}
-
-
-async def _update(conn: AsyncConnection[Any], **values: Any) -> None:
-    await _state_row(conn)
-    assignments = ", ".join(f"{name} = %s" for name in values)
-    await conn.execute(f"UPDATE sync_state SET {assignments}, updated_at = now()", list(values.values()))
-
-
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -88,10 +74,10 @@ async def initialize(request: Request, body: InitBody | None = None) -> dict[str
     state = admin_state(request)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with state.pool.connection() as conn, conn.transaction():
-        row = await _state_row(conn)
+        row = await sync_repo.state(conn)
         if row.get("token_hash") and not (body and body.rotate):
             raise HTTPException(409, "A sync token exists already; send {\"rotate\": true} to replace it.")
-        await _update(conn, token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        await sync_repo.update(conn, token_hash=hashlib.sha256(token.encode()).hexdigest(),
                       token_enc=state.crypto.encrypt(token), token_created_at=_now())
         await audit.record(state, request, "sync.initialize", "sync-token", conn=conn,
                            detail={"rotated": bool(row.get("token_hash"))})
@@ -104,7 +90,7 @@ async def initialize(request: Request, body: InitBody | None = None) -> dict[str
 async def status(request: Request) -> dict[str, Any]:
     state = admin_state(request)
     async with state.pool.connection() as conn:
-        row = await _state_row(conn)
+        row = await sync_repo.state(conn)
         local = sync_doc.etag(await sync_doc.read_local(conn))
     synced = row.get("local_etag")
     return {"serving": {"enabled": bool(row.get("token_hash")),
@@ -121,7 +107,7 @@ async def configure(body: RemoteBody, request: Request) -> dict[str, Any]:
     state = admin_state(request)
     async with state.pool.connection() as conn, conn.transaction():
         # A new remote: the ETag of the previous one means nothing there.
-        await _update(conn, remote_url=body.url, remote_token_enc=state.crypto.encrypt(body.token),
+        await sync_repo.update(conn, remote_url=body.url, remote_token_enc=state.crypto.encrypt(body.token),
                       remote_etag=None, local_etag=None)
         await audit.record(state, request, "sync.remote", body.url, conn=conn)
     return {"configured": True, "url": body.url}
@@ -131,7 +117,7 @@ async def configure(body: RemoteBody, request: Request) -> dict[str, Any]:
 async def sync(body: SyncAction, request: Request) -> Response:
     state = admin_state(request)
     async with state.pool.connection() as conn:
-        row = await _state_row(conn)
+        row = await sync_repo.state(conn)
     if not row.get("remote_url") or not row.get("remote_token_enc"):
         raise HTTPException(409, "No remote configured: PUT /api/sync/cloud with its url and token first.")
     url = f"{row['remote_url']}/api/cloud/config"
@@ -167,7 +153,7 @@ async def _pull(state: AdminState, request: Request, url: str, token: str) -> Re
         before = sync_doc.etag(await sync_doc.read_local(conn))
         await _apply(conn, tables)
         local = sync_doc.etag(await sync_doc.read_local(conn))
-        await _update(conn, remote_etag=remote_etag, last_pull_at=_now(), local_etag=local)
+        await sync_repo.update(conn, remote_etag=remote_etag, last_pull_at=_now(), local_etag=local)
         await audit.record(state, request, "sync.pull", url, conn=conn, before=before, after=local,
                            detail={"rows": rows, "remote_etag": remote_etag})
     await state.announce("sync")
@@ -193,7 +179,7 @@ async def _push(state: AdminState, request: Request, url: str, token: str, known
         raise HTTPException(502, f"The remote answered {answer.status_code}: {answer.text[:200]}")
     remote_etag = answer.headers.get("etag")
     async with state.pool.connection() as conn, conn.transaction():
-        await _update(conn, remote_etag=remote_etag, last_push_at=_now(), local_etag=local)
+        await sync_repo.update(conn, remote_etag=remote_etag, last_push_at=_now(), local_etag=local)
         await audit.record(state, request, "sync.push", url, conn=conn, after=local,
                            detail={"forced": force, "remote_etag": remote_etag})
     return JSONResponse({"pushed": True, "remoteEtag": remote_etag, "localEtag": local})
@@ -220,7 +206,7 @@ def _now() -> datetime:
 async def _peer_token(state: AdminState, request: Request) -> str:
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     async with state.pool.connection() as conn:
-        row = await _state_row(conn)
+        row = await sync_repo.state(conn)
     stored = row.get("token_hash")
     if not stored:
         raise HTTPException(404, "Sync is not initialized on this deployment (POST /api/sync/initialize).")
@@ -259,7 +245,7 @@ async def cloud_put(request: Request) -> Response:
     except sync_doc.DocumentError as exc:
         raise HTTPException(400, str(exc)) from None
     async with state.pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        await sync_repo.lock_served_document(conn)
         current = sync_doc.etag(await sync_doc.read_local(conn))
         if expected != "*" and expected != current:
             return JSONResponse({"error": {"message": "The configuration changed since that ETag; "

@@ -27,9 +27,10 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 
 from omniroute.secrets import Crypto
+from omniroute.store import config_repo, database_repo
 
 FORMAT = "omniroute-config"
 VERSION = 1
@@ -54,9 +55,8 @@ async def read_local(conn: AsyncConnection[Any]) -> dict[str, list[dict[str, Any
     """The configuration tables as stored (ciphertexts of the master key included)."""
     tables: dict[str, list[dict[str, Any]]] = {}
     for table, order in TABLES.items():
-        rows = await (await conn.execute(sql.SQL("SELECT to_jsonb(t) FROM {} t ORDER BY {}").format(
-            sql.Identifier(table), sql.Identifier(order)))).fetchall()
-        tables[table] = [{k: v for k, v in r[0].items() if k not in SKIP_COLUMNS} for r in rows]
+        rows = await database_repo.rows_of(conn, table, order)
+        tables[table] = [{k: v for k, v in row.items() if k not in SKIP_COLUMNS} for row in rows]
     return tables
 
 
@@ -118,26 +118,7 @@ def from_transport(document: Any, crypto: Crypto, token: str) -> dict[str, list[
 
 async def replace_local(conn: AsyncConnection[Any], tables: dict[str, list[dict[str, Any]]]) -> None:
     """Replace the configuration tables in the caller's transaction: all or nothing."""
-    for table in reversed(TABLES):
-        await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
-    for table in TABLES:
-        rows = tables[table]
-        if not rows:
-            continue
-        columns = await _columns(conn, table)
-        unknown = sorted({k for row in rows for k in row} - set(columns))
-        if unknown:
-            raise DocumentError(f"{table}: columns {unknown} do not exist here (upgrade this deployment)")
-        present = [c for c in columns if any(c in row for row in rows)]
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in present)
-        # jsonb_populate_recordset: the database converts each JSON value to its column's type.
-        await conn.execute(sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb)").format(
-            t=sql.Identifier(table), c=cols), (orjson.dumps(rows).decode(),))
-
-
-async def _columns(conn: AsyncConnection[Any], table: str) -> list[str]:
-    rows = await (await conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
-        "AND table_name = %s ORDER BY ordinal_position", (table,))).fetchall()
-    return [r[0] for r in rows]
+    try:
+        await config_repo.replace_tables(conn, {table: tables[table] for table in TABLES})
+    except config_repo.UnknownColumns as exc:
+        raise DocumentError(str(exc)) from None

@@ -1,0 +1,69 @@
+"""The audit_log table: one row per management change (written by the admin's audit module)."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    actor: str
+    action: str
+    target: str
+    before_digest: str | None
+    after_digest: str | None
+    ip: str
+    request_id: str
+    detail: dict[str, Any]
+
+
+async def insert(conn: AsyncConnection[Any], entry: Entry) -> None:
+    values = astuple(entry)
+    await conn.execute("INSERT INTO audit_log (actor, action, target, before_digest, after_digest, ip, "
+                       "request_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                       (*values[:-1], Jsonb(entry.detail)))
+
+
+async def query(conn: AsyncConnection[Any], *, limit: int, offset: int, action: str | None,
+                actor_name: str | None, target: str | None, since: datetime | None,
+                until: datetime | None) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, and how many rows match in all."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if action and action.endswith("*"):   # "providers.*" filters a family of actions
+        clauses.append("action LIKE %s")
+        params.append(action[:-1].replace("%", r"\%").replace("_", r"\_") + "%")
+    elif action:
+        clauses.append("action = %s")
+        params.append(action)
+    for column, value in (("actor", actor_name), ("target", target)):
+        if value:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    for condition, moment in (("at >= %s", since), ("at < %s", until)):
+        if moment:
+            clauses.append(condition)
+            params.append(moment)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(f"SELECT count(*) AS n FROM audit_log {where}", params)
+    total = (await cursor.fetchone() or {"n": 0})["n"]
+    await cursor.execute(f"SELECT * FROM audit_log {where} ORDER BY at DESC, id DESC LIMIT %s OFFSET %s",
+                         [*params, limit, offset])
+    rows = [{"id": r["id"], "at": r["at"].isoformat(), "actor": r["actor"], "action": r["action"],
+             "target": r["target"], "before_digest": r["before_digest"], "after_digest": r["after_digest"],
+             "ip": r["ip"], "request_id": r["request_id"], "detail": r["detail"]}
+            for r in await cursor.fetchall()]
+    return rows, int(total)
+
+
+async def prune(conn: AsyncConnection[Any], retention_days: int) -> int:
+    cursor = await conn.execute("DELETE FROM audit_log WHERE at < now() - make_interval(days => %s)",
+                                (retention_days,))
+    return cursor.rowcount
