@@ -96,8 +96,10 @@ async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, 
     await server.stop(grace_s)
 
 
-def channel(address: str) -> grpc.aio.Channel:
+def channel(address: str, options: list[tuple[str, int]] | None = None) -> grpc.aio.Channel:
     """One long-lived channel per peer service, reused by every request. Round robin spreads
     calls over every address the target resolves to (a headless Service's pods, or an
-    explicit list such as `ipv4:127.0.0.1:5001,127.0.0.1:5002`)."""
-    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
+    explicit list such as `ipv4:127.0.0.1:5001,127.0.0.1:5002`). `options` add to (or
+    override) the shared ones."""
+    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin"),
+                                                       *(options or [])])

@@ -67,6 +67,12 @@ class Settings:
     state_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_STATE_FAIL_OPEN", False))
     telemetry_window_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_TELEMETRY_WINDOW_S", "3600")))
+    # Router: usage events wait in memory while NATS is away, at most this many and this long;
+    # past either limit they are dropped (counted in omniroute.events.dropped, logged).
+    event_buffer_max: int = field(default_factory=lambda: int(os.environ.get(
+        "OMNIROUTE_EVENT_BUFFER_MAX", "100000")))
+    event_buffer_max_age_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_EVENT_BUFFER_MAX_AGE_S", "900")))
     sessions_window_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_SESSIONS_WINDOW_S", "900")))
     # Health endpoints that /api/monitoring/health polls (defaults follow the port variables).

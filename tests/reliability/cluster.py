@@ -211,6 +211,7 @@ class Result:
     clean: bool                 # ok, or a failure in the caller's format / a closed connection
     request_id: str = ""
     detail: str = ""
+    retry_after: str = ""       # the Retry-After header of a refusal
 
 
 class Balancer:
@@ -258,7 +259,8 @@ def _send(client: httpx.Client, index: int, key: str, model: str, stream: bool, 
     ended = time.monotonic()
     request_id = response.headers.get("x-omniroute-request-id", "")
     ok, clean, detail = _judge(response.status_code, raw, stream)
-    return Result(started, ended, index, stream, response.status_code, ok, clean, request_id, detail)
+    return Result(started, ended, index, stream, response.status_code, ok, clean, request_id, detail,
+                  response.headers.get("retry-after", ""))
 
 
 def _judge(status: int, raw: bytes, stream: bool) -> tuple[bool, bool, str]:

@@ -4,9 +4,13 @@ executor, accounting) on backing servers of the test's own.
 Kill -9 one replica of each kind, in turn: requests in flight on it fail cleanly (an error in the
 caller's format, or for a killed edge a closed connection: never a hang), requests started 2 s
 after the kill succeed, and every request that succeeded has exactly one usage row (request id
-is the primary key; the row must exist, with status 200). Then NATS, Redis and Postgres are
-restarted in turn under load: the gateway keeps serving, buffered events arrive, nothing is lost.
-Numbers go to the terminal (-s) and to $OMNIROUTE_RELIABILITY_REPORT when set."""
+is the primary key; the row must exist, with status 200). A killed executor costs no more than
+what was streaming through it: a request it refused before its first byte is tried on the other
+replica, and once both executors were killed and listen again, the routers use them at once.
+Then NATS, Redis and Postgres are restarted in turn under load: the gateway keeps serving,
+buffered events arrive, nothing is lost; with Redis away the answers are fast 503s.
+Numbers go to the terminal (-s) and to $OMNIROUTE_RELIABILITY_REPORT when set; every number
+tests/reliability/README.md shows is written there by `python -m tests.reliability.report`."""
 
 from __future__ import annotations
 
@@ -29,6 +33,10 @@ KEY = "sk-omni-cluster-load-000000000001"
 # that every kill finds requests in the middle of their answer.
 MODEL = "good/mock-slow-200"
 RECOVERY_S = 2.0
+#: How soon after every executor listens again the routers must use them (gRPC reconnect backoff).
+RECONNECT_S = 0.5
+#: A refusal while Redis is away must come at once, not after the ~1.1 s an answer takes.
+FAST_REFUSAL_S = 1.0
 REPORT: dict[str, dict[str, object]] = {}
 
 
@@ -49,7 +57,7 @@ def cluster(mock: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
     path = os.environ.get("OMNIROUTE_RELIABILITY_REPORT")
     if path:
-        with open(path, "a") as out:
+        with open(path, "w") as out:
             out.write(json.dumps(REPORT, indent=1) + "\n")
 
 
@@ -80,8 +88,10 @@ def missing_rows(cluster: Cluster, results: list[Result], timeout_s: float = 45.
 
 
 def run_phase(name: str, balancer: Balancer, fault: Callable[[], None], *, before_s: float = 2.0,
-              after_s: float = 4.0) -> tuple[list[Result], float]:
-    """Load for `before_s`, the fault, load for `after_s`; returns the results and the fault's time."""
+              after_s: float = 4.0, recovery_s: float = RECOVERY_S) -> tuple[list[Result], float]:
+    """Load for `before_s`, the fault, load for `after_s`; returns the results and the fault's
+    start. Every failure is clean; none of the requests started `recovery_s` after the fault
+    was over (the replica killed, the server back) fails; every success has its usage row."""
     with Load(balancer, KEY, MODEL) as load:
         time.sleep(before_s)
         at = time.monotonic()
@@ -90,12 +100,15 @@ def run_phase(name: str, balancer: Balancer, fault: Callable[[], None], *, befor
         time.sleep(after_s)
     results = load.results
     failed = [r for r in results if not r.ok]
-    late_failures = [r for r in failed if r.started > fault_done + RECOVERY_S]
+    late_failures = [r for r in failed if r.started > fault_done + recovery_s]
     SUCCEEDED.extend(r for r in results if r.ok)
     REPORT[name] = {"requests": len(results), "succeeded": len(results) - len(failed),
                     "failed": len(failed), "failed_uncleanly": sum(not r.clean for r in results),
+                    "failed_in_flight": sum(r.started < at for r in failed),
+                    "recovery_s": recovery_s,
                     "failed_after_recovery_window": len(late_failures),
                     "fault_took_s": round(fault_done - at, 2),
+                    "failure_kinds": _kinds(failed),
                     "failure_details": sorted({r.detail[:120] for r in failed})[:5]}
     REPORT[name]["usage rows missing"] = len(missing_rows(cluster_of_phase[0], results))
     print(name, json.dumps(REPORT[name]))
@@ -105,11 +118,48 @@ def run_phase(name: str, balancer: Balancer, fault: Callable[[], None], *, befor
     return results, at
 
 
+def _kinds(failed: list[Result]) -> dict[str, int]:
+    """How the failures looked: `503 state_store_unavailable`, `error frame`, `connection closed`."""
+    kinds: dict[str, int] = {}
+    for result in failed:
+        if result.status == 0:
+            kind = "connection closed"
+        elif result.status == 200:
+            kind = "error frame"
+        else:
+            kind = " ".join(result.detail.split(":", 1)[0].split()[:2])
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 @pytest.mark.parametrize("kind", ["accounting", "executor", "router", "edge"])
 def test_kill_one_replica_mid_load(cluster: Cluster, balancer: Balancer, kind: str) -> None:
-    results, _ = run_phase(f"kill -9 {kind}", balancer, lambda: cluster.kill(kind, 0))
+    results, at = run_phase(f"kill -9 {kind}", balancer, lambda: cluster.kill(kind, 0))
     assert sum(r.ok for r in results) > 10
+    failed = [r for r in results if not r.ok]
+    if kind == "accounting":   # not on the request path: nobody notices
+        assert failed == []
+    if kind == "executor":
+        # Only answers that had started on the killed replica fail (an error frame: the caller
+        # already has part of the answer); one refused before its first byte went to the other.
+        assert [r for r in failed if r.started >= at or r.status != 200] == [], _kinds(failed)
     cluster.start_replica(kind, 0)   # two of each again for the next phase
+
+
+def test_killed_executors_are_used_as_soon_as_they_listen_again(cluster: Cluster, balancer: Balancer) -> None:
+    """Both executors killed for 3 s, then started again: every request started 0.5 s after both
+    listen succeeds, whichever router it reaches (gRPC's reconnect backoff would otherwise keep a
+    router away for seconds after the executors are back)."""
+    def kill_both_and_start_again() -> None:
+        cluster.kill("executor", 0)
+        cluster.kill("executor", 1)
+        time.sleep(3.0)   # long enough for gRPC's reconnect backoff to grow past one step
+        cluster.start_replica("executor", 0)
+        cluster.start_replica("executor", 1)
+
+    results, _ = run_phase("kill -9 both executors, start them again", balancer, kill_both_and_start_again,
+                           after_s=4.0, recovery_s=RECONNECT_S)
+    assert sum(r.ok for r in results) > 10
 
 
 @pytest.mark.parametrize("backing", ["nats", "redis", "postgres"])
@@ -117,6 +167,17 @@ def test_restart_backing_server_under_load(cluster: Cluster, balancer: Balancer,
     results, _ = run_phase(f"restart {backing}", balancer,
                            lambda: cluster.backing.restart(backing, down_s=1.5), after_s=5.0)
     assert sum(r.ok for r in results) > 10
+    failed = [r for r in results if not r.ok]
+    if backing != "redis":   # NATS: the publisher buffers; Postgres: accounting retries
+        assert failed == [], _kinds(failed)
+        return
+    # Redis away: the router fails closed, at once, and says when to come back.
+    assert failed, "no request met Redis away"
+    assert {(r.status, r.detail.split(":", 1)[0]) for r in failed} == {(503, "503 state_store_unavailable")}
+    assert all(r.retry_after for r in failed), [r.retry_after for r in failed]
+    slowest = max(r.ended - r.started for r in failed)
+    REPORT[f"restart {backing}"]["slowest_refusal_s"] = round(slowest, 3)
+    assert slowest < FAST_REFUSAL_S
 
 
 def test_every_success_has_exactly_one_usage_row(cluster: Cluster) -> None:
@@ -132,11 +193,12 @@ def test_every_success_has_exactly_one_usage_row(cluster: Cluster) -> None:
             break
         time.sleep(1)
     found = {request_id: status for request_id, status in rows}
-    REPORT["usage rows"] = {"succeeded requests": len(wanted), "rows": len(found),
-                            "missing": len(wanted - set(found)),
+    REPORT["usage rows"] = {"succeeded requests": len(wanted), "rows": len(rows),
+                            "missing": len(wanted - set(found)), "duplicated": len(rows) - len(found),
                             "not 200": sum(s != 200 for s in found.values())}
     print(json.dumps(REPORT["usage rows"]))
     assert set(found) == wanted
+    assert len(rows) == len(found)
     assert all(status == 200 for status in found.values())
 
 

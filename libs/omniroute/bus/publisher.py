@@ -1,18 +1,30 @@
-"""Publishing events to JetStream off the request path: bounded buffer, retries, no loss.
+"""Publishing events to JetStream off the request path: a bounded buffer, retries, and a loss
+that is counted and said when it cannot be avoided.
 
 A request only enqueues (no await on NATS). A background task publishes in small concurrent
-batches and, if NATS is away, keeps the events and retries, so a short outage loses nothing. Order is not kept across a
-retry; consumers key everything by request id.
+batches and, if NATS is away, keeps the events and retries, so a short outage loses nothing.
+Order is not kept across a retry; consumers key everything by request id.
+
+The buffer lives in this process's memory, so it is bounded: by size (`max_buffer` events; a
+full buffer drops the new event) and by age (an event still unpublished after `max_age_s` is
+dropped: it would hold memory for an outage nobody is fixing). A process that stops while NATS
+is away loses what its buffer holds (after trying to flush it for `close`'s timeout). Every
+drop counts in the `omniroute.events.dropped` counter (`reason`: buffer_full, too_old,
+shutdown) and is logged: once when dropping starts, once when it stops, and at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
+
+from omniroute.telemetry.metrics import EventBufferMetrics
 
 log = logging.getLogger("omniroute.bus.publisher")
 
@@ -23,18 +35,28 @@ class OutgoingEvent:
     payload: bytes
     msg_id: str
     headers: dict[str, str]
+    queued_at: float = 0.0   # monotonic
 
 
 class EventPublisher:
-    def __init__(self, client: Client, *, max_buffer: int = 100_000, batch: int = 64) -> None:
+    def __init__(self, client: Client, *, max_buffer: int = 100_000, max_age_s: float = 900.0,
+                 batch: int = 64, publish_timeout_s: float = 5.0,
+                 metrics: EventBufferMetrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._js = client.jetstream()
         self._buffer: deque[OutgoingEvent] = deque()
         self._max_buffer = max_buffer
+        self._max_age_s = max_age_s
         self._batch = batch
+        self._publish_timeout_s = publish_timeout_s
+        self._metrics = metrics or EventBufferMetrics.create()
+        self._clock = clock
         self._wakeup = asyncio.Event()
+        self._retry_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight = 0
-        self.dropped = 0
+        self.dropped = 0             # since start, every reason
+        self._dropping_since = 0     # dropped since dropping last started (0: not dropping)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-publisher")
@@ -42,15 +64,37 @@ class EventPublisher:
     def publish(self, subject: str, payload: bytes, *, msg_id: str,
                 headers: dict[str, str] | None = None) -> None:
         if len(self._buffer) >= self._max_buffer:
-            self.dropped += 1  # bounded: memory must not grow without limit in a long outage
-            log.error("event buffer full (%d); dropping %s", self._max_buffer, msg_id)
+            self._drop(1, "buffer_full")
             return
-        self._buffer.append(OutgoingEvent(subject, payload, msg_id, headers or {}))
+        self._buffer.append(OutgoingEvent(subject, payload, msg_id, headers or {}, self._clock()))
         self._wakeup.set()
 
     @property
     def pending(self) -> int:
         return len(self._buffer) + self._in_flight
+
+    def _drop(self, count: int, reason: str) -> None:
+        self.dropped += count
+        self._metrics.dropped.add(count, {"reason": reason})
+        if not self._dropping_since:
+            log.error("dropping events (%s): NATS has been unreachable and the buffer holds %d events "
+                      "(limits: %d events, %.0f s); these events are lost", reason, len(self._buffer),
+                      self._max_buffer, self._max_age_s)
+        self._dropping_since += count
+
+    def _stopped_dropping(self) -> None:
+        if self._dropping_since:
+            log.warning("events are published again; %d were dropped meanwhile", self._dropping_since)
+            self._dropping_since = 0
+
+    def _drop_too_old(self) -> None:
+        deadline = self._clock() - self._max_age_s
+        old = 0
+        while self._buffer and self._buffer[0].queued_at < deadline:
+            self._buffer.popleft()
+            old += 1
+        if old:
+            self._drop(old, "too_old")
 
     async def _run(self) -> None:
         delay = 0.1
@@ -58,6 +102,9 @@ class EventPublisher:
             if not self._buffer:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            self._drop_too_old()
+            if not self._buffer:
+                continue
             batch = [self._buffer.popleft() for _ in range(min(self._batch, len(self._buffer)))]
             self._in_flight = len(batch)
             results = await asyncio.gather(*(self._send(event) for event in batch),
@@ -66,24 +113,41 @@ class EventPublisher:
             failed = [event for event, result in zip(batch, results, strict=True)
                       if isinstance(result, BaseException)]
             if failed:
-                self._buffer.extendleft(reversed(failed))  # retried first
-                log.warning("publish failed for %d events (%s); retrying in %.1fs",
+                self._buffer.extendleft(reversed(failed))  # retried first (oldest first)
+                log.warning("publish failed for %d events (%s); %d buffered; retrying in %.1fs",
                             len(failed), next(r for r in results if isinstance(r, BaseException)),
-                            delay)
-                await asyncio.sleep(delay)
+                            len(self._buffer), delay)
+                self._retry_now.clear()
+                try:   # `close` cuts the wait short: its flush must not sleep through NATS's return
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
+                except TimeoutError:
+                    pass
                 delay = min(delay * 2, 5.0)
             else:
                 delay = 0.1
+                self._stopped_dropping()
 
     async def _send(self, event: OutgoingEvent) -> None:
         headers = {"Nats-Msg-Id": event.msg_id, **event.headers}
-        await self._js.publish(event.subject, event.payload, headers=headers, timeout=5.0)
+        await self._js.publish(event.subject, event.payload, headers=headers,
+                               timeout=self._publish_timeout_s)
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Flush what is buffered (up to `timeout`), then stop."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.pending and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        """Flush what is buffered (retrying every 0.1 s, up to `timeout`), then stop; what is
+        still buffered then is lost, counted and logged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending and loop.time() < deadline:
+            self._retry_now.set()
+            await asyncio.sleep(0.1)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        lost = self.pending
+        if lost:
+            self._buffer.clear()
+            self._in_flight = 0
+            self._metrics.dropped.add(lost, {"reason": "shutdown"})
+            self.dropped += lost
+            log.error("stopping with %d unpublished events after trying for %.0f s (NATS unreachable); "
+                      "they are lost", lost, timeout)

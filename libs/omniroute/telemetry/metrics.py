@@ -208,3 +208,19 @@ class UsageMetrics:
         for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
             if count:
                 self.genai_tokens.record(count, {**genai, "gen_ai.token.type": token_type})
+
+
+@dataclass
+class EventBufferMetrics:
+    """Events a publisher had to drop (omniroute.bus.publisher): its buffer was full, an event
+    waited longer than the age limit while NATS was away, or the process stopped with events
+    still buffered. Any value above zero is usage that will never reach accounting."""
+
+    dropped: metrics.Counter
+
+    @classmethod
+    def create(cls, source: metrics.Meter | None = None) -> EventBufferMetrics:
+        m = source or meter("omniroute.bus")
+        return cls(dropped=m.create_counter(
+            "omniroute.events.dropped", unit="{event}",
+            description="Events dropped unpublished, by reason (buffer_full, too_old, shutdown)"))

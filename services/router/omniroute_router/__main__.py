@@ -21,7 +21,8 @@ async def main() -> None:
     telemetry.setup("omniroute-router")
     nats_client = await connect(config.nats_url, name="omniroute-router")
     await ensure_stream(nats_client, config)
-    publisher = EventPublisher(nats_client)
+    publisher = EventPublisher(nats_client, max_buffer=config.event_buffer_max,
+                               max_age_s=config.event_buffer_max_age_s)
     publisher.start()
     snapshot = SnapshotHolder(config, decrypt=True)
     await snapshot.start(nats_client)
@@ -34,7 +35,9 @@ async def main() -> None:
             servicer, server), host=config.bind_host, port=config.router_port,
             service_names=["omniroute.v1.Router"])
     finally:
-        await publisher.close()
+        # The publisher kept retrying while the server drained; it gets 5 s more (the process
+        # is killed OMNIROUTE_DRAIN_S + 10 s after SIGTERM), then logs what it could not send.
+        await publisher.close(timeout=5.0)
         await snapshot.stop()
         await executors.close()
         await shared.close()
