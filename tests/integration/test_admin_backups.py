@@ -13,7 +13,7 @@ import orjson
 import pytest
 from psycopg import sql
 
-from omniroute_admin import backups, maintenance
+from omniroute_admin.features import backups, maintenance
 from tests.integration.admin_app import PASSWORD, Admin, running_admin
 
 

@@ -213,7 +213,7 @@ async def test_provider_test_button_and_connection_health(admin: Admin, monkeypa
     from omniroute.config.routing_spec import CooldownSettings, ResilienceProfile
     from omniroute.limits.breaker import Breakers
     from omniroute.limits.cooldown import Cooldowns
-    from omniroute_admin import provider_calls
+    from omniroute_admin.features import provider_calls
 
     created = await admin.client.post("/api/providers", json={
         "id": "healthprov", "type": "openai", "base_url": "http://127.0.0.1:9/v1", "models": ["m1"],

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from omniroute.config.snapshot import load_snapshot
-from omniroute_admin import maintenance
+from omniroute_admin.features import maintenance
 from omniroute_edge.ip_filter import IpFilterMiddleware
 from tests.integration.admin_app import Admin, running_admin
 

@@ -17,28 +17,9 @@ from omniroute import control, limits, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
-from omniroute_admin import (
-    auth_api,
-    backups_api,
-    catalog_api,
-    cli_tools_api,
-    compliance_api,
-    config_file,
-    control_api,
-    dashboard,
-    dashboard_ops,
-    docs,
-    evals_api,
-    maintenance,
-    oauth_api,
-    passwords,
-    providers_api,
-    routing_api,
-    sessions,
-    settings_api,
-    sync_api,
-    usage_api,
-)
+from omniroute_admin import api, dashboard, passwords
+from omniroute_admin.deps import StateDep
+from omniroute_admin.features import config_file, maintenance
 from omniroute_admin.security import SecurityHeaders
 from omniroute_admin.state import AdminState
 
@@ -70,7 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             await state.redis.aclose()
             telemetry.shutdown()
 
-    # Swagger UI would load from a CDN: /docs is our own offline page instead (docs.py).
+    # Swagger UI would load from a CDN: /docs is our own offline page instead (api/docs.py).
     app = FastAPI(title="OmniRoute management API", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.add_middleware(SecurityHeaders)
@@ -94,25 +75,10 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> Response:
-        ready = not request.app.state.admin.pool.closed
+    async def readyz(state: StateDep) -> Response:
+        ready = not state.pool.closed
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    app.include_router(sessions.router)
-    app.include_router(auth_api.router)
-    app.include_router(catalog_api.router)  # catalog, provider models/tests/validate, nodes
-    app.include_router(oauth_api.router)
-    app.include_router(providers_api.router)
-    app.include_router(routing_api.router)
-    app.include_router(settings_api.router)
-    app.include_router(compliance_api.router)
-    app.include_router(backups_api.router)
-    app.include_router(docs.router)
+    app.include_router(api.router)
     app.include_router(dashboard.router)
-    app.include_router(dashboard_ops.router)   # the dashboard's routing and operations pages
-    app.include_router(usage_api.router)
-    app.include_router(control_api.router)
-    app.include_router(sync_api.router)
-    app.include_router(cli_tools_api.router)
-    app.include_router(evals_api.router)
     return app

@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 
 from omniroute.store import audit_repo
-from omniroute_admin.requestctx import client_ip, request_id
+from omniroute_admin.deps import Caller
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin.audit")
@@ -24,19 +24,15 @@ def digest(value: Any) -> str | None:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
 
-def actor(request: Request) -> str:
-    """Set by require_session: "admin" for a session, "anonymous" while login is not required."""
-    return str(getattr(request.state, "actor", "") or "anonymous")
-
-
-async def record(state: AdminState, request: Request, action: str, target: str = "", *,
+async def record(state: AdminState, caller: Caller | Request, action: str, target: str = "", *,
                  before: Any = None, after: Any = None, detail: dict[str, Any] | None = None,
                  conn: AsyncConnection[Any] | None = None) -> None:
     """Write one audit row; with `conn`, inside the caller's transaction (so the change and its
-    record commit together)."""
-    entry = audit_repo.Entry(actor=actor(request), action=action, target=target, before_digest=digest(before),
-                             after_digest=digest(after), ip=client_ip(request),
-                             request_id=request_id(request), detail=detail or {})
+    record commit together). A Request stands for its Caller (for callers still holding one)."""
+    who = caller if isinstance(caller, Caller) else Caller.of(caller)
+    entry = audit_repo.Entry(actor=who.actor, action=action, target=target, before_digest=digest(before),
+                             after_digest=digest(after), ip=who.ip, request_id=who.request_id,
+                             detail=detail or {})
     if conn is not None:
         await audit_repo.insert(conn, entry)
         return

@@ -23,7 +23,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
-from omniroute_admin import audit, passwords, settings_store
+from omniroute_admin import audit, passwords, settings_model
+from omniroute_admin.deps import Caller, StateDep, admin_state
 from omniroute_admin.requestctx import client_ip
 from omniroute_admin.state import AdminState
 
@@ -39,11 +40,6 @@ LOCKOUT_S = 60
 
 class Login(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
-
-
-def _state(request: Request) -> AdminState:
-    state: AdminState = request.app.state.admin
-    return state
 
 
 def _session_key(state: AdminState, token: str) -> str:
@@ -85,9 +81,12 @@ async def load_session(state: AdminState, token: str) -> dict[str, Any] | None:
 
 
 async def login_required(state: AdminState) -> bool:
+    return (await _general(state)).require_login
+
+
+async def _general(state: AdminState) -> settings_model.GeneralSettings:
     async with state.pool.connection() as conn:
-        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
-    return general.require_login
+        return await settings_model.load(conn, "general", settings_model.GeneralSettings)
 
 
 def check_cross_site(request: Request) -> None:
@@ -99,14 +98,14 @@ def check_cross_site(request: Request) -> None:
 async def current_session(request: Request) -> tuple[dict[str, Any] | None, str]:
     """The valid session this request presents, if any, and how it presented it."""
     token, via = presented_token(request)
-    session = await load_session(_state(request), token)
+    session = await load_session(admin_state(request), token)
     return session, via if session else ""
 
 
 async def require_session(request: Request) -> None:
     """Dependency of every management route: a valid session (or login switched off), and for a
     cookie-authenticated write, the CSRF token."""
-    state = _state(request)
+    state = admin_state(request)
     session, via = await current_session(request)
     unsafe = request.method.upper() in UNSAFE_METHODS
     if unsafe:
@@ -145,9 +144,7 @@ async def note_failure(state: AdminState, ip: str) -> None:
 
 async def start_session(state: AdminState, request: Request) -> dict[str, Any]:
     """Create a session; returns its token, CSRF token and lifetime (for set_cookies)."""
-    async with state.pool.connection() as conn:
-        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
-    ttl = general.session_ttl_hours * 3600
+    ttl = (await _general(state)).session_ttl_hours * 3600
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     record = {"csrf": csrf, "created": time.time(), "ip": client_ip(request),
               "user_agent": request.headers.get("user-agent", "")[:200],
@@ -165,15 +162,14 @@ def set_cookies(request: Request, response: Response, issued: dict[str, Any]) ->
                         samesite="strict", secure=secure, path="/")
 
 
-async def check_password(state: AdminState, request: Request, password: str) -> bool:
-    """Verify with lockout bookkeeping and an audit row for failures."""
-    ip = client_ip(request)
-    await throttle(state, ip)
+async def check_password(state: AdminState, caller: Caller, password: str) -> bool:
+    """Verify with lockout bookkeeping (per caller address) and an audit row for failures."""
+    await throttle(state, caller.ip)
     if await passwords.verify(state.pool, password):
-        await state.redis.delete(_failures_key(state, ip))
+        await state.redis.delete(_failures_key(state, caller.ip))
         return True
-    await note_failure(state, ip)
-    await audit.record(state, request, "auth.login_failed", "admin")
+    await note_failure(state, caller.ip)
+    await audit.record(state, caller, "auth.login_failed", "admin")
     return False
 
 
@@ -186,23 +182,30 @@ async def end_session(state: AdminState, request: Request, response: Response) -
 
 
 @router.post("/api/auth/login", summary="Log in with the admin password")
-async def login(body: Login, request: Request) -> Response:
-    state = _state(request)
-    if not await check_password(state, request, body.password):
+async def login(body: Login, request: Request, state: StateDep) -> Response:
+    if not await check_password(state, Caller.of(request), body.password):
         raise HTTPException(401, "Wrong password.")
     issued = await start_session(state, request)
     request.state.actor = "admin"
-    await audit.record(state, request, "auth.login", "admin")
+    await audit.record(state, Caller.of(request), "auth.login", "admin")
     response = JSONResponse({"success": True, "token": issued["token"], "csrfToken": issued["csrf"]})
     set_cookies(request, response, issued)
     return response
 
 
 @router.post("/api/auth/logout", summary="End this session")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, state: StateDep) -> Response:
     response = JSONResponse({"success": True})
-    await end_session(_state(request), request, response)
+    await end_session(state, request, response)
     return response
+
+
+async def end_all_but(state: AdminState, keep_token: str) -> None:
+    """End every session except the one of `keep_token` ("": every one)."""
+    keep = _session_key(state, keep_token) if keep_token else ""
+    async for key in state.redis.scan_iter(match=f"{state.settings.env}:session:*", count=200):
+        if key.decode() != keep:
+            await state.redis.delete(key)
 
 
 async def list_sessions(state: AdminState) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Admin settings: validated documents in the admin_settings table, one per name.
+"""Admin settings: the models of the validated documents in the admin_settings table (stored by
+admin_settings_repo), one per name.
 
 Edges and routers load the whole table into ConfigSnapshot.settings, so nothing here is a clear
 secret (a proxy password is stored encrypted with the master key).
@@ -101,6 +102,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
 
 
 async def load(conn: AsyncConnection[Any], name: str, model: type[M]) -> M:
+    """The stored document `name`, validated (defaults where nothing is stored)."""
     return model.model_validate(await admin_settings_repo.load(conn, name))
 
 
@@ -168,11 +170,3 @@ def clear_proxy_url(entry: dict[str, Any], crypto: Crypto) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.replace("@", ":" + crypto.decrypt(entry["password_enc"]) + "@", 1)
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-async def load_raw(conn: AsyncConnection[Any], name: str) -> dict[str, Any]:
-    return await admin_settings_repo.load(conn, name)
-
-
-async def save_raw(conn: AsyncConnection[Any], name: str, value: dict[str, Any]) -> None:
-    await admin_settings_repo.save(conn, name, value)

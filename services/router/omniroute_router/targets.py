@@ -1,31 +1,17 @@
-"""What the executor is told about one account: URL, credential and the auth style it goes in
-(catalog.yaml, or the provider's `settings.auth`), URL style (Azure deployments), the outbound
-proxy, plus the account's own limits (rpm, max concurrency) that the router enforces."""
+"""The account's own limits (rpm, max concurrency) that the router enforces. What the executor
+is told about the account (URL, credential, auth style, outbound proxy) is built by the shared
+omniroute.targets, which the admin's provider calls use too."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
 from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from omniroute import settings
-from omniroute.catalog import auth_style, provider_type
-from omniroute.config.snapshot import ConfigSnapshot, Connection, Provider
+from omniroute.config.snapshot import Connection
 from omniroute.limits.ratelimit import Limits, RateLimiter
-from omniroute.secrets import Crypto
-from omniroute.v1 import executor_pb2
+from omniroute.targets import build, process_crypto, proxy_for
 
-log = logging.getLogger("omniroute.router")
-
-
-@functools.cache
-def process_crypto() -> Crypto | None:
-    """The master key of this process (to open stored proxy passwords); None without one."""
-    master_key = settings.load().master_key
-    return Crypto(master_key) if master_key else None
+__all__ = ["build", "connection_limits", "holding", "process_crypto", "proxy_for", "scope"]
 
 
 def connection_limits(connection: Connection) -> Limits:
@@ -49,67 +35,3 @@ async def holding(limiter: RateLimiter, connection: Connection, member: str,
         return
     async with limiter.held(scope(connection), member):
         yield
-
-
-def params(provider: Provider) -> dict[str, str]:
-    kind = provider_type(provider.type)
-    out: dict[str, str] = {}
-    if kind is not None:
-        out["capabilities"] = ",".join(kind.capabilities)
-        out["list_models"] = kind.list_models
-        if kind.url_style:
-            out["url_style"] = kind.url_style
-        if kind.api_version:
-            out["api_version"] = kind.api_version
-    version = provider.settings.get("api_version")
-    if isinstance(version, str) and version:
-        out["api_version"] = version
-    return out
-
-
-def build(snapshot: ConfigSnapshot, provider: Provider, connection: Connection, model: str,
-          timeout_s: float, crypto: Crypto | None, api_key: str | None = None) -> executor_pb2.Target:
-    headers = connection.settings.get("headers")
-    return executor_pb2.Target(
-        provider_id=provider.id, provider_type=provider.type, family=provider.family,
-        base_url=provider.base_url, api_key=connection.api_key if api_key is None else api_key,
-        connection=connection.name, model=model, timeout_s=timeout_s,
-        headers=headers if isinstance(headers, dict) else {},
-        auth=auth_style(provider.type, provider.settings), params=params(provider),
-        proxy_url=proxy_for(snapshot, provider, connection, crypto))
-
-
-def proxy_for(snapshot: ConfigSnapshot, provider: Provider, connection: Connection,
-              crypto: Crypto | None) -> str:
-    """The most specific proxy wins: the connection's own `settings.proxy`, then the admin's
-    stored proxies (connection "provider:name", provider, global); `no_proxy` hosts go direct."""
-    stored: dict[str, Any] = snapshot.settings.get("proxy") or {}
-    host = urlsplit(provider.base_url).hostname or ""
-    if host and host in (stored.get("no_proxy") or []):
-        return ""
-    own = connection.settings.get("proxy")
-    if isinstance(own, str) and own:
-        return own
-    if isinstance(own, dict) and own.get("url") and own.get("enabled", True):
-        return _clear(own, crypto)
-    for entry in ((stored.get("connections") or {}).get(f"{provider.id}:{connection.name}"),
-                  (stored.get("providers") or {}).get(provider.id), stored.get("global")):
-        if isinstance(entry, dict) and entry.get("url") and entry.get("enabled", True):
-            return _clear(entry, crypto)
-    return ""
-
-
-def _clear(entry: dict[str, Any], crypto: Crypto | None) -> str:
-    """A stored entry's URL with its password put back (stored encrypted as `password_enc`)."""
-    url = str(entry["url"])
-    secret = entry.get("password_enc")
-    if not secret or crypto is None:
-        return url
-    try:
-        password = crypto.decrypt(str(secret))
-    except ValueError:
-        log.error("a stored proxy password cannot be decrypted with this master key; proxy skipped")
-        return ""
-    parts = urlsplit(url)
-    netloc = parts.netloc.replace("@", f":{password}@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

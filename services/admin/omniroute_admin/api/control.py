@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from omniroute import control
 from omniroute_admin import audit
-from omniroute_admin.deps import admin_state
+from omniroute_admin.deps import Caller, CallerDep, StateDep
 from omniroute_admin.sessions import require_session
+from omniroute_admin.state import AdminState
 
 router = APIRouter(dependencies=[Depends(require_session)], tags=["system"])
 ORDERABLE = tuple(s for s in control.SERVICES if s != "executor")
@@ -35,7 +36,7 @@ class Order(BaseModel):
     reason: str = Field(default="", max_length=200)
 
 
-async def _order(request: Request, body: Order | None, *, restart: bool) -> JSONResponse:
+async def _order(state: AdminState, caller: Caller, body: Order | None, *, restart: bool) -> JSONResponse:
     body = body or Order()
     services = body.services if body.services else [control.ALL]
     unknown = sorted(set(services) - {*ORDERABLE, control.ALL})
@@ -43,10 +44,9 @@ async def _order(request: Request, body: Order | None, *, restart: bool) -> JSON
         raise HTTPException(400, f"Unknown service(s) {unknown}; choose among {list(ORDERABLE)} "
                                  "or omit `services` for the whole stack (executors hold no state: "
                                  "restart them with their Deployment).")
-    state = admin_state(request)
     action = "restart" if restart else "shutdown"
     # Audited first: once the order is out, this process may be gone.
-    await audit.record(state, request, f"system.{action}", ",".join(services),
+    await audit.record(state, caller, f"system.{action}", ",".join(services),
                        detail={"services": services, "reason": body.reason})
     await state.nats.publish(control.subject(state.settings),
                              control.order(restart=restart, services=services, reason=body.reason))
@@ -62,11 +62,11 @@ async def _order(request: Request, body: Order | None, *, restart: bool) -> JSON
 
 
 @router.post("/api/restart", status_code=202, summary="Drain and restart the stack (or some services)")
-async def restart(request: Request, body: Order | None = None) -> JSONResponse:
-    return await _order(request, body, restart=True)
+async def restart(state: StateDep, caller: CallerDep, body: Order | None = None) -> JSONResponse:
+    return await _order(state, caller, body, restart=True)
 
 
 @router.post("/api/shutdown", status_code=202, summary="Drain and stop the stack (or some services)")
-async def shutdown(request: Request, body: Order | None = None) -> JSONResponse:
-    return await _order(request, body, restart=False)
+async def shutdown(state: StateDep, caller: CallerDep, body: Order | None = None) -> JSONResponse:
+    return await _order(state, caller, body, restart=False)
 

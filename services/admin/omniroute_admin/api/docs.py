@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from omniroute_admin.templating import render
+from omniroute_admin.dashboard.templating import render
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,6 +1,6 @@
 """/api/telemetry/summary, /api/telemetry/sessions and /api/monitoring/health.
 
-/api/sessions (management login sessions) lives in auth_api; the API clients active recently
+/api/sessions (management login sessions) lives in api/auth.py; the API clients active recently
 (the gateway's "sessions") are at /api/telemetry/sessions.
 
 Telemetry and sessions read what analytics keeps in Redis (fed by every replica's events), so
@@ -18,13 +18,14 @@ from importlib import metadata
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from omniroute import runtime
 from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.settings import Settings
 from omniroute.store import config_repo, database_repo
+from omniroute_admin.deps import StateDep
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
@@ -32,26 +33,19 @@ router = APIRouter(dependencies=[Depends(require_session)])
 PROBE_TIMEOUT_S = 2.0
 
 
-def _state(request: Request) -> AdminState:
-    state: AdminState = request.app.state.admin
-    return state
-
-
 @router.get("/api/telemetry/summary")
-async def telemetry_summary(request: Request, window: float | None = Query(
+async def telemetry_summary(state: StateDep, window: float | None = Query(
         None, gt=0, le=7 * 86400, description="seconds; default OMNIROUTE_TELEMETRY_WINDOW_S")
                             ) -> dict[str, Any]:
-    state = _state(request)
     seconds = window or state.settings.telemetry_window_s
     providers = await LatencyStore(state.redis, state.settings.env).summary(seconds)
     return {"providers": providers, "windowSeconds": seconds}
 
 
 @router.get("/api/telemetry/sessions")
-async def active_sessions(request: Request, window: float | None = Query(None, gt=0, le=86400)
+async def active_sessions(state: StateDep, window: float | None = Query(None, gt=0, le=86400)
                           ) -> dict[str, Any]:
     """API keys that made requests in the last `window` seconds (default 15 minutes)."""
-    state = _state(request)
     seconds = window or state.settings.sessions_window_s
     active = await SessionStore(state.redis, state.settings.env).active(seconds)
     names: dict[str, str] = {}
@@ -91,7 +85,7 @@ async def _redis(state: AdminState) -> dict[str, Any]:
 async def _nats(state: AdminState) -> dict[str, Any]:
     if not state.nats.is_connected:
         raise ConnectionError("not connected")
-    await state.nats.flush(timeout=PROBE_TIMEOUT_S)  # a round trip to the server
+    await state.nats.flush(timeout=int(PROBE_TIMEOUT_S))  # a round trip to the server
     info = await state.nats.jetstream().account_info()
     return {"version": str(state.nats.connected_server_version),
             "jetstream": {"streams": info.streams, "consumers": info.consumers}}
@@ -136,8 +130,7 @@ def _own_version() -> str | None:
 
 
 @router.get("/api/monitoring/health")
-async def monitoring_health(request: Request) -> dict[str, Any]:
-    state = _state(request)
+async def monitoring_health(state: StateDep) -> dict[str, Any]:
     settings = state.settings
     async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
         probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {

@@ -22,18 +22,15 @@ from omniroute import oauth
 from omniroute.catalog import provider_type
 from omniroute.store import config_repo
 from omniroute.v1 import executor_pb2
-from omniroute_admin import audit, provider_calls
+from omniroute_admin import audit
+from omniroute_admin.deps import Caller, CallerDep, StateDep
+from omniroute_admin.features import provider_calls
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
 router = APIRouter(dependencies=[Depends(require_session)])
 FLOW_TTL_S = 600
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-def _state(request: Request) -> AdminState:
-    state: AdminState = request.app.state.admin
-    return state
 
 
 async def _params(request: Request) -> dict[str, Any]:
@@ -48,8 +45,8 @@ async def _params(request: Request) -> dict[str, Any]:
     return merged
 
 
-async def _provider(request: Request, provider_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    async with _state(request).pool.connection() as conn:
+async def _provider(state: AdminState, provider_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with state.pool.connection() as conn:
         found = await config_repo.list_providers(conn, provider_id=provider_id)
     if not found:
         raise HTTPException(404, f"No provider named {provider_id!r}.")
@@ -60,12 +57,12 @@ async def _provider(request: Request, provider_id: str) -> tuple[dict[str, Any],
     return found[0], config
 
 
-async def _token_call(request: Request, provider: dict[str, Any], url: str,
+async def _token_call(state: AdminState, provider: dict[str, Any], url: str,
                       form: dict[str, str]) -> tuple[int, dict[str, Any]]:
     kind = provider_type(provider["type"])
     target = executor_pb2.Target(provider_id=provider["id"], family=kind.family if kind else "openai",
                                  timeout_s=30)
-    outcome = await provider_calls.call(_state(request).settings, provider_calls.OPERATIONS["oauth_token"],
+    outcome = await provider_calls.call(state.settings, provider_calls.OPERATIONS["oauth_token"],
                                         target, {"token_url": url, "form": form})
     if not outcome.ok:
         message = (outcome.error or {}).get("message")
@@ -73,10 +70,9 @@ async def _token_call(request: Request, provider: dict[str, Any], url: str,
     return int(outcome.answer.get("status") or 0), outcome.answer.get("body") or {}
 
 
-async def _store(request: Request, provider: dict[str, Any], config: dict[str, Any], name: str,
+async def _store(state: AdminState, caller: Caller, provider: dict[str, Any], config: dict[str, Any], name: str,
                  answer: dict[str, Any]) -> dict[str, Any]:
     """Save the tokens on the connection (created when new) and forget any cached router state."""
-    state = _state(request)
     tokens = oauth.from_token_answer(answer, state.crypto)
     connection_id = f"{provider['id']}:{name}"
     settings = {"oauth": {"token_url": config["token_url"], "client_id": config["client_id"],
@@ -86,7 +82,7 @@ async def _store(request: Request, provider: dict[str, Any], config: dict[str, A
         settings["oauth"]["client_secret_enc"] = state.crypto.encrypt(str(config["client_secret"]))
     async with state.pool.connection() as conn:
         await config_repo.save_oauth_connection(conn, provider["id"], name, tokens.access_enc, settings)
-        await audit.record(state, request, "oauth.connect", connection_id,
+        await audit.record(state, caller, "oauth.connect", connection_id,
                            detail={"expires_at": tokens.expires_at}, conn=conn)
     await state.redis.delete(oauth.redis_key(state.settings.env, connection_id))
     await state.announce("providers")
@@ -94,24 +90,25 @@ async def _store(request: Request, provider: dict[str, Any], config: dict[str, A
             "expiresAt": tokens.expires_at}
 
 
-def _flow_key(request: Request, kind: str, handle: str) -> str:
-    return f"{_state(request).settings.env}:oauth-{kind}:{handle}"
+def _flow_key(state: AdminState, kind: str, handle: str) -> str:
+    return f"{state.settings.env}:oauth-{kind}:{handle}"
 
 
 @router.api_route("/api/oauth/{provider_id}/{action:path}", methods=["GET", "POST"],
                   summary="OAuth flows: start, callback, device/start, device/poll, status")
-async def oauth_action(provider_id: str, action: str, request: Request) -> dict[str, Any]:
+async def oauth_action(provider_id: str, action: str, request: Request, state: StateDep,
+                       caller: CallerDep) -> dict[str, Any]:
     params = await _params(request)
     if action == "status":
-        return await _status(request, provider_id)
-    provider, config = await _provider(request, provider_id)
-    redis = _state(request).redis
+        return await _status(state, provider_id)
+    provider, config = await _provider(state, provider_id)
+    redis = state.redis
     name = str(params.get("connection") or "oauth")
     if action == "start":
         verifier, challenge = oauth.pkce_pair()
         flow_state = secrets.token_urlsafe(24)
         redirect = str(params.get("redirect_uri") or config.get("redirect_uri") or "")
-        await redis.set(_flow_key(request, "flow", flow_state), orjson.dumps(
+        await redis.set(_flow_key(state, "flow", flow_state), orjson.dumps(
             {"provider": provider_id, "connection": name, "verifier": verifier, "redirect_uri": redirect}),
             ex=FLOW_TTL_S)
         query = {"response_type": "code", "client_id": config["client_id"], "redirect_uri": redirect,
@@ -120,7 +117,7 @@ async def oauth_action(provider_id: str, action: str, request: Request) -> dict[
         return {"authUrl": f"{config.get('authorize_url', '')}?{urlencode(query)}", "state": flow_state,
                 "expiresIn": FLOW_TTL_S}
     if action == "callback":
-        raw = await redis.getdel(_flow_key(request, "flow", str(params.get("state") or "")))
+        raw = await redis.getdel(_flow_key(state, "flow", str(params.get("state") or "")))
         if raw is None:
             raise HTTPException(400, "Unknown or expired OAuth state: start the flow again.")
         flow = orjson.loads(raw)
@@ -128,24 +125,24 @@ async def oauth_action(provider_id: str, action: str, request: Request) -> dict[
             raise HTTPException(400, "The OAuth state belongs to another provider.")
         if params.get("error"):
             raise HTTPException(400, f"The authorization was refused: {params['error']}")
-        status, answer = await _token_call(request, provider, config["token_url"], {
+        status, answer = await _token_call(state, provider, config["token_url"], {
             "grant_type": "authorization_code", "code": str(params.get("code") or ""),
             "redirect_uri": flow["redirect_uri"], "client_id": config["client_id"],
             "code_verifier": flow["verifier"]})
         if status >= 400 or "error" in answer:
             reason = answer.get("error_description") or answer.get("error")
             raise HTTPException(400, f"The token exchange failed: {reason}")
-        return await _store(request, provider, config, flow["connection"], answer)
+        return await _store(state, caller, provider, config, flow["connection"], answer)
     if action == "device/start":
         url = config.get("device_authorization_url")
         if not url:
             raise HTTPException(400, f"The provider {provider_id!r} has no device_authorization_url.")
-        status, answer = await _token_call(request, provider, str(url), {
+        status, answer = await _token_call(state, provider, str(url), {
             "client_id": config["client_id"], "scope": " ".join(config.get("scopes") or [])})
         if status >= 400 or not answer.get("device_code"):
             raise HTTPException(502, f"The device authorization failed: {answer.get('error') or status}")
         handle = secrets.token_urlsafe(16)  # the device code itself stays here
-        await redis.set(_flow_key(request, "device", handle), orjson.dumps(
+        await redis.set(_flow_key(state, "device", handle), orjson.dumps(
             {"provider": provider_id, "connection": name, "device_code": answer["device_code"]}),
             ex=int(answer.get("expires_in") or FLOW_TTL_S))
         return {"handle": handle, "userCode": answer.get("user_code"),
@@ -153,12 +150,12 @@ async def oauth_action(provider_id: str, action: str, request: Request) -> dict[
                 "verificationUriComplete": answer.get("verification_uri_complete"),
                 "interval": answer.get("interval", 5), "expiresIn": answer.get("expires_in")}
     if action == "device/poll":
-        key = _flow_key(request, "device", str(params.get("handle") or ""))
+        key = _flow_key(state, "device", str(params.get("handle") or ""))
         raw = await redis.get(key)
         if raw is None:
             raise HTTPException(400, "Unknown or expired device flow: start it again.")
         flow = orjson.loads(raw)
-        status, answer = await _token_call(request, provider, config["token_url"], {
+        status, answer = await _token_call(state, provider, config["token_url"], {
             "grant_type": DEVICE_GRANT, "device_code": flow["device_code"], "client_id": config["client_id"]})
         error = answer.get("error")
         if error in ("authorization_pending", "slow_down"):
@@ -166,13 +163,12 @@ async def oauth_action(provider_id: str, action: str, request: Request) -> dict[
         await redis.delete(key)
         if status >= 400 or error:
             return {"status": "failed", "error": answer.get("error_description") or error or status}
-        return {"status": "connected", **await _store(request, provider, config, flow["connection"], answer)}
+        return {"status": "connected", **await _store(state, caller, provider, config, flow["connection"], answer)}
     raise HTTPException(404, f"Unknown OAuth action {action!r}: start, callback, device/start, "
                              "device/poll, status.")
 
 
-async def _status(request: Request, provider_id: str) -> dict[str, Any]:
-    state = _state(request)
+async def _status(state: AdminState, provider_id: str) -> dict[str, Any]:
     async with state.pool.connection() as conn:
         rows = await config_repo.oauth_settings(conn, provider_id)
     out = []

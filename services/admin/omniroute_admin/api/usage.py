@@ -1,4 +1,4 @@
-"""/api/usage/*, /api/pricing and (through monitoring_api) telemetry, sessions and health.
+"""/api/usage/*, /api/pricing and (through api/monitoring.py) telemetry, sessions and health.
 
 Usage rows are written by accounting; this module only reads them, edits prices and budgets,
 and announces the edits (config.changed) so that accounting re-prices and routers see budgets.
@@ -14,24 +14,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from omniroute.limits import budget as budgets
-from omniroute.store import budget_repo, pricing_repo, usage_queries
-from omniroute.store.pricing import ANY_PROVIDER, Price, seed_prices
+from omniroute.store import budget_repo, usage_queries
+from omniroute.store.pricing import ANY_PROVIDER, Price
 from omniroute.store.usage_queries import UsageFilter
-from omniroute_admin import monitoring_api, settings_store
+from omniroute_admin import settings_model
+from omniroute_admin.api import monitoring
+from omniroute_admin.deps import StateDep
+from omniroute_admin.services import usage
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
 router = APIRouter(dependencies=[Depends(require_session)])
 _MAX_RANGE = timedelta(days=400)
-
-
-def _state(request: Request) -> AdminState:
-    state: AdminState = request.app.state.admin
-    return state
 
 
 def parse_time(value: str | None, default: datetime) -> datetime:
@@ -97,30 +95,17 @@ class PriceEdit(BaseModel):
 
 
 @router.get("/api/pricing")
-async def get_pricing(request: Request, provider_type: str | None = Query(None, alias="providerType"),
+async def get_pricing(state: StateDep, provider_type: str | None = Query(None, alias="providerType"),
                       model: str | None = None) -> dict[str, Any]:
-    state = _state(request)
-    async with state.pool.connection() as conn:
-        prices = await pricing_repo.load(conn)
-        if not prices:  # a fresh database before accounting ever ran: show the list prices
-            await pricing_repo.seed(conn)
-            prices = await pricing_repo.load(conn)
-    rows = [p.as_json() for p in prices
-            if (provider_type is None or p.provider_type == provider_type)
-            and (model is None or p.model == model)]
-    return {"unit": "USD per million tokens", "seedVersion": seed_prices()[0], "pricing": rows}
+    return await usage.pricing(state, provider_type, model)
 
 
 @router.put("/api/pricing")
 @router.post("/api/pricing")
-async def edit_pricing(body: PriceEdit | PriceSpec, request: Request) -> dict[str, Any]:
+async def edit_pricing(body: PriceEdit | PriceSpec, state: StateDep) -> dict[str, Any]:
     """One price ({providerType, model, input, output, cached}) or {"prices": [...]}; upserts."""
     specs = body.prices if isinstance(body, PriceEdit) else [body]
-    state = _state(request)
-    async with state.pool.connection() as conn:
-        for spec in specs:
-            await pricing_repo.upsert(conn, spec.price())
-    await state.announce("pricing")  # accounting reloads its price book
+    await usage.set_prices(state, [spec.price() for spec in specs])
     return {"updated": [spec.price().as_json() for spec in specs]}
 
 
@@ -149,8 +134,7 @@ async def _status(state: AdminState, key_id: str, raw: dict[str, Any] | None) ->
 
 
 @router.get("/api/usage/budget")
-async def get_budgets(request: Request, key_id: str | None = Query(None, alias="keyId")) -> dict[str, Any]:
-    state = _state(request)
+async def get_budgets(state: StateDep, key_id: str | None = Query(None, alias="keyId")) -> dict[str, Any]:
     async with state.pool.connection() as conn:
         rows = await budget_repo.list_budgets(conn, key_id)
     if key_id and not rows:
@@ -161,8 +145,7 @@ async def get_budgets(request: Request, key_id: str | None = Query(None, alias="
 
 
 @router.post("/api/usage/budget")
-async def set_budget(spec: BudgetSpec, request: Request) -> dict[str, Any]:
-    state = _state(request)
+async def set_budget(spec: BudgetSpec, state: StateDep) -> dict[str, Any]:
     budget = None if spec.limit is None else budgets.Budget(
         limit_usd=spec.limit, period=spec.period, warn_at=spec.warn_at)
     async with state.pool.connection() as conn:
@@ -176,7 +159,7 @@ async def set_budget(spec: BudgetSpec, request: Request) -> dict[str, Any]:
 
 @router.get("/api/usage/history")
 async def usage_history(
-        request: Request, since: str | None = Query(None, alias="from"),
+        state: StateDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), bucket: Bucket | None = None,
         group_by: GroupBy | None = Query(None, alias="groupBy"),
         key_id: str | None = Query(None, alias="keyId"), provider: str | None = None,
@@ -186,39 +169,39 @@ async def usage_history(
     if chosen == "minute" and end - start > timedelta(days=2):
         raise HTTPException(400, "Minute buckets cover at most 2 days; pick a larger bucket.")
     where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
-    async with _state(request).pool.connection() as conn:
+    async with state.pool.connection() as conn:
         buckets = await usage_queries.history(conn, where, chosen, group_by)
         total = await usage_queries.totals(conn, where)
     return {"from": start.isoformat(), "to": end.isoformat(), "bucket": chosen, "groupBy": group_by,
             "buckets": buckets, "totals": total}
 
 
-async def _logs(request: Request, since: str | None, until: str | None, key_id: str | None,
+async def _logs(state: AdminState, since: str | None, until: str | None, key_id: str | None,
                 provider: str | None, model: str | None, limit: int, before: str | None,
                 before_id: str | None, request_id: str | None = None,
                 payloads: bool = False) -> list[dict[str, Any]]:
     start, end = _range(since, until, timedelta(days=7))
     where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
     cursor = (parse_time(before, end), before_id or "\uffff") if before else None
-    async with _state(request).pool.connection() as conn:
+    async with state.pool.connection() as conn:
         return await usage_queries.request_logs(conn, where, limit=limit, before=cursor,
                                                 request_id=request_id, payloads=payloads)
 
 
-async def _detailed_logging(request: Request) -> bool:
-    async with _state(request).pool.connection() as conn:
-        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
+async def _detailed_logging(state: AdminState) -> bool:
+    async with state.pool.connection() as conn:
+        general = await settings_model.load(conn, "general", settings_model.GeneralSettings)
     return general.detailed_logging
 
 
 @router.get("/api/usage/logs")
 async def usage_logs(
-        request: Request, since: str | None = Query(None, alias="from"),
+        state: StateDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
         provider: str | None = None, model: str | None = None,
         limit: int = Query(100, ge=1, le=1000), before: str | None = None) -> dict[str, Any]:
     """Recent requests as one short line each, newest first."""
-    rows = await _logs(request, since, until, key_id, provider, model, limit, before, None)
+    rows = await _logs(state, since, until, key_id, provider, model, limit, before, None)
     lines = [f"{r['startedAt']} {r['status']} {r['provider']}/{r['model']} key={r['keyId'] or '-'} "
              f"in={r['inputTokens']} out={r['outputTokens']} ${r['costUsd']:.6f} "
              f"{r['latencyMs']:.0f}ms{' cache-hit' if r['cacheHit'] else ''}" for r in rows]
@@ -227,7 +210,7 @@ async def usage_logs(
 
 @router.get("/api/usage/request-logs")
 async def usage_request_logs(
-        request: Request, since: str | None = Query(None, alias="from"),
+        state: StateDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
         provider: str | None = None, model: str | None = None,
         request_id: str | None = Query(None, alias="requestId"),
@@ -238,19 +221,19 @@ async def usage_request_logs(
     row. `requestPayload` / `responsePayload`: what the router logged (redacted, capped) while
     detailed logging was on, else null. `detailedLogging`: the setting is on now, or a row shown
     carries payloads."""
-    rows = await _logs(request, since, until, key_id, provider, model, limit, before, before_id,
+    rows = await _logs(state, since, until, key_id, provider, model, limit, before, before_id,
                        request_id, payloads=payloads)
     last = rows[-1] if len(rows) == limit else None
-    detailed = await _detailed_logging(request) or any(
+    detailed = await _detailed_logging(state) or any(
         row.get("requestPayload") is not None for row in rows)
     return {"requests": rows, "detailedLogging": detailed,
             "next": {"before": last["startedAt"], "beforeId": last["requestId"]} if last else None}
 
 
 @router.get("/api/usage/request-logs/{request_id}")
-async def usage_request_log(request_id: str, request: Request) -> dict[str, Any]:
+async def usage_request_log(request_id: str, state: StateDep) -> dict[str, Any]:
     """One request (whenever it ran), with its payloads when detailed logging captured them."""
-    async with _state(request).pool.connection() as conn:
+    async with state.pool.connection() as conn:
         rows = await usage_queries.request_logs(conn, UsageFilter(since=datetime.min, until=datetime.max),
                                                 limit=1, request_id=request_id, payloads=True)
     if not rows:
@@ -258,15 +241,15 @@ async def usage_request_log(request_id: str, request: Request) -> dict[str, Any]
     return {**rows[0], "detailedLogging": rows[0]["requestPayload"] is not None}
 
 
-router.include_router(monitoring_api.router)  # fixed /api/* paths, before the catch-all below
+router.include_router(monitoring.router)  # fixed /api/* paths, before the catch-all below
 
 
 @router.get("/api/usage/{connection_id}")
 async def usage_of_connection(
-        connection_id: str, request: Request, since: str | None = Query(None, alias="from"),
+        connection_id: str, state: StateDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to")) -> dict[str, Any]:
     start, end = _range(since, until, timedelta(days=30))
-    async with _state(request).pool.connection() as conn:
+    async with state.pool.connection() as conn:
         provider, name = await usage_queries.resolve_connection(conn, connection_id)
         where = UsageFilter(since=start, until=end, provider=provider, connection=name)
         total = await usage_queries.totals(conn, where)

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from omniroute.store import audit_repo
-from omniroute_admin import backup_store, settings_store
-from omniroute_admin.backups_api import take_backup
+from omniroute_admin import settings_model
+from omniroute_admin.features import backup_store
+from omniroute_admin.services.backups import take_backup
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin.maintenance")
@@ -25,7 +26,7 @@ async def run_once(state: AdminState, now: datetime | None = None) -> dict[str, 
     now = now or datetime.now(UTC)
     done: dict[str, Any] = {}
     async with state.pool.connection() as conn:
-        general = await settings_store.load(conn, "general", settings_store.GeneralSettings)
+        general = await settings_model.load(conn, "general", settings_model.GeneralSettings)
         done["audit_pruned"] = await audit_repo.prune(conn, general.audit_retention_days)
     if general.backup_interval_hours > 0:
         existing = await asyncio.to_thread(backup_store.listing, state.settings.backup_dir)

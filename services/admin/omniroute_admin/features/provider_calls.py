@@ -11,8 +11,9 @@ from typing import Any
 import grpc
 import orjson
 
-from omniroute import telemetry
-from omniroute.catalog import auth_style, provider_type
+from omniroute import targets, telemetry
+from omniroute.catalog import provider_type
+from omniroute.config.snapshot import Connection, Provider
 from omniroute.executor_pool import ExecutorPool
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
@@ -37,27 +38,28 @@ def stub(settings: Settings, family: str) -> executor_pb2_grpc.ExecutorStub:
     return pool.stub(family)
 
 
-def target(provider: dict[str, Any], connection: dict[str, Any] | None, api_key: str, model: str,
-           timeout_s: float = 30.0) -> executor_pb2.Target:
-    """An executor target from the admin API's shapes (a stored provider, or one being validated)."""
+@dataclass(frozen=True)
+class _StoredProxies:
+    """The admin settings the shared builder reads: the stored proxy document."""
+
+    settings: dict[str, Any]
+
+
+def target(provider: dict[str, Any], connection: dict[str, Any] | None, api_key: str, model: str, *,
+           proxies: dict[str, Any], crypto: Crypto | None, timeout_s: float = 30.0) -> executor_pb2.Target:
+    """An executor target from the admin API's shapes (a stored provider, or one being validated),
+    built like the router's (omniroute.targets): the same URL, auth and outbound proxy
+    (`proxies`: the stored proxy settings, their passwords opened with `crypto`)."""
     kind = provider_type(provider["type"])
-    settings: dict[str, Any] = provider.get("settings") or {}
-    params = {}
-    if kind is not None:
-        params = {"capabilities": ",".join(kind.capabilities), "list_models": kind.list_models}
-        if kind.url_style:
-            params["url_style"] = kind.url_style
-        if kind.api_version:
-            params["api_version"] = kind.api_version
-    if isinstance(settings.get("api_version"), str):
-        params["api_version"] = settings["api_version"]
-    headers = (connection or {}).get("settings", {}).get("headers")
-    return executor_pb2.Target(
-        provider_id=provider["id"], provider_type=provider["type"], family=kind.family if kind else "openai",
+    account = Provider(
+        id=provider["id"], type=provider["type"], family=kind.family if kind else "openai",
         base_url=(provider.get("base_url") or (kind.base_url if kind else "")).rstrip("/"),
-        api_key=api_key, connection=(connection or {}).get("name", ""), model=model, timeout_s=timeout_s,
-        headers=headers if isinstance(headers, dict) else {}, auth=auth_style(provider["type"], settings),
-        params=params)
+        models=tuple(provider.get("models") or ()), enabled=bool(provider.get("enabled", True)),
+        settings=provider.get("settings") or {}, connections=())
+    name = (connection or {}).get("name") or ""
+    used = Connection(id=f"{account.id}:{name}", provider_id=account.id, name=name, api_key=api_key,
+                      priority=0, enabled=True, settings=(connection or {}).get("settings") or {})
+    return targets.build(_StoredProxies({"proxy": proxies}), account, used, model, timeout_s, crypto)
 
 
 async def call(settings: Settings, operation: int, call_target: executor_pb2.Target,

@@ -1,0 +1,28 @@
+"""The management API (/api/*): one module per area, each a thin HTTP layer over the use cases
+in services/ (request models, status codes, headers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from omniroute_admin import cli_tools_api, sessions
+from omniroute_admin.api import (
+    auth,
+    backups,
+    catalog,
+    compliance,
+    control,
+    docs,
+    evals,
+    oauth,
+    providers,
+    routing,
+    settings,
+    sync,
+    usage,
+)
+
+router = APIRouter()
+for area in (sessions, auth, catalog, oauth, providers, routing, settings, compliance, backups, docs, usage,
+             control, sync, cli_tools_api, evals):
+    router.include_router(area.router)
