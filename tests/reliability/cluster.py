@@ -63,6 +63,19 @@ class Backing:
             self.processes[name] = ensure_redis(self.redis_url, self.state_dir)
         else:
             self.processes[name] = ensure_postgres(self.database_url, self.state_dir)
+            self._wait_accepting()
+
+    def _wait_accepting(self, timeout_s: float = 60.0) -> None:
+        """Postgres listens before it accepts connections ("the database system is starting up")."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                psycopg.connect(self.database_url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def stop(self, name: str) -> None:
         """An orderly stop (a restart is planned maintenance); Postgres by its postmaster pid,

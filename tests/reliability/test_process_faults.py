@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -178,6 +179,37 @@ def test_restart_backing_server_under_load(cluster: Cluster, balancer: Balancer,
     slowest = max(r.ended - r.started for r in failed)
     REPORT[f"restart {backing}"]["slowest_refusal_s"] = round(slowest, 3)
     assert slowest < FAST_REFUSAL_S
+
+
+def test_a_router_stopped_while_nats_is_away_loses_what_its_log_says(cluster: Cluster, balancer: Balancer) -> None:
+    """The window README.md tells a deployment to close: with NATS away, a router that stops
+    (SIGTERM: it tries to publish for 5 s, then gives up) loses the usage events of its buffer.
+    Exactly as many successful requests lack a usage row as its log line says it lost; the other
+    router's buffered events arrive once NATS is back."""
+    cluster.backing.stop("nats")
+    try:
+        with Load(balancer, KEY, MODEL) as load:
+            time.sleep(3.0)
+        process = cluster.signal("router", 0, signal.SIGTERM)
+        code = process.wait(60)
+        cluster.replicas.pop(("router", 0))
+    finally:
+        cluster.backing.start("nats")
+    assert cluster.stack.log_dir is not None
+    said = re.findall(r"stopping with (\d+) unpublished events",
+                      (cluster.stack.log_dir / "router1.log").read_text(errors="replace"))
+    lost = int(said[-1]) if said else 0
+    succeeded = [r for r in load.results if r.ok]
+    missing = missing_rows(cluster, succeeded, timeout_s=20.0)
+    REPORT["router stopped while NATS is away"] = {
+        "requests": len(load.results), "succeeded": len(succeeded), "router exit code": code,
+        "events the router logged as lost": lost, "usage rows missing": len(missing)}
+    print(json.dumps(REPORT["router stopped while NATS is away"]))
+    assert all(r.ok for r in load.results), [r.detail for r in load.results if not r.ok][:5]
+    assert lost > 0   # the load reached the stopped router: its buffer was not empty
+    assert len(missing) == lost
+    assert code == 0
+    cluster.start_replica("router", 0)
 
 
 def test_every_success_has_exactly_one_usage_row(cluster: Cluster) -> None:

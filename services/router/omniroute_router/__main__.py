@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+
+import nats.errors
 
 from omniroute import control, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
@@ -41,7 +44,12 @@ async def main() -> None:
         await snapshot.stop()
         await executors.close()
         await shared.close()
-        await nats_client.drain()
+        if nats_client.is_connected:
+            await nats_client.drain()
+        else:   # NATS away: drain() refuses a reconnecting client; what is lost was logged above.
+            # nats-py's close() then writes to the dead transport (RuntimeError under uvloop).
+            with contextlib.suppress(OSError, RuntimeError, nats.errors.Error):
+                await nats_client.close()
         telemetry.shutdown()
 
 
