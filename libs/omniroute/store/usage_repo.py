@@ -21,7 +21,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("reasoning_tokens", "bigint"), ("status", "integer"), ("error_class", "text"),
     ("latency_ms", "double precision"), ("ttft_ms", "double precision"), ("stream", "boolean"),
     ("client_format", "text"), ("cache_hit", "boolean"), ("failed_attempts", "jsonb"),
-    ("started_at", "timestamptz"), ("cost_usd", "numeric"), ("audio_seconds", "double precision"))
+    ("started_at", "timestamptz"), ("cost_usd", "numeric"), ("audio_seconds", "double precision"),
+    ("error_message", "text"))
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 # jsonb arrays do not adapt from Python lists of strings; they travel as text and are cast.
 _ARRAYS = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in _COLUMNS)
@@ -47,7 +48,9 @@ def row_of(event: events_pb2.UsageEvent, cost: Decimal = Decimal(0)) -> tuple[An
             common_pb2.ApiFormat.Name(event.client_format).lower(), event.cache_hit,
             json.dumps(list(event.failed_attempts)), started_at(event), cost,
             # NULL unless the request was a transcription (0007_audio_usage.sql).
-            event.usage.audio_seconds or None)
+            event.usage.audio_seconds or None,
+            # Why it failed, as the caller was told (0009_usage_error_message.sql).
+            event.error_message)
 
 
 async def insert_usage_rows(conn: AsyncConnection[Any], events: Sequence[events_pb2.UsageEvent],

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from omniroute import telemetry
 from omniroute.answers import CHUNK_KINDS, chunks_of
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
-from omniroute_edge import errors
+from omniroute_edge import errors, model_names
 from omniroute_edge.client_formats import ClientFormat
 
 log = logging.getLogger("omniroute.edge")
@@ -69,7 +69,11 @@ async def _whole(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: ro
     # Streams are never cached, so only a whole answer says whether it came from the cache.
     headers.setdefault("x-omniroute-cache", "MISS")
     if event.format != fmt.proto:
-        body = orjson.dumps(fmt.module.canonical_to_response(orjson.loads(body)))
+        canonical = orjson.loads(body)
+        canonical["model"] = call.model  # the name the client asked for, as streams say (model_names)
+        body = orjson.dumps(fmt.module.canonical_to_response(canonical))
+    else:
+        body = model_names.renamed(body, call.model)
     return Response(body, media_type="application/json", headers=headers)
 
 
@@ -130,13 +134,15 @@ async def _stream_with_progress(rpc: Any, events: AsyncIterator[common_pb2.Answe
 async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: ClientFormat,
                   encoder_args: dict[str, Any]) -> AsyncIterator[bytes]:
     encoder = None
+    model = str(encoder_args.get("model") or "")
     try:
         async for event in events:
             kind = event.WhichOneof("kind")
             if kind in CHUNK_KINDS:
                 chunks = chunks_of(event)
                 if event.format == fmt.proto:
-                    yield b"".join(fmt.frame(chunk.event, chunk.data) for chunk in chunks)
+                    yield b"".join(fmt.frame(chunk.event, model_names.renamed(chunk.data, model))
+                                   for chunk in chunks)
                     continue
                 if encoder is None:
                     encoder = fmt.module.StreamEncoder(**encoder_args)

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from omniroute import control, runtime, telemetry
 from omniroute.bus.connection import connect
+from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import router_pb2_grpc
@@ -45,12 +46,15 @@ def create_app(settings: Settings) -> FastAPI:
         # the admin (a login) must go to that caller's browser only, never be replayed for others.
         admin = httpx.AsyncClient(base_url=settings.admin_url, timeout=httpx.Timeout(300, connect=5),
                                   cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        publisher = EventPublisher(nats_client)  # refusals' usage events (refusals.py)
+        publisher.start()
         app.state.edge = EdgeState(settings=settings, config=holder,
                                    router=router_pb2_grpc.RouterStub(channel), admin=admin,
-                                   nats=nats_client)
+                                   nats=nats_client, publisher=publisher)
         try:
             yield
         finally:
+            await publisher.close()
             await holder.stop()
             await admin.aclose()
             await channel.close()
@@ -62,6 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(ip_filter.IpFilterMiddleware)  # admin's IP allow/blocklist (settings)
 
     # FastAPI itself opens the server span of each request under the global tracer provider.
+
+    # A route that raised: 500 internal_error in the caller's format (never a bare text 500).
+    app.add_exception_handler(Exception, errors.internal_error_response)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from omniroute.config.snapshot import ApiKey
 from omniroute.formats import FormatError, openai_chat
 from omniroute.v1 import common_pb2, router_pb2
-from omniroute_edge import errors
+from omniroute_edge import errors, refusals
 from omniroute_edge.answer import answer
 from omniroute_edge.auth import AuthError, authenticate
 from omniroute_edge.client_formats import ClientFormat
@@ -28,6 +29,9 @@ Json = dict[str, Any]
 _OFF = {"", "0", "false", "no", "off", "disabled"}
 
 BODY_TIMEOUT_S = float(os.environ.get("OMNIROUTE_BODY_TIMEOUT_S", "60"))
+# Request headers that say how to read the caller's body (ChatRequest.caller_headers): an
+# upstream of the caller's own format gets them with the passthrough body (executor families).
+CALLER_HEADERS = ("anthropic-beta",)
 
 
 def edge_state(request: Request) -> EdgeState:
@@ -59,11 +63,14 @@ async def read_json(request: Request, limit: int) -> tuple[bytes, object]:
 
 
 def caller_key(request: Request, fmt: ClientFormat) -> tuple[ApiKey | None, Response | None]:
-    """(the caller's key, None), or (None, a 401 in the caller's format)."""
+    """(the caller's key, None), or (None, a 401 in the caller's format; logged, see
+    refusals.py)."""
     state = edge_state(request)
     try:
         return authenticate(request, state.config.current, state.settings.require_api_key), None
     except AuthError as exc:
+        refusals.record(request, state, fmt, status=401, error_class="invalid_api_key",
+                        reason=exc.message, key=None, authenticated=False)
         return None, errors.error_response(fmt, 401, exc.message, type_="authentication_error",
                                            code="invalid_api_key")
 
@@ -81,18 +88,29 @@ def seed_headers(request: Request, request_id: str) -> dict[str, str]:
     return headers
 
 
-async def serve_chat(request: Request, fmt: ClientFormat,
-                     to_canonical: Callable[[object], Json]) -> Response:
-    """One chat request in `fmt`: authenticate, translate to canonical, answer in `fmt`."""
+async def serve_chat(request: Request, fmt: ClientFormat, to_canonical: Callable[[object], Json],
+                     *, model: str = "") -> Response:
+    """One chat request in `fmt`: authenticate, translate to canonical, answer in `fmt`.
+    `model`: the model the route names (Gemini's is in the URL), for a refusal's record."""
     state = edge_state(request)
+    started = time.time()
     key, denied = caller_key(request, fmt)
     if denied is not None:
         return denied
+    raw, parsed = b"", None
     try:
         raw, parsed = await read_json(request, state.settings.max_body_bytes)
         canonical = to_canonical(parsed)
     except FormatError as exc:
-        return errors.error_response(fmt, exc.status, exc.message, param=exc.param, code=exc.code)
+        # Refused before the router saw it: the edge records it (status, class, reason).
+        named = parsed.get("model") if isinstance(parsed, dict) else None
+        stream = parsed.get("stream") if isinstance(parsed, dict) else None
+        refused_id = refusals.record(
+            request, state, fmt, status=exc.status, error_class=exc.code or _error_class(fmt, exc.status),
+            reason=exc.message, key=key, authenticated=True, body=raw, started=started,
+            model=model or (named if isinstance(named, str) else ""), stream=stream is True)
+        return errors.error_response(fmt, exc.status, exc.message, param=exc.param, code=exc.code,
+                                     headers={"x-omniroute-request-id": refused_id})
     request_id = uuid.uuid4().hex
     stream = bool(canonical.get("stream"))
     model = str(canonical["model"])
@@ -104,6 +122,8 @@ async def serve_chat(request: Request, fmt: ClientFormat,
     call.request_id, call.key_id, call.client_format = request_id, key.id if key else "", fmt.proto
     call.stream, call.model = stream, model
     call.options.update(request_options(request))
+    call.caller_headers.update({name: request.headers[name] for name in CALLER_HEADERS
+                                if name in request.headers})
     include_usage = openai_chat.wants_usage_in_stream(canonical) if fmt.proto == common_pb2.OPENAI_CHAT \
         else True
     return await answer(state.router, fmt, call, seed_headers(request, request_id),
@@ -122,6 +142,13 @@ async def list_models(request: Request, fmt: ClientFormat) -> list[router_pb2.Mo
         return errors.error_response(fmt, 503, "The gateway's router is unavailable; retry shortly.",
                                      type_="server_error", code="router_unavailable")
     return list(listing.models)
+
+
+def _error_class(fmt: ClientFormat, status: int) -> str:
+    """The error type the caller's format gives this status (what the caller was told)."""
+    error: Any = orjson.loads(fmt.error_json(status, "")).get("error")
+    kind = error.get("type") or error.get("status") if isinstance(error, dict) else None
+    return str(kind or "invalid_request_error")
 
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:

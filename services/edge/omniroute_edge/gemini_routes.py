@@ -62,7 +62,8 @@ async def model_action(request: Request, model_action: str) -> Response:
         return errors.error_response(GEMINI, 400, "streamGenerateContent is served as SSE only: "
                                                   "add ?alt=sse to the URL.")
     return await serve_chat(request, GEMINI,
-                            lambda body: gemini.request_to_canonical(body, model=model, stream=stream))
+                            lambda body: gemini.request_to_canonical(body, model=model, stream=stream),
+                            model=model)
 
 
 async def _count_tokens(request: Request, model: str) -> Response:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from nats.aio.client import Client
 
+from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.v1 import router_pb2_grpc
@@ -19,3 +20,4 @@ class EdgeState:
     router: router_pb2_grpc.RouterStub
     admin: httpx.AsyncClient
     nats: Client | None = None
+    publisher: EventPublisher | None = None  # usage events of the requests the edge refuses

@@ -13,7 +13,7 @@ import orjson
 
 from omniroute import ssrf, telemetry
 from omniroute.formats import FormatError
-from omniroute.formats.canonical import Usage
+from omniroute.formats.canonical import Usage, ext
 from omniroute.formats.errors import UpstreamStreamError
 from omniroute.formats.framing import NDJSONParser, SSEParser
 from omniroute.limits import headroom
@@ -80,6 +80,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                     passthrough: bool, client_wants_usage: bool) -> AsyncIterator[common_pb2.AnswerEvent]:
         target = request.target
         url, headers = family.prepare(target, request.stream, body)
+        if passthrough:  # the caller's own body: the headers that describe it go with it
+            headers.update({name: request.caller_headers[name] for name in family.caller_headers
+                            if name in request.caller_headers})
         url = with_query_key(target, url)
         # The config spec refuses such base URLs already; this also covers rows written around
         # it (an older release, a restore) and URLs a family builds from the request.
@@ -147,7 +150,19 @@ def _provider_body(family: Family, request: executor_pb2.ExecuteRequest) -> tupl
         family.put_model(body, request.target.model)
         return body, True, wants_usage
     canonical = orjson.loads(request.body)
+    if log.isEnabledFor(logging.DEBUG):
+        _log_dropped_fields(family, canonical)
     return family.module.canonical_to_request(canonical, request.target.model), False, True
+
+
+def _log_dropped_fields(family: Family, canonical: Json) -> None:
+    """The caller's untranslated top-level fields (x_omniroute.native_fields) reach only an
+    upstream of the caller's own format; any other drops them, and says which."""
+    carried = ext(canonical).get("native_fields")
+    if isinstance(carried, dict) and carried.get("format") != family.module.FORMAT \
+            and isinstance(carried.get("fields"), dict) and carried["fields"]:
+        log.debug("not sent to the %s upstream (only %s upstreams take them): %s", family.name,
+                  carried.get("format"), sorted(carried["fields"]))
 
 
 def _too_slow(limit_s: float, what: str) -> common_pb2.Error:

@@ -123,7 +123,7 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
     call = executor_pb2.ExecuteRequest(
         request_id=request.request_id, body=request.body, native_format=request.client_format,
         native_body=request.native_body, stream=request.stream,
-        operation=request.operation, attachment=request.attachment,
+        operation=request.operation, attachment=request.attachment, caller_headers=request.caller_headers,
         target=targets.build(ctx.snapshot, target.provider, connection, target.model, timeout_s,
                              targets.process_crypto()))
     # The upstream's start (its headers came) is held back until the answer's first content (a

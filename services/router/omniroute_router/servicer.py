@@ -109,4 +109,5 @@ async def _recorded(events: AsyncIterator[common_pb2.AnswerEvent],
                 capture.add(event)
         elif kind == "error":
             record.status, record.error_class = event.error.status, event.error.code
+            record.error_message = event.error.message
         yield event

@@ -42,6 +42,7 @@ async def answer(pool: ExecutorPool, snapshot: ConfigSnapshot, request: router_p
             call = executor_pb2.ExecuteRequest(
                 request_id=request.request_id, body=request.body, native_format=request.client_format,
                 native_body=request.native_body, stream=request.stream,
+                caller_headers=request.caller_headers,
                 target=targets.build(snapshot, target.provider, connection, target.model, timeout_s,
                                      targets.process_crypto()))
             started = False

@@ -30,6 +30,7 @@ class RequestRecord:
     model: str = ""
     status: int = 200
     error_class: str = ""
+    error_message: str = ""  # the reason the caller was given (request logs)
     first_chunk_at: float = 0.0
     usage: common_pb2.Usage | None = None
     failed_attempts: list[str] = field(default_factory=list)
@@ -50,6 +51,7 @@ class RequestRecord:
             request_id=self.request_id, key_id=self.key_id, provider=self.provider,
             connection=self.connection, model=self.model, requested_model=self.requested_model,
             usage=self.usage, status=self.status, error_class=self.error_class,
+            error_message=self.error_message,
             latency_ms=(ended - self.started_monotonic) * 1000,
             ttft_ms=(self.first_chunk_at - self.started_monotonic) * 1000 if self.first_chunk_at else 0.0,
             stream=self.stream, client_format=self.client_format,  # type: ignore[arg-type]

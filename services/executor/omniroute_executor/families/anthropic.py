@@ -28,4 +28,6 @@ ANTHROPIC = Family(
     module=anthropic,
     prepare=_prepare,
     ends_stream=_ends,
+    # Beta features the caller's body uses (context_management, mid-conversation system …).
+    caller_headers=("anthropic-beta",),
 )

@@ -99,3 +99,6 @@ class Family:
     # caller that did not ask for them (OpenAI's usage-only chunk).
     accounting_only: Callable[[Json], bool] | None = None
     caller_wants_usage: Callable[[Json], bool] = always
+    # Request headers of the caller (ExecuteRequest.caller_headers) that go upstream with a
+    # passthrough body, because they say how to read it (Anthropic's beta features).
+    caller_headers: tuple[str, ...] = ()
