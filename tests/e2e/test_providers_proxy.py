@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from omniroute.devstack.stack import free_port
 from tests.mocks.server import MockServer
 from tests.mocks.socks_proxy import SocksProxy
 from tests.support import Gateway, wait_for
@@ -84,3 +85,31 @@ def test_an_unusable_proxy_url_fails_instead_of_going_direct(gateway: Gateway, a
     error = wait_for(refused, timeout=5)
     assert error.status_code == 502, error
     assert not [r for r in mock_upstream.requests() if r.headers.get("authorization") == "Bearer sk-px-gopher"]
+
+
+
+def test_the_admin_provider_test_and_model_listing_go_through_the_proxy(
+        admin: httpx.Client, mock_upstream: MockServer) -> None:
+    """The admin's calls to a provider (dashboard and API: test, live model list) are built by the
+    router's target builder, so they take the provider's outbound proxy too."""
+    # A proxy of its own: no pooled tunnel of another test can carry these calls.
+    with SocksProxy("adm-user", "adm-s3cret") as own:
+        _provider(admin, "px-admin", f"{mock_upstream.url}/v1", own.url("socks5"))
+        tested = admin.post("/api/providers/px-admin/test", json={})
+        assert tested.status_code == 200, tested.text
+        assert tested.json()["ok"] is True, tested.json()
+        assert own.tunnels and own.tunnels[-1] == ("127.0.0.1", mock_upstream.port)
+        assert own.credentials[-1] == (b"adm-user", b"adm-s3cret")
+        listed = admin.get("/api/providers/px-admin/models", params={"refresh": "true"})
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["source"] == "provider" and listed.json()["models"]
+
+    # A proxy that answers nobody: both calls fail rather than going direct to the upstream.
+    _provider(admin, "px-admin-dead", f"{mock_upstream.url}/v1", f"socks5://127.0.0.1:{free_port()}")
+    mock_upstream.clear()
+    dead = admin.post("/api/providers/px-admin-dead/test", json={})
+    assert dead.status_code == 200, dead.text
+    assert dead.json()["ok"] is False, dead.json()
+    unlisted = admin.get("/api/providers/px-admin-dead/models", params={"refresh": "true"})
+    assert unlisted.status_code == 502, unlisted.text
+    assert not [r for r in mock_upstream.requests() if r.headers.get("authorization") == "Bearer sk-px-admin-dead"]
