@@ -8,3 +8,6 @@ import os
 # guard (omniroute.ssrf) refuses unless private upstreams are allowed. Tests of the guard itself
 # pass allow_private explicitly or run a stack without this variable.
 os.environ.setdefault("OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS", "true")
+
+# Every test fails when a stack it ran against logged an unexpected exception (tests/log_scan.py).
+from tests.log_scan import service_logs_clean  # noqa: F401

@@ -23,6 +23,7 @@ from omniroute import secrets
 from omniroute.devstack.stack import Ports, Stack, free_port
 from omniroute.settings import Settings
 from omniroute.store import migrate
+from tests import log_scan
 from tests.redis_keys import delete_env_keys
 
 BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/omniroute")
@@ -138,11 +139,16 @@ def running_gateway(tmp_dir: Path, config: dict[str, Any], *, api_key: str,
                "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "true",
                **(extra_env or {})}
         stack = Stack(ports=Ports.free(), env=env, log_dir=tmp_dir / "logs")
-        try:
-            stack.start(timeout=60)
-            yield Gateway(stack=stack, settings=settings, api_key=api_key, admin_password=password,
-                          log_dir=tmp_dir / "logs", trace_file=trace_file)
-        finally:
-            stack.stop()
-            asyncio.run(delete_stream(settings))
-            delete_env_keys(REDIS_URL, settings.env)
+        # Every service's log is scanned for unexpected exceptions: after each test (the
+        # autouse fixture of tests/log_scan.py), once started, and once stopped.
+        with log_scan.watched(tmp_dir / "logs", "gateway") as logs:
+            try:
+                stack.start(timeout=60)
+                logs.assert_clean("while starting")
+                yield Gateway(stack=stack, settings=settings, api_key=api_key, admin_password=password,
+                              log_dir=tmp_dir / "logs", trace_file=trace_file)
+            finally:
+                stack.stop()
+                asyncio.run(delete_stream(settings))
+                delete_env_keys(REDIS_URL, settings.env)
+        logs.assert_clean("after the last test, or while stopping")

@@ -17,3 +17,17 @@ def chunks_of(event: common_pb2.AnswerEvent) -> Sequence[common_pb2.Chunk]:
     if kind == "chunks":
         return event.chunks.items
     return ()
+
+
+#: The type and code of an error that is a bug in OmniRoute itself (an unexpected exception):
+#: HTTP 500 for the caller, in its own format. 502/503/504 mean an upstream or a backing
+#: service failed; this never does.
+INTERNAL_ERROR = "internal_error"
+
+
+def internal_error() -> common_pb2.Error:
+    """The answer's error for an unexpected exception, which the service where it happened has
+    logged with its traceback. Not retryable: another target would not fix our own bug, and no
+    connection is to blame."""
+    return common_pb2.Error(status=500, type=INTERNAL_ERROR, code=INTERNAL_ERROR, retryable=False,
+                            message="The gateway failed on an internal error; it has been logged.")

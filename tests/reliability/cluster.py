@@ -31,6 +31,7 @@ from omniroute import secrets
 from omniroute.devstack.backing import ensure_nats, ensure_postgres, ensure_redis, listening, wait_listening
 from omniroute.devstack.stack import Stack, free_port
 from omniroute.store import migrate
+from tests import log_scan
 from tests.support import unique_name
 
 #: kind → (module, args, the env var naming its port)
@@ -187,17 +188,22 @@ def running_cluster(tmp_dir: Path, config: dict[str, Any], extra_env: dict[str, 
         stack = Stack(env=env, log_dir=tmp_dir / "logs", ports=_ports())
         ports = {kind: [free_port(), free_port()] for kind in SERVICES}
         cluster = Cluster(backing=backing, stack=stack, env=env_name, ports=ports)
-        try:
-            # Admin first: it loads the config file into Postgres, which every other service reads.
-            admin = stack.start_service("admin", "omniroute_admin")
-            _wait_ready(f"{stack.admin_url}/readyz", admin.process)
-            stack.start_service("analytics", "omniroute_analytics")
-            for kind in ("executor", "router", "accounting", "edge"):
-                for index in (0, 1):
-                    cluster.start_replica(kind, index)
-            yield cluster
-        finally:
-            stack.stop()
+        # Every replica's log is scanned for unexpected exceptions (tests/log_scan.py), after each
+        # test and once the cluster stopped; what the faults make expected is allow-listed there.
+        with log_scan.watched(tmp_dir / "logs", "cluster") as logs:
+            try:
+                # Admin first: it loads the config file into Postgres, which every other service reads.
+                admin = stack.start_service("admin", "omniroute_admin")
+                _wait_ready(f"{stack.admin_url}/readyz", admin.process)
+                stack.start_service("analytics", "omniroute_analytics")
+                for kind in ("executor", "router", "accounting", "edge"):
+                    for index in (0, 1):
+                        cluster.start_replica(kind, index)
+                logs.assert_clean("while starting")
+                yield cluster
+            finally:
+                stack.stop()
+        logs.assert_clean("after the last test, or while stopping")
     finally:
         for name in ("postgres", "redis", "nats"):
             backing.stop(name)

@@ -7,8 +7,9 @@ finished spans as JSON lines to a file (used by tests and for local debugging).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -70,6 +71,26 @@ def tracing_enabled() -> bool:
     return isinstance(trace.get_tracer_provider(), TracerProvider) and bool(
         os.environ.get("OMNIROUTE_TRACE_FILE")
         or os.environ.get("OTEL_TRACES_EXPORTER", "none") not in {"", "none"})
+
+
+@contextlib.contextmanager
+def call_span(tracer: trace.Tracer, name: str, parent: context.Context) -> Iterator[trace.Span]:
+    """The span of one gRPC call, current for the rest of the call.
+
+    Its context is attached but never detached: a streaming handler is an async generator, which
+    grpc closes from another context when the caller cancels, and resetting the context token
+    there fails ("Failed to detach context", with a traceback). grpc.aio runs each call in a task
+    of its own, whose context ends with the call, so nothing outlives it."""
+    span = tracer.start_span(name, context=parent)
+    context.attach(trace.set_span_in_context(span, parent))
+    try:
+        yield span
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        raise
+    finally:
+        span.end()
 
 
 def grpc_metadata() -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from omniroute import telemetry
-from omniroute.answers import CHUNK_KINDS, chunks_of
+from omniroute.answers import CHUNK_KINDS, chunks_of, internal_error
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from omniroute_edge import errors, model_names
 from omniroute_edge.client_formats import ClientFormat
@@ -98,8 +98,7 @@ async def _next(events: AsyncIterator[common_pb2.AnswerEvent]) -> common_pb2.Ans
 
 def _router_failure(fmt: ClientFormat, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
     log.warning("router call failed: %s %s", exc.code().name, exc.details())
-    return errors.error_response(fmt, 503, "The gateway's router is unavailable; retry shortly.",
-                                 type_="server_error", code="router_unavailable", headers=headers)
+    return errors.from_grpc(fmt, exc, headers)
 
 
 async def _stream_with_progress(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: ClientFormat,
@@ -109,20 +108,23 @@ async def _stream_with_progress(rpc: Any, events: AsyncIterator[common_pb2.Answe
     event in the caller's format."""
     started = time.monotonic()
     first = asyncio.ensure_future(_next(events))
+    failed: common_pb2.Error | None = None
     try:
         while not (await asyncio.wait({first}, timeout=PROGRESS_INTERVAL_S))[0]:
             elapsed_ms = round((time.monotonic() - started) * 1000)
             yield b": progress " + orjson.dumps({"elapsed_ms": elapsed_ms}) + b"\n\n"
         event = first.result()
-    except grpc.aio.AioRpcError:
-        event = None
+    except grpc.aio.AioRpcError as exc:
+        log.warning("router call failed: %s %s", exc.code().name, exc.details())
+        event, failed = None, errors.router_error(exc)
     finally:
         if not first.done():
             first.cancel()  # the caller went away while waiting
             rpc.cancel()
     if event is None or event.WhichOneof("kind") != "start":
-        error = event.error if event is not None and event.WhichOneof("kind") == "error" else common_pb2.Error(
-            status=502, type="server_error", code="empty_answer", message="The answer ended before it started.")
+        error = event.error if event is not None and event.WhichOneof("kind") == "error" else failed or \
+            common_pb2.Error(status=502, type="server_error", code="empty_answer",
+                             message="The answer ended before it started.")
         for frame in _error_frames(fmt, None, error, encoder_args):
             yield frame
         rpc.cancel()
@@ -158,10 +160,15 @@ async def _stream(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: 
         if fmt.done_frame:
             yield fmt.done_frame
     except grpc.aio.AioRpcError as exc:
-        log.warning("router stream failed mid-answer: %s", exc.code().name)
-        error = common_pb2.Error(status=502, type="server_error", code="router_unavailable",
-                                 message="The gateway lost the answer mid-stream.")
-        for frame in _error_frames(fmt, encoder, error, encoder_args):
+        log.warning("router stream failed mid-answer: %s %s", exc.code().name, exc.details())
+        for frame in _error_frames(fmt, encoder, errors.router_error(exc, mid_stream=True), encoder_args):
+            yield frame
+    except Exception:
+        # A bug while encoding the answer: the stream ends with an internal_error event in the
+        # caller's format (the status was sent long ago), and the traceback is logged here.
+        log.exception("request %s: the answer stream failed on an internal error",
+                      encoder_args.get("request_id"))
+        for frame in _error_frames(fmt, None, internal_error(), encoder_args):
             yield frame
     finally:
         rpc.cancel()  # a caller that went away cancels the upstream call too

@@ -138,9 +138,8 @@ async def list_models(request: Request, fmt: ClientFormat) -> list[router_pb2.Mo
     try:
         listing = await edge_state(request).router.ListModels(
             router_pb2.ListModelsRequest(key_id=key.id if key else ""))
-    except grpc.aio.AioRpcError:
-        return errors.error_response(fmt, 503, "The gateway's router is unavailable; retry shortly.",
-                                     type_="server_error", code="router_unavailable")
+    except grpc.aio.AioRpcError as exc:
+        return errors.from_grpc(fmt, exc)
     return list(listing.models)
 
 

@@ -63,9 +63,8 @@ async def _operation(request: Request, operation: int, body: dict[str, object], 
                 return errors.from_proto(OPENAI_CHAT, event.error, headers)
             elif kind == "response":
                 return Response(event.response, media_type="application/json", headers=headers)
-    except grpc.aio.AioRpcError:
-        return errors.error_response(OPENAI_CHAT, 503, "The gateway's router is unavailable; retry shortly.",
-                                     type_="server_error", code="router_unavailable", headers=headers)
+    except grpc.aio.AioRpcError as exc:
+        return errors.from_grpc(OPENAI_CHAT, exc, headers)
     return errors.error_response(OPENAI_CHAT, 502, "The answer ended before it started.",
                                  type_="server_error", code="empty_answer", headers=headers)
 

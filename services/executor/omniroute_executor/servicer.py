@@ -12,6 +12,7 @@ import httpx
 import orjson
 
 from omniroute import ssrf, telemetry
+from omniroute.answers import internal_error
 from omniroute.formats import FormatError
 from omniroute.formats.canonical import Usage, ext
 from omniroute.formats.errors import UpstreamStreamError
@@ -44,16 +45,21 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     async def Execute(self, request: executor_pb2.ExecuteRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
         parent = telemetry.context_from_metadata(context.invocation_metadata())
-        with _tracer.start_as_current_span("executor.execute", context=parent) as span:
+        with telemetry.call_span(_tracer, "executor.execute", parent) as span:
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.provider", request.target.provider_id)
-            if request.operation != common_pb2.OPERATION_CHAT:
-                async for event in operations.run(self._clients, request, self._default_timeout_s,
-                                                  self._chat):
+            try:
+                if request.operation != common_pb2.OPERATION_CHAT:
+                    answer = operations.run(self._clients, request, self._default_timeout_s, self._chat)
+                else:
+                    answer = self._chat(request)
+                async for event in answer:
                     yield event
-                return
-            async for event in self._chat(request):
-                yield event
+            except Exception:
+                # A bug, not the upstream failing: 500 internal_error (also mid-stream), which the
+                # router neither retries elsewhere nor blames on the connection; logged here, once.
+                log.exception("request %s failed on an internal error", request.request_id)
+                yield _error(internal_error())
 
     async def ExecuteWhole(self, request: executor_pb2.ExecuteRequest,
                            context: grpc.aio.ServicerContext[Any, Any]) -> common_pb2.AnswerEvents:

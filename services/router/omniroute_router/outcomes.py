@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from omniroute.answers import INTERNAL_ERROR
 from omniroute.config.routing_spec import ResilienceProfile, ResilienceSettings
 from omniroute.config.snapshot import Connection
 from omniroute.v1 import common_pb2
@@ -23,8 +24,8 @@ def profile_of(resilience: ResilienceSettings, target: Target, connection: Conne
 async def penalise(shared: Shared, resilience: ResilienceSettings, target: Target, connection: Connection,
                    error: common_pb2.Error) -> Failure:
     failure = classify(error)
-    if error.code == "executor_unavailable":
-        return failure  # our own executor hiccuped: not the account's fault
+    if error.code in ("executor_unavailable", INTERNAL_ERROR):
+        return failure  # our own executor hiccuped, or has a bug: not the account's fault
     cooldown = resilience.cooldown
     if failure is Failure.RATE_LIMITED:
         await shared.cooldowns.fail(connection.id, cooldown, reason="rate_limited",

@@ -10,7 +10,7 @@ import grpc
 import redis
 
 from omniroute import telemetry
-from omniroute.answers import CHUNK_KINDS
+from omniroute.answers import CHUNK_KINDS, INTERNAL_ERROR, internal_error
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
@@ -40,12 +40,16 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def Chat(self, request: router_pb2.ChatRequest,
                    context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
         parent = telemetry.context_from_metadata(context.invocation_metadata())
-        with _tracer.start_as_current_span("router.chat", context=parent) as span:
+        with telemetry.call_span(_tracer, "router.chat", parent) as span:
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.model", request.model)
             if request.operation != common_pb2.OPERATION_CHAT:  # embeddings, images, audio …
-                async for event in self._operations.answer(request):
-                    yield event
+                try:
+                    async for event in self._operations.answer(request):
+                        yield event
+                except Exception:
+                    log.exception("request %s failed on an internal error", request.request_id)
+                    yield common_pb2.AnswerEvent(error=internal_error())
                 return
             record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
                                    requested_model=request.model, client_format=request.client_format,
@@ -62,9 +66,12 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 # enforce them. It fails closed by default, and says so (not "router
                 # unavailable"); with OMNIROUTE_STATE_FAIL_OPEN it serves without them.
                 log.warning("redis unavailable: %s", exc)
-                if answered:
+                if answered:   # the answer started: it ends with an error event
                     record.status, record.error_class = 503, "state_store_unavailable"
-                    raise
+                    yield common_pb2.AnswerEvent(error=common_pb2.Error(
+                        status=503, type="server_error", code="state_store_unavailable",
+                        message="The gateway's shared state (Redis) became unreachable mid-answer."))
+                    return
                 if self._settings.state_fail_open:
                     async for event in _recorded(stateless.answer(
                             self._executors, self._config.current, request, record,
@@ -76,6 +83,12 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                     status=503, type="server_error", code="state_store_unavailable", retryable=True,
                     retry_after_s=1.0, message="The gateway's shared state (Redis) is unreachable, so "
                     "rate limits cannot be checked and requests are refused; retry shortly."))
+            except Exception:
+                # A bug, not an upstream or a backing service failing: 500 internal_error, also
+                # mid-stream, and the traceback logged here, once.
+                log.exception("request %s failed on an internal error", request.request_id)
+                record.status, record.error_class = 500, INTERNAL_ERROR
+                yield common_pb2.AnswerEvent(error=internal_error())
             except BaseException as exc:  # includes cancellation by a client that went away
                 if record.status < 400:
                     record.status, record.error_class = 499, type(exc).__name__
@@ -90,7 +103,12 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
     async def ListModels(self, request: router_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
-        return list_models(self._config.current)
+        try:
+            return list_models(self._config.current)
+        except Exception:
+            log.exception("listing models failed on an internal error")
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
+            raise  # not reached: abort() raises
 
 
 async def _recorded(events: AsyncIterator[common_pb2.AnswerEvent],
