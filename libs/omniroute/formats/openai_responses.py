@@ -9,7 +9,8 @@ Responses API has no `stop`, `seed` or `n`: those canonical fields are not sent 
 What Codex sends, and what other providers get of it:
 - `custom` (freeform) tools and `local_shell` become function tools (one string parameter
   `input`; local_shell's exec action), and their calls in the history (`custom_tool_call`,
-  `local_shell_call`) become tool calls with those arguments, so the history stays whole.
+  `local_shell_call`) become tool calls with those arguments, so the history stays whole. The
+  tools of a `namespace` are declared one by one, under their own names.
 - Items only OpenAI can read (web_search_call, image_generation_call, tool_search_*,
   compaction, item_reference …) and reasoning's `encrypted_content` are dropped with a debug
   log: the conversation around them still means the same.
@@ -194,7 +195,8 @@ def _content_to_canonical(content: Any) -> Any:
 
 
 def _tools_to_canonical(body: Json, canonical: Json) -> None:
-    tools = [tool for t in body.get("tools") or [] if (tool := _tool_to_canonical(t)) is not None]
+    tools = [tool for t in _flat_tools(body.get("tools") or [])
+             if (tool := _tool_to_canonical(t)) is not None]
     if tools:
         canonical["tools"] = tools
     choice = body.get("tool_choice")
@@ -202,6 +204,18 @@ def _tools_to_canonical(body: Json, canonical: Json) -> None:
         canonical["tool_choice"] = choice
     elif isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         canonical["tool_choice"] = c.tool_choice_canonical("function", choice.get("name"))
+
+
+def _flat_tools(tools: list[Any]) -> list[Any]:
+    """Tools with each `namespace` (Codex's group of tools, e.g. its sub-agent tools) replaced
+    by the tools inside it: other providers have no namespaces, the model calls them by name."""
+    flat: list[Any] = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            flat.extend(_flat_tools(tool["tools"]))
+        else:
+            flat.append(tool)
+    return flat
 
 
 def _tool_to_canonical(tool: Any) -> Json | None:
