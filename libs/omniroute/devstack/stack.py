@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import signal
@@ -269,7 +270,9 @@ def _wait_ready(url: str, what: str, timeout: float, process: subprocess.Popen[b
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
-        except OSError:
+        except (OSError, http.client.HTTPException):
+            # Not an HTTP answer (yet): e.g. another process's gRPC server took the port this
+            # service was given; keep polling, so the service's own exit explains the failure.
             pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready at {url} within {timeout}s")
