@@ -41,8 +41,9 @@ def client(gateway: Gateway) -> Iterator[httpx.Client]:
 
 
 def assert_refused_cleanly(response: httpx.Response, *allowed: int) -> None:
-    assert response.status_code < 500 or response.status_code in (502, 503, 504), \
-        (response.status_code, response.content[:300])
+    """Bad input gets a 4xx (or, when it was acceptable after all, an answer); never any 5xx:
+    the good upstream answers, so a 502/503/504 here would hide a gateway bug as well."""
+    assert response.status_code < 500, (response.status_code, response.content[:300])
     if allowed:
         assert response.status_code in allowed, (response.status_code, response.content[:300])
     assert_no_leak(response.content)
@@ -82,7 +83,8 @@ def test_schemathesis_every_public_route(edge_schema: schemathesis.BaseSchema, g
     def fuzz(case: schemathesis.Case) -> None:
         for headers in (AUTH, {}):   # with a key (reaches the parsers) and without (401, not 500)
             response = case.call(base_url=gateway.url, headers=headers, timeout=20)
-            assert response.status_code < 500 or response.status_code in (502, 503, 504), \
+            # No 5xx at all: generated model names match no provider, so no upstream is reached.
+            assert response.status_code < 500, \
                 (case.method, case.formatted_path, response.status_code, response.content[:300])
             assert_no_leak(response.content)
             if not headers and path.startswith(("/v1", "/api/chat", "/api/tags")):
