@@ -11,8 +11,12 @@ at a private address, the gateway would become a way into the network it runs in
   mock upstreams of the tests and of `make run`, which listen on 127.0.0.1).
 
 `refusal` is pure (no DNS unless asked): the config spec checks literal addresses and names at
-validation time, and the executor checks the URL of each call. Redirects are never followed
-(httpx's default), so an upstream cannot bounce a call to a refused address either.
+validation time, and the executor checks the URL of each call. A name is judged by itself
+there, so the executor also checks the address each direct upstream connection actually goes
+to, after DNS (`connect_refusal`, in its socket factory): a public-looking name that resolves to
+a private address, or an address spelled so that only the resolver reads it (`127.1`), is
+refused before a byte is sent, and so is a name that re-resolves elsewhere (DNS rebinding).
+Redirects are never followed, so an upstream cannot bounce a call to a refused address either.
 """
 
 from __future__ import annotations
@@ -90,3 +94,14 @@ def _address_refusal(address: Address, allow_private: bool) -> str | None:
             or address.is_reserved:
         return f"a private or reserved address (set {ALLOW_ENV}=true to allow)"
     return None
+
+
+class AddressRefused(OSError):
+    """A connection to a refused address was not made (raised where the socket is created)."""
+
+
+def connect_refusal(ip: str, *, allow_private: bool) -> str | None:
+    """Why a connection to the address `ip` (a resolved peer address) must not be made."""
+    address = ipaddress.ip_address(ip.split("%")[0])
+    reason = _address_refusal(address, allow_private)
+    return f"{address} is {reason}" if reason else None

@@ -4,7 +4,12 @@ URL too, and never follows an upstream's redirect."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -13,7 +18,7 @@ from omniroute.config.spec import ProviderSpec
 from tests.mocks.faults import FaultServer
 from tests.reliability.checks import assert_clean_openai_error, chat
 from tests.reliability.conftest import API_KEY
-from tests.support import Gateway
+from tests.support import Gateway, running_gateway
 
 pytestmark = pytest.mark.xdist_group("reliability")
 
@@ -78,3 +83,51 @@ def test_upstream_redirects_are_not_followed(gateway: Gateway, fault_upstream: F
         outcome = chat(client, API_KEY, "p-fault-redirect/fault-redirect")
     assert_clean_openai_error(outcome)
     assert fault_upstream.paths["/followed"] == 0
+
+
+# --- a stack that does not allow private upstreams: the executor checks the address it connects to
+
+PUBLIC_LOOKING = f"api-{uuid.uuid4().hex[:12]}.omniroute-ssrf-test.com"
+HOSTS = Path("/etc/hosts")
+
+
+@pytest.fixture(scope="module")
+def name_resolving_inside() -> Iterator[str]:
+    """A public-looking name that this machine resolves to 127.0.0.1 (a line of its own in
+    /etc/hosts, removed afterwards): what a hostile DNS answer looks like to the executor."""
+    line = f"127.0.0.1 {PUBLIC_LOOKING}\n"
+    with HOSTS.open("a") as hosts:
+        hosts.write(line)
+    try:
+        yield PUBLIC_LOOKING
+    finally:
+        HOSTS.write_text(HOSTS.read_text().replace(line, ""))
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(tmp_path_factory: pytest.TempPathFactory, fault_upstream: FaultServer,
+                   name_resolving_inside: str) -> Iterator[Gateway]:
+    port = fault_upstream.port
+    # The name passes the config-time check, which judges a name by itself and does not resolve
+    # it. One provider per test, so that the first refusal's cooldown does not hide the second.
+    config = {"providers": [
+        {"id": f"byname-{mode}", "type": "openai", "base_url": f"http://{name_resolving_inside}:{port}/v1",
+         "models": ["ok"], "connections": [{"name": "main", "api_key": f"sk-byname-{mode}"}]}
+        for mode in ("whole", "stream")],
+        "keys": [{"name": "k", "key": API_KEY}]}
+    with running_gateway(tmp_path_factory.mktemp("ssrf"), config, api_key=API_KEY,
+                         extra_env={"OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "false"}) as running:
+        yield running
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_public_looking_name_that_resolves_inside_is_refused_before_connecting(
+        strict_gateway: Gateway, fault_upstream: FaultServer, stream: bool) -> None:
+    connections = fault_upstream.connections
+    with httpx.Client(base_url=strict_gateway.url) as client:
+        outcome = chat(client, API_KEY, f"byname-{'stream' if stream else 'whole'}/ok", stream=stream)
+    assert_clean_openai_error(outcome, statuses=(502,))
+    assert outcome.status == 502  # refused before the answer started: a status, not a frame
+    message = orjson.loads(outcome.body)["error"]["message"]
+    assert "the upstream address is refused: 127.0.0.1 is a loopback address" in message, message
+    assert fault_upstream.connections == connections  # not even a TCP connection

@@ -8,17 +8,22 @@ transport failure is one `Unreachable` carrying the error for the router."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import certifi
 import httpx
 
+from omniroute import ssrf
 from omniroute.v1 import common_pb2
 from omniroute_executor import upstream_errors
 from omniroute_executor.clients import HttpClients
+
+AddrInfo = tuple[Any, Any, int, str, tuple[Any, ...]]  # (family, type, proto, canonname, sockaddr)
 
 
 class Unreachable(Exception):
@@ -56,18 +61,33 @@ class UpstreamAnswer:
             raise Unreachable(upstream_errors.transport_error(exc)) from exc
 
 
-class DirectClient:
-    """One aiohttp session per process (keep-alive pool), created on first use inside the loop."""
+def checked_socket(allow_private: bool) -> Callable[[AddrInfo], socket.socket]:
+    """aiohttp's socket factory: it gets the address the connection is about to go to (after
+    DNS, a literal address too) and refuses one that omniroute.ssrf refuses."""
+    def create(addr_info: AddrInfo) -> socket.socket:
+        family, type_, proto, _, peer = addr_info
+        reason = ssrf.connect_refusal(str(peer[0]), allow_private=allow_private)
+        if reason:
+            raise ssrf.AddressRefused(reason)
+        return socket.socket(family=family, type=type_, proto=proto)
+    return create
 
-    def __init__(self, limit: int = 2000) -> None:
+
+class DirectClient:
+    """One aiohttp session per process (keep-alive pool), created on first use inside the loop.
+    Every connection it opens goes through the SSRF check of its peer address."""
+
+    def __init__(self, limit: int = 2000, allow_private: bool | None = None) -> None:
         self._limit = limit
+        self._allow_private = ssrf.private_allowed() if allow_private is None else allow_private
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             context = ssl.create_default_context(cafile=certifi.where())
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit, ssl=context, keepalive_timeout=60),
+                connector=aiohttp.TCPConnector(limit=self._limit, ssl=context, keepalive_timeout=60,
+                                               socket_factory=checked_socket(self._allow_private)),
                 # Whole-call limits are the servicer's (asyncio.timeout); this bounds each read.
                 timeout=aiohttp.ClientTimeout(total=None, connect=10.0), auto_decompress=True)
         return self._session

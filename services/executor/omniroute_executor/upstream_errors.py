@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from omniroute import ssrf
 from omniroute.v1 import common_pb2
 
 
@@ -45,6 +46,10 @@ def classify_status(status: int, error_type: str, message: str, headers: httpx.H
 
 
 def transport_error(exc: Exception) -> common_pb2.Error:
+    refused = _address_refused(exc)
+    if refused is not None:
+        return common_pb2.Error(status=502, type="server_error", code="upstream_address_refused",
+                                message=f"the upstream address is refused: {refused}", retryable=True)
     if isinstance(exc, (httpx.TimeoutException, TimeoutError)):  # aiohttp's timeouts are TimeoutErrors
         return common_pb2.Error(status=504, type="upstream_error", code="upstream_timeout",
                                 message="the upstream provider did not answer in time "
@@ -58,3 +63,13 @@ def transport_error(exc: Exception) -> common_pb2.Error:
 def bad_stream(message: str) -> common_pb2.Error:
     return common_pb2.Error(status=502, type="upstream_error", code="upstream_bad_response",
                             message=message, retryable=True)
+
+
+def _address_refused(exc: BaseException) -> ssrf.AddressRefused | None:
+    """The SSRF refusal behind a connection error (aiohttp keeps it as `os_error`)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssrf.AddressRefused):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    return None
