@@ -411,6 +411,8 @@ LEFT_TO_DEFAULTS = {
     "OMNIROUTE_TRACE_FILE": "tests: spans to a file",
     "OMNIROUTE_CLI_HOME": "admin: CLI tool configs, meaningful only where the tools run",
     "EXECUTOR_FAMILIES": "executor: the chart passes --family instead",
+    "OMNIROUTE_EVENT_BUFFER_MAX": "router: usage events held while NATS is away (100000)",
+    "OMNIROUTE_EVENT_BUFFER_MAX_AGE_S": "router: oldest usage event held while NATS is away (900 s)",
 }
 # Not the services' own: the devstack launcher (make run / make test).
 NOT_SERVICES = ("libs/omniroute/devstack/",)

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from omniroute.outages import STORE_OUTAGES, describe
 from omniroute.settings import Settings
 
 log = logging.getLogger("omniroute.bus.consumer")
@@ -41,6 +42,13 @@ async def consume(client: Client, settings: Settings, *, durable: str, subject_s
             continue
         try:
             await handle(messages)
+        except STORE_OUTAGES as exc:   # a store restarting: expected, handled, one line
+            log.warning("handling %d messages failed, a store is unreachable (%s); they will be "
+                        "redelivered", len(messages), describe(exc))
+            for message in messages:
+                await _quietly(message.nak(delay=1.0))
+            await asyncio.sleep(1.0)
+            continue
         except Exception:
             log.exception("handling %d messages failed; they will be redelivered", len(messages))
             for message in messages:

@@ -10,6 +10,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from omniroute.config.snapshot import ConfigSnapshot, load_snapshot
+from omniroute.outages import STORE_OUTAGES, describe
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
 
@@ -49,6 +50,9 @@ class SnapshotHolder:
                 self._again = False
                 try:
                     self.current = await load_snapshot(self._settings.database_url, self._crypto)
+                except STORE_OUTAGES as exc:   # Postgres away: serve the last good snapshot
+                    log.warning("config reload failed, Postgres is unreachable (%s); keeping the "
+                                "previous snapshot", describe(exc))
                 except Exception:
                     log.exception("config reload failed; keeping the previous snapshot")
                 if not self._again:

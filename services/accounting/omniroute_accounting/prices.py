@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 from psycopg_pool import AsyncConnectionPool
 
 from omniroute.config.watcher import changed_subject
+from omniroute.outages import STORE_OUTAGES, describe
 from omniroute.settings import Settings
 from omniroute.store import pricing_repo
 from omniroute.store.pricing import PriceBook
@@ -53,7 +54,10 @@ class PriceSource:
                 book = await pricing_repo.load_book(conn)
                 rows = await (await conn.execute("SELECT id, type FROM providers")).fetchall()
             self.current = PriceView(book=book, provider_types={row[0]: row[1] for row in rows})
-        except Exception:  # keep pricing with the last good book; Postgres may be briefly away
+        except STORE_OUTAGES as exc:  # keep pricing with the last good book; Postgres is away
+            log.warning("reloading prices failed, Postgres is unreachable (%s); keeping the previous "
+                        "ones", describe(exc))
+        except Exception:
             log.exception("reloading prices failed; keeping the previous ones")
 
     async def _on_changed(self, _msg: Msg) -> None:

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from omniroute.outages import STORE_OUTAGES, describe
 from omniroute.store import audit_repo
 from omniroute_admin import settings_model
 from omniroute_admin.features import backup_store
@@ -54,5 +55,8 @@ async def loop(state: AdminState) -> None:
                     log.info("maintenance: %s", done)
         except asyncio.CancelledError:
             raise
+        except STORE_OUTAGES as exc:   # Postgres or Redis restarting: the next round catches up
+            log.warning("maintenance round skipped, a store is unreachable (%s); next round in %.0f s",
+                        describe(exc), ROUND_S)
         except Exception:
             log.exception("maintenance round failed; next round in %.0f s", ROUND_S)
