@@ -15,11 +15,11 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
-from bench.targets import cpu_seconds, pinned
+from bench.targets import cpu_seconds
+from omniroute.devstack import child
 from omniroute.devstack.stack import free_port
 
 _PAYLOAD = b"x" * 600  # about a chat request / answer
@@ -106,14 +106,15 @@ def main() -> None:
     results = {}
     for kind in ("grpc", "http"):
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "bench.grpc_hop", "--role", "server", "--kind", kind,
-                                   "--port", str(port)], preexec_fn=pinned({args.cpu}))
+        # Pinned by the devstack's child launcher (no preexec_fn: omniroute/devstack/child.py).
+        server = subprocess.Popen(child.command("bench.grpc_hop", "--role", "server", "--kind", kind,
+                                                "--port", str(port), cpus={args.cpu}))
         try:
             time.sleep(2)
             before = cpu_seconds([server.pid])
-            out = subprocess.run([sys.executable, "-m", "bench.grpc_hop", "--role", "client", "--kind", kind,
-                                  "--port", str(port), "--calls", str(args.calls)],
-                                 capture_output=True, text=True, check=True, preexec_fn=pinned({args.cpu}))
+            out = subprocess.run(child.command("bench.grpc_hop", "--role", "client", "--kind", kind,
+                                               "--port", str(port), "--calls", str(args.calls), cpus={args.cpu}),
+                                 capture_output=True, text=True, check=True)
             result = json.loads(out.stdout)
             # The server also served the 50 warm-up calls.
             result["server_cpu_us"] = round((cpu_seconds([server.pid]) - before) / (args.calls + 50) * 1e6)

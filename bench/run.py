@@ -30,9 +30,9 @@ from bench.targets import (
     OmniRoute,
     cpu_seconds,
     peak_rss_mb,
-    pinned,
     rss_mb,
 )
+from omniroute.devstack import child
 
 RESULTS = ROOT / "bench" / "results"
 P99_LIMIT_MS = 50.0
@@ -68,14 +68,13 @@ def bodies(work: Path) -> dict[str, Path]:
 
 def load(url: str, rate: float, duration: float, body: Path, headers: list[str], cpus: set[int],
          stream: bool = False) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--rate", str(rate),
-               "--duration", str(duration), "--body", str(body)]
+    args = ["--url", url, "--rate", str(rate), "--duration", str(duration), "--body", str(body)]
     for header in headers:
-        command += ["--header", header]
+        args += ["--header", header]
     if stream:
-        command.append("--stream")
-    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True,
-                            preexec_fn=pinned(cpus)).stdout
+        args.append("--stream")
+    output = subprocess.run(child.command("bench.loadgen", *args, cpus=cpus), cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
     return json.loads(output)
 
 

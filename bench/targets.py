@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from omniroute import secrets
+from omniroute.devstack import child
 from omniroute.devstack.stack import Ports, Stack, free_port
 from tests.support import BASE_DATABASE_URL, NATS_URL, REDIS_URL, delete_stream, temp_database, test_settings
 
@@ -22,12 +22,6 @@ LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
 OMNI_KEY = "sk-omni-bench-0123456789abcdef"
 LITELLM_KEY = "sk-litellm-bench-0123456789"
 MODEL = "mock-fast"
-
-
-def pinned(cpus: set[int]):  # type: ignore[no-untyped-def]
-    def prepare() -> None:
-        os.sched_setaffinity(0, cpus)
-    return prepare
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -55,10 +49,11 @@ class Mock:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> None:
+        # Pinned by the devstack's child launcher, as the services are (no preexec_fn: child.py).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.mocks.fast_openai", "--port", str(self.port),
-             "--tokens", str(self.tokens)], cwd=ROOT, preexec_fn=pinned(self.cpus),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            child.command("tests.mocks.fast_openai", "--port", str(self.port), "--tokens", str(self.tokens),
+                          cpus=self.cpus),
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"{self.base_url}/models")
 
     def stop(self) -> None:
@@ -136,10 +131,11 @@ class LiteLLM:
         (self.work_dir / "litellm.yaml").write_text(yaml.safe_dump(config))
         log = open(self.work_dir / "litellm.log", "ab")
         self.process = subprocess.Popen(
-            [str(binary), "--config", str(self.work_dir / "litellm.yaml"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--num_workers", str(self.workers)],
+            child.program_command(str(binary), "--config", str(self.work_dir / "litellm.yaml"),
+                                  "--host", "127.0.0.1", "--port", str(self.port),
+                                  "--num_workers", str(self.workers), cpus=self.cpus),
             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"},
-            preexec_fn=pinned(self.cpus), stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"{self.url}/health/liveliness", timeout=120)
 
     def pids(self) -> dict[str, list[int]]:
@@ -162,9 +158,9 @@ def child_pids(pid: int) -> list[int]:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return found
-    for child in children:
-        found.append(int(child))
-        found.extend(child_pids(int(child)))
+    for child_pid in children:
+        found.append(int(child_pid))
+        found.extend(child_pids(int(child_pid)))
     return found
 
 

@@ -77,3 +77,14 @@ def test_a_child_runs_its_module_with_the_parents_settings(tmp_path: Path) -> No
     command = child.command("probe", str(out), "x", cpus={cpu})
     subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=True, timeout=60)
     assert Path(f"{out}.out").read_text() == f"[{cpu}] {int(signal.SIGTERM)} ['{out}', 'x']"
+
+
+def test_a_child_program_runs_with_the_parents_settings(tmp_path: Path) -> None:
+    """A program (not a module; LiteLLM's proxy in the benchmark) gets the same settings, which
+    survive its exec."""
+    out = tmp_path / "out.txt"
+    cpu = min(os.sched_getaffinity(0))
+    command = child.program_command("/bin/sh", "-c", f"grep -E 'Cpus_allowed_list' /proc/$$/status > {out}",
+                                    cpus={cpu})
+    subprocess.run(command, check=True, timeout=60)
+    assert out.read_text().split() == ["Cpus_allowed_list:", str(cpu)]

@@ -1,6 +1,8 @@
 """`python -m omniroute.devstack.child <parent pid> <cpus> <module> [args…]`: run a service module
 as `python -m <module> [args…]` would, after what the devstack wants of each of its children:
 to die with the process that started it and, for benchmarks, to run on a set of CPUs.
+`… <cpus> --exec <program> [args…]` does the same for any program (LiteLLM's proxy in the
+benchmark): the settings are made, then the program replaces this process (both survive exec).
 
 Why not a `preexec_fn`: with one, `subprocess` forks the parent (instead of vfork) and runs
 Python in the child before the exec. When the parent is a process whose gRPC is running (a test
@@ -18,12 +20,18 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+EXEC = "--exec"   # in the module's place: a program follows (no module name starts with "-")
 
 
 def command(module: str, *args: str, cpus: set[int] | None = None) -> list[str]:
     """The command line that starts `module` as a child of this process."""
     cpu_list = ",".join(str(cpu) for cpu in sorted(cpus)) if cpus else "-"
     return [sys.executable, "-m", __name__, str(os.getpid()), cpu_list, module, *args]
+
+
+def program_command(program: str, *args: str, cpus: set[int] | None = None) -> list[str]:
+    """The command line that starts the executable `program` as a child of this process."""
+    return command(EXEC, program, *args, cpus=cpus)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -43,6 +51,8 @@ def main() -> None:
     die_with_parent(int(parent_pid))
     if cpu_list != "-":
         os.sched_setaffinity(0, {int(cpu) for cpu in cpu_list.split(",")})
+    if module == EXEC:
+        os.execv(args[0], args)
     sys.argv = [module, *args]   # run_module puts the module's own path in argv[0], as -m does
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
