@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import logging
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -22,10 +24,35 @@ from omniroute.devstack.backing import listening, wait_listening
 log = logging.getLogger("omniroute.devstack")
 
 
+# Ports picked by free_port, each with its reservation held (an open, flock'ed file) until this
+# process exits. Not released when a stack stops: a stopped stack may be started again on the
+# same ports (restarts, the reliability cluster), and one descriptor per port is cheap.
+PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "omniroute-ports"
+_reserved: dict[int, IO[bytes]] = {}
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port nothing listens on that no other process using free_port holds either.
+
+    Binding port 0 alone is not enough: between the pick and the service's own bind, another
+    process (a parallel xdist worker) may be handed the same number. So every pick is reserved
+    across processes by an exclusive flock on PORT_LOCK_DIR/<port>.lock, taken while the port is
+    still bound here and held until this process exits (the kernel drops it then, even after a
+    kill -9); a port whose lock someone else holds is skipped."""
+    PORT_LOCK_DIR.mkdir(exist_ok=True)
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            if port in _reserved:
+                continue
+            lock = open(PORT_LOCK_DIR / f"{port}.lock", "ab")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+        _reserved[port] = lock
         return port
 
 
