@@ -28,6 +28,12 @@ def _ended_at(event: events_pb2.UsageEvent) -> float:
     return time.time()
 
 
+def _ttl(max_age_s: float) -> int:
+    """Every key expires a minute after the window it serves, refreshed by every write: a key
+    nobody wrote for a whole window holds only samples the window has dropped."""
+    return int(max_age_s) + 60
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -52,14 +58,16 @@ class LatencyStore:
         if not by_provider:
             return
         oldest = time.time() - self._max_age_s
+        ttl = _ttl(self._max_age_s)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.sadd(self._providers, *by_provider)
+            pipe.expire(self._providers, ttl)   # outlives the newest sample set, no longer
             for provider, members in by_provider.items():
                 key = self._prefix + provider
                 pipe.zadd(key, members)
                 pipe.zremrangebyscore(key, "-inf", oldest)
                 pipe.zremrangebyrank(key, 0, -self._cap - 1)
-                pipe.expire(key, int(self._max_age_s) + 60)
+                pipe.expire(key, ttl)
             await pipe.execute()
 
     async def summary(self, window_s: float | None = None) -> dict[str, dict[str, Any]]:
@@ -105,13 +113,15 @@ class SessionStore:
             counts[(who, minute)] = counts.get((who, minute), 0) + 1
         if not last:
             return
+        ttl = _ttl(self._max_age_s)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._seen, last, gt=True)  # gt: a late event never moves last-seen back
             pipe.zremrangebyscore(self._seen, "-inf", time.time() - self._max_age_s)
+            pipe.expire(self._seen, ttl)   # nothing recorded for a whole window: all of it is old
             for (who, minute), count in counts.items():
                 key = f"{self._count_prefix}{minute}"
                 pipe.hincrby(key, who, count)
-                pipe.expire(key, int(self._max_age_s) + 60)
+                pipe.expire(key, ttl)
             await pipe.execute()
 
     async def active(self, window_s: float) -> list[dict[str, Any]]:

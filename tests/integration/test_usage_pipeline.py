@@ -11,7 +11,7 @@ import redis.asyncio as redis
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from omniroute.analytics_store import LatencyStore
+from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.bus.connection import ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.publisher import EventPublisher
@@ -114,3 +114,17 @@ async def test_latency_store_percentiles_from_redis(settings: Settings) -> None:
     async for key in client.scan_iter(match=f"{settings.env}:*"):
         await client.delete(key)
     await client.aclose()
+
+
+async def test_analytics_keys_expire_a_minute_after_their_window(settings: Settings) -> None:
+    """Every key the analytics stores write (samples, provider list, last-seen, per-minute
+    counts) has a TTL of window + 60 s, refreshed by each write: nothing lives forever."""
+    client = redis.from_url(REDIS_URL)
+    window_s = 600
+    await LatencyStore(client, settings.env, max_age_s=window_s).record([usage_event("e1", provider="prov")])
+    await SessionStore(client, settings.env, max_age_s=window_s).record([usage_event("e2")])
+    keys = sorted([key.decode() async for key in client.scan_iter(match=f"{settings.env}:*")])
+    ttls = {key.removeprefix(settings.env): await client.ttl(key) for key in keys}
+    await client.aclose()
+    assert set(ttls) >= {":latency:providers", ":latency:z:prov", ":sessions:seen"}
+    assert all(window_s < ttl <= window_s + 60 for ttl in ttls.values()), ttls
