@@ -12,18 +12,18 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from omniroute import control
+from omniroute import control, settings
 
 
 def setup_logging(service: str) -> None:
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    level = settings.load().log_level
     logging.basicConfig(level=level, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run `main` on uvloop when available (it is in production images). With OMNIROUTE_CPROFILE
     set to a folder, the process writes a cProfile of its whole run there (bench/profile.py)."""
-    profile_dir = os.environ.get("OMNIROUTE_CPROFILE")
+    profile_dir = settings.load().cprofile_dir
     profiler = None
     if profile_dir:
         import cProfile
@@ -52,7 +52,7 @@ def stop_event() -> asyncio.Event:
     signal, the process exits at once, so that a stuck dependency can never keep it alive."""
     event = asyncio.Event()
     loop = asyncio.get_running_loop()
-    deadline_s = float(os.environ.get("OMNIROUTE_DRAIN_S", "30")) + 10
+    deadline_s = settings.load().drain_s + 10
 
     def on_signal() -> None:
         if event.is_set():
@@ -80,7 +80,7 @@ async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, 
     """Serve until SIGTERM, then stop taking calls and let running streams finish (`grace_s`,
     by default OMNIROUTE_DRAIN_S: the chart sets it from the pod's termination grace period)."""
     if grace_s is None:
-        grace_s = float(os.environ.get("OMNIROUTE_DRAIN_S", "30"))
+        grace_s = settings.load().drain_s
     server = grpc.aio.server(options=GRPC_OPTIONS)
     register(server)
     health_servicer = health.aio.HealthServicer()

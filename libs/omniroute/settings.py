@@ -1,4 +1,7 @@
-"""Process settings, read once from the environment. One place for every variable."""
+"""Process settings, read once from the environment. One place for every variable.
+
+Every environment variable a service reads is a field here (the devstack launcher aside); code
+takes the value from a Settings it was given, or from `load()` where a process starts."""
 
 from __future__ import annotations
 
@@ -75,6 +78,44 @@ class Settings:
         "OMNIROUTE_EVENT_BUFFER_MAX_AGE_S", "900")))
     sessions_window_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_SESSIONS_WINDOW_S", "900")))
+    # --- every service's process ---
+    log_level: str = field(default_factory=lambda: os.environ.get("LOG_LEVEL", "INFO").upper())
+    # Graceful shutdown: how long a service lets running requests finish after SIGTERM (the chart
+    # sets it from the pod's termination grace period).
+    drain_s: float = field(default_factory=lambda: float(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
+    # A folder: the process writes a cProfile of its whole run there (benchmarks only).
+    cprofile_dir: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_CPROFILE", ""))
+    # OpenTelemetry exporters, comma lists of otlp|console|none (metrics also prometheus).
+    traces_exporter: str = field(default_factory=lambda: os.environ.get("OTEL_TRACES_EXPORTER", "none"))
+    metrics_exporter: str = field(default_factory=lambda: os.environ.get("OTEL_METRICS_EXPORTER", "none"))
+    # The service name in traces and metrics; empty: the service's own (omniroute-edge, …).
+    otel_service_name: str = field(default_factory=lambda: os.environ.get("OTEL_SERVICE_NAME", ""))
+    # Finished spans as JSON lines to this file (tests, local debugging).
+    trace_file: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_TRACE_FILE", ""))
+    # Upstreams on private and loopback addresses (a LAN model, the mock upstreams); the SSRF
+    # guard refuses them otherwise (omniroute.ssrf).
+    allow_private_upstreams: bool = field(default_factory=lambda: _flag(
+        "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS", False))
+    # --- edge ---
+    edge_workers: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_EDGE_WORKERS", "1")))
+    # Time to receive a request body (a client that trickles it gets 408).
+    body_timeout_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_BODY_TIMEOUT_S", "60")))
+    # SSE progress comments while a stream that asked for them waits for its answer to start.
+    progress_interval_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_PROGRESS_INTERVAL_S", "1")))
+    max_audio_bytes: int = field(default_factory=lambda: int(os.environ.get(
+        "OMNIROUTE_MAX_AUDIO_BYTES", str(25 * 1024 * 1024))))
+    # --- executor ---
+    # Families served when --family is not given: comma list or "all".
+    executor_families: str = field(default_factory=lambda: os.environ.get("EXECUTOR_FAMILIES", "all"))
+    # --- admin ---
+    # The gateway's URL as clients use it (CLI configs, eval runs); empty: the edge on this machine.
+    public_url: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_PUBLIC_URL", "").strip())
+    # Where the CLI tools' configs are written; empty: the admin user's home.
+    cli_home: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_CLI_HOME", ""))
+    # The OmniRoute key eval runs use when the caller gives none (keys are stored hashed only).
+    evals_api_key: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_EVALS_API_KEY", ""))
     # Health endpoints that /api/monitoring/health polls (defaults follow the port variables).
     edge_health_url: str = field(default_factory=lambda: os.environ.get(
         "EDGE_HEALTH_URL", f"http://127.0.0.1:{os.environ.get('OMNIROUTE_PORT', '20128')}/healthz"))

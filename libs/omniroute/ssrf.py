@@ -22,9 +22,10 @@ Redirects are never followed, so an upstream cannot bounce a call to a refused a
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from urllib.parse import urlsplit
+
+from omniroute import settings
 
 ALLOW_ENV = "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS"
 _METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
@@ -38,7 +39,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def private_allowed() -> bool:
-    return os.environ.get(ALLOW_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    """OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS, read when asked (config validation, executor start)."""
+    return settings.load().allow_private_upstreams
 
 
 def refusal(url: str, *, allow_private: bool, resolve: bool = False) -> str | None:

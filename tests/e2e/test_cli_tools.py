@@ -64,7 +64,7 @@ def cli_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
                           for provider, type_, path in PROVIDERS.values()],
             "keys": [{"name": "cli", "key": API_KEY}],
         }
-        # The admin writes the CLIs' configs under OMNIROUTE_CLI_HOME (cli_tools.home()).
+        # The admin writes the CLIs' configs under OMNIROUTE_CLI_HOME (features/cli_tools.home).
         with running_gateway(tmp_path_factory.mktemp("cli-stack"), config, api_key=API_KEY,
                              extra_env={"OMNIROUTE_CLI_HOME": str(home)}) as gateway, \
                 harness.recording_proxy(gateway.url) as proxy, contextlib.closing(gateway.admin_client()) as admin:

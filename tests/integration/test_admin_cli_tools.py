@@ -3,6 +3,7 @@ and each tool's config written into a temporary HOME, merged with what was there
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tomllib
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omniroute_admin import cli_tools
+from omniroute_admin.features import cli_tools
 from tests.integration.admin_app import Admin, running_admin
 
 KEY = "sk-omni-cli-0123456789abcdef"
@@ -24,7 +25,7 @@ async def admin(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Admin
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(admin: Admin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scripts = {"claude": "echo '2.1.0 (Claude Code)'", "codex": "echo broken >&2; exit 3",
@@ -34,8 +35,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         script.write_text(f"#!/bin/sh\n{body}\n")
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.setenv("OMNIROUTE_CLI_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OMNIROUTE_PUBLIC_URL", "http://gateway.test:20128")
+    # OMNIROUTE_CLI_HOME and OMNIROUTE_PUBLIC_URL of the running admin, for this test.
+    state = admin.app.state.admin
+    monkeypatch.setattr(state, "settings", dataclasses.replace(
+        state.settings, cli_home=str(tmp_path / "home"), public_url="http://gateway.test:20128"))
     monkeypatch.setattr(cli_tools, "PROBE_TIMEOUT_S", 0.5)
     return tmp_path / "home"
 

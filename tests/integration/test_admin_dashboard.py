@@ -3,6 +3,7 @@ the OpenAPI document and the offline docs page."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -399,15 +400,17 @@ async def test_sync_page_token_remote_pull_and_push(admin: Admin, monkeypatch: p
 
 
 async def test_cli_tools_page_writes_a_config(admin: Admin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from omniroute_admin import cli_tools
+    from omniroute_admin.features import cli_tools
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "claude").write_text("#!/bin/sh\necho '2.1.0 (Claude Code)'\n")
     (bin_dir / "claude").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.setenv("OMNIROUTE_CLI_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OMNIROUTE_PUBLIC_URL", "http://gateway.test:20128")
+    # OMNIROUTE_CLI_HOME and OMNIROUTE_PUBLIC_URL of the running admin, for this test.
+    state = admin.app.state.admin
+    monkeypatch.setattr(state, "settings", dataclasses.replace(
+        state.settings, cli_home=str(tmp_path / "home"), public_url="http://gateway.test:20128"))
     monkeypatch.setattr(cli_tools, "PROBE_TIMEOUT_S", 0.5)
     client = await _browser(admin)
     page = await client.get("/dashboard/cli-tools")

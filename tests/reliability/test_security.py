@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,8 @@ def admin_operations() -> list[tuple[str, str]]:
 def dashboard_operations() -> list[tuple[str, str]]:
     from omniroute_admin import dashboard
 
-    return sorted((method, route.path) for route in dashboard.router.routes  # type: ignore[attr-defined]
+    routes: list[Any] = dashboard.router.routes   # every one has a path (APIRoute)
+    return sorted((method, route.path) for route in routes
                   for method in getattr(route, "methods", ()) if method != "HEAD"
                   and route.path not in ("/dashboard/login", "/dashboard/static/{name}"))
 

@@ -8,7 +8,6 @@ finished spans as JSON lines to a file (used by tests and for local debugging).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -21,6 +20,8 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
 )
 
+from omniroute import settings
+
 _configured = False
 
 
@@ -32,14 +33,15 @@ def setup(service_name: str) -> None:
     _configured = True
     from omniroute.telemetry import metrics as _metrics  # metrics: OTEL_METRICS_EXPORTER
 
-    _metrics.setup(service_name)
-    exporter_names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")}
-    trace_file = os.environ.get("OMNIROUTE_TRACE_FILE")
+    config = settings.load()
+    _metrics.setup(service_name, config)
+    exporter_names = {n.strip() for n in config.traces_exporter.split(",")}
+    trace_file = config.trace_file
     if not trace_file and not exporter_names & {"otlp", "console"}:
         # No exporter: keep OpenTelemetry's no-op provider, so spans (ours and FastAPI's) cost
         # next to nothing on the hot path instead of being recorded and thrown away.
         return
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    resource = Resource.create({"service.name": config.otel_service_name or service_name})
     provider = TracerProvider(resource=resource)
     if "otlp" in exporter_names:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -65,12 +67,6 @@ def shutdown() -> None:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
-
-
-def tracing_enabled() -> bool:
-    return isinstance(trace.get_tracer_provider(), TracerProvider) and bool(
-        os.environ.get("OMNIROUTE_TRACE_FILE")
-        or os.environ.get("OTEL_TRACES_EXPORTER", "none") not in {"", "none"})
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ deploy/grafana/README.md (the Prometheus exporter adds the unit suffix and `_tot
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,7 +18,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from omniroute import settings as settings_module
+from omniroute.settings import Settings
 from omniroute.v1 import events_pb2
 
 log = logging.getLogger("omniroute.telemetry")
@@ -31,21 +30,21 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 _provider: MeterProvider | None = None
 
 
-def exporters() -> set[str]:
-    return {name.strip() for name in os.environ.get("OTEL_METRICS_EXPORTER", "none").split(",")
+def exporters(config: Settings) -> set[str]:
+    return {name.strip() for name in config.metrics_exporter.split(",")
             if name.strip() and name.strip() != "none"}
 
 
-def setup(service_name: str) -> None:
+def setup(service_name: str, config: Settings) -> None:
     """Install the meter provider once per process. Without an exporter, instruments are no-ops
     (the API's default provider), so recording costs nothing."""
     global _provider
-    names = exporters()
+    names = exporters(config)
     if _provider is not None or not names:
         return
     readers: list[MetricReader] = []
     if "prometheus" in names:
-        readers.extend(_prometheus_reader())
+        readers.extend(_prometheus_reader(config))
     if "otlp" in names:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -55,7 +54,7 @@ def setup(service_name: str) -> None:
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    resource = Resource.create({"service.name": config.otel_service_name or service_name})
     views = [
         View(instrument_name="omniroute.request.duration",
              aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
@@ -70,11 +69,10 @@ def setup(service_name: str) -> None:
     metrics.set_meter_provider(_provider)
 
 
-def _prometheus_reader() -> list[MetricReader]:
+def _prometheus_reader(config: Settings) -> list[MetricReader]:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
-    config = settings_module.load()
     try:
         start_http_server(config.metrics_port, addr=config.bind_host)
     except OSError as exc:  # a taken port must not stop the service: it only loses /metrics

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from omniroute import control, runtime, settings
@@ -15,9 +13,9 @@ def main() -> None:
     config = settings.load()
     control.exit_after_uvicorn()   # 75 after a restart order: start me again
     uvicorn.run(create_app(config), host=config.bind_host, port=config.admin_port, loop="uvloop",
-                http="httptools", access_log=False, log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+                http="httptools", access_log=False, log_level=config.log_level.lower(),
                 proxy_headers=False,  # the caller's address comes from the edge (requestctx)
-                timeout_graceful_shutdown=int(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
+                timeout_graceful_shutdown=int(config.drain_s))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from omniroute import control, runtime, settings
@@ -18,7 +16,7 @@ def app_factory() -> object:
 def main() -> None:
     runtime.setup_logging("edge")
     config = settings.load()
-    workers = int(os.environ.get("OMNIROUTE_EDGE_WORKERS", "1"))
+    workers = config.edge_workers
     app: object = "omniroute_edge.__main__:app_factory" if workers > 1 else create_app(config)
     control.exit_after_uvicorn()   # 75 after a restart order: start me again
     uvicorn.run(app, factory=workers > 1, workers=workers,  # type: ignore[arg-type]
@@ -28,8 +26,7 @@ def main() -> None:
                 # hand the spoofed address on as the socket peer; the edge's ip_filter decides
                 # which proxies to believe (trusted_proxies), so the peer must stay the peer.
                 proxy_headers=False,
-                log_level=os.environ.get("LOG_LEVEL", "info").lower(),
-                timeout_graceful_shutdown=int(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
+                log_level=config.log_level.lower(), timeout_graceful_shutdown=int(config.drain_s))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,12 +22,12 @@ from omniroute_edge import errors, model_names
 from omniroute_edge.client_formats import ClientFormat
 
 log = logging.getLogger("omniroute.edge")
-PROGRESS_INTERVAL_S = float(os.environ.get("OMNIROUTE_PROGRESS_INTERVAL_S", "1"))
 
 
 async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
-                 headers: dict[str, str], encoder_args: dict[str, Any]) -> Response:
-    """Call the router and answer: a JSON response, an SSE/NDJSON stream, or an error."""
+                 headers: dict[str, str], encoder_args: dict[str, Any], *, progress_interval_s: float) -> Response:
+    """Call the router and answer: a JSON response, an SSE/NDJSON stream, or an error.
+    `progress_interval_s`: between SSE progress comments, when the caller asked for them."""
     if not call.stream:
         return await _whole(router, fmt, call, headers)
     rpc = router.Chat(call, metadata=telemetry.grpc_metadata())
@@ -36,7 +35,7 @@ async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: ro
     if headers.get("x-omniroute-progress") == "enabled" and not fmt.ndjson:
         # The caller asked for progress: the stream opens now, and SSE comment lines report
         # progress until the answer starts (every SSE client ignores comments).
-        return StreamingResponse(_stream_with_progress(rpc, events, fmt, encoder_args),
+        return StreamingResponse(_stream_with_progress(rpc, events, fmt, encoder_args, progress_interval_s),
                                  media_type=fmt.stream_media_type,
                                  headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
     try:
@@ -102,7 +101,7 @@ def _router_failure(fmt: ClientFormat, exc: grpc.aio.AioRpcError, headers: dict[
 
 
 async def _stream_with_progress(rpc: Any, events: AsyncIterator[common_pb2.AnswerEvent], fmt: ClientFormat,
-                                encoder_args: dict[str, Any]) -> AsyncIterator[bytes]:
+                                encoder_args: dict[str, Any], interval_s: float) -> AsyncIterator[bytes]:
     """Progress comments while waiting for the answer to start, then the answer itself. An error
     before the start can no longer change the HTTP status, so it ends the stream as an error
     event in the caller's format."""
@@ -110,7 +109,7 @@ async def _stream_with_progress(rpc: Any, events: AsyncIterator[common_pb2.Answe
     first = asyncio.ensure_future(_next(events))
     failed: common_pb2.Error | None = None
     try:
-        while not (await asyncio.wait({first}, timeout=PROGRESS_INTERVAL_S))[0]:
+        while not (await asyncio.wait({first}, timeout=interval_s))[0]:
             elapsed_ms = round((time.monotonic() - started) * 1000)
             yield b": progress " + orjson.dumps({"elapsed_ms": elapsed_ms}) + b"\n\n"
         event = first.result()

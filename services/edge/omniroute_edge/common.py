@@ -4,7 +4,6 @@ the answer headers. A route module only says how its format maps to the canonica
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from omniroute_edge.state import EdgeState
 Json = dict[str, Any]
 _OFF = {"", "0", "false", "no", "off", "disabled"}
 
-BODY_TIMEOUT_S = float(os.environ.get("OMNIROUTE_BODY_TIMEOUT_S", "60"))
 # Request headers that say how to read the caller's body (ChatRequest.caller_headers): an
 # upstream of the caller's own format gets them with the passthrough body (executor families).
 CALLER_HEADERS = ("anthropic-beta",)
@@ -45,15 +43,16 @@ async def read_json(request: Request, limit: int) -> tuple[bytes, object]:
     if declared and declared.isdigit() and int(declared) > limit:
         raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
     body = bytearray()
+    timeout_s = edge_state(request).settings.body_timeout_s
     try:
         # A client that trickles its body must not hold a connection and a task forever.
-        async with asyncio.timeout(BODY_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             async for piece in request.stream():
                 body += piece
                 if len(body) > limit:
                     raise FormatError(f"The request body is larger than {limit} bytes.", status=413)
     except TimeoutError as exc:
-        raise FormatError(f"The request body did not arrive within {BODY_TIMEOUT_S:g} s.", status=408) from exc
+        raise FormatError(f"The request body did not arrive within {timeout_s:g} s.", status=408) from exc
     if not body:
         raise FormatError("The request body is empty: send a JSON object.")
     try:
@@ -127,7 +126,8 @@ async def serve_chat(request: Request, fmt: ClientFormat, to_canonical: Callable
     include_usage = openai_chat.wants_usage_in_stream(canonical) if fmt.proto == common_pb2.OPENAI_CHAT \
         else True
     return await answer(state.router, fmt, call, seed_headers(request, request_id),
-                        {"model": model, "request_id": request_id, "include_usage": include_usage})
+                        {"model": model, "request_id": request_id, "include_usage": include_usage},
+                        progress_interval_s=state.settings.progress_interval_s)
 
 
 async def list_models(request: Request, fmt: ClientFormat) -> list[router_pb2.ModelInfo] | Response:

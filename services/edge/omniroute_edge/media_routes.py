@@ -7,7 +7,6 @@ come back in OpenAI's shape whatever the provider speaks."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import grpc
@@ -35,7 +34,6 @@ from omniroute_edge.options import request_options
 
 router = APIRouter()
 # Whisper's own limit; Deepgram and AssemblyAI take more, raise it with the variable.
-MAX_AUDIO_BYTES = int(os.environ.get("OMNIROUTE_MAX_AUDIO_BYTES", str(25 * 1024 * 1024)))
 
 
 async def _operation(request: Request, operation: int, body: dict[str, object], *,
@@ -174,7 +172,8 @@ async def transcribe(request: Request) -> Response:
         content_type = transcription.audio_type(filename, declared)
     except FormatError as exc:
         return errors.error_response(OPENAI_CHAT, exc.status, exc.message, param=exc.param, code=exc.code)
-    body = {k: v for k, v in form.fields.items() if k in ("model", "language", "prompt", "temperature")}
+    body: dict[str, object] = {k: v for k, v in form.fields.items()
+                               if k in ("model", "language", "prompt", "temperature")}
     return await _operation(request, common_pb2.OPERATION_TRANSCRIPTION, body,
                             attachment=common_pb2.Attachment(data=data, filename=filename,
                                                              content_type=content_type))
@@ -183,9 +182,10 @@ async def transcribe(request: Request) -> Response:
 async def _read_upload(request: Request) -> bytes:
     """The whole upload, refused with 413 as soon as it passes the limit (checked on the declared
     length first, then while reading: a lying Content-Length does not get past it)."""
-    limit = MAX_AUDIO_BYTES + 64 * 1024  # room for the form's other fields and boundaries
-    message = (f"The audio file is too large: the limit is {MAX_AUDIO_BYTES // (1024 * 1024)} MB "
-               f"({MAX_AUDIO_BYTES} bytes).")
+    max_bytes = edge_state(request).settings.max_audio_bytes
+    limit = max_bytes + 64 * 1024  # room for the form's other fields and boundaries
+    message = (f"The audio file is too large: the limit is {max_bytes // (1024 * 1024)} MB "
+               f"({max_bytes} bytes).")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FormatError(message, status=413, param="file", code="file_too_large")

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from omniroute import runtime, settings, telemetry
 from omniroute.v1 import executor_pb2_grpc
 from omniroute_executor.clients import HttpClients, new_client
 from omniroute_executor.families import FAMILIES, OPERATION_ONLY
+from omniroute_executor.families.base import Family
 from omniroute_executor.servicer import ExecutorServicer
 from omniroute_executor.upstream import DirectClient
 
 log = logging.getLogger("omniroute.executor")
 
 
-def _families(spec: str) -> dict[str, object]:
+def _families(spec: str) -> dict[str, Family]:
     if spec == "all":
         return dict(FAMILIES)
     chosen = {}
@@ -30,18 +30,18 @@ def _families(spec: str) -> dict[str, object]:
 
 
 async def main() -> None:
+    config = settings.load()
     parser = argparse.ArgumentParser(prog="omniroute_executor")
-    parser.add_argument("--family", default=os.environ.get("EXECUTOR_FAMILIES", "all"),
+    parser.add_argument("--family", default=config.executor_families,
                         help="provider families served, comma-separated, or 'all'")
     args = parser.parse_args()
-    config = settings.load()
     telemetry.setup("omniroute-executor")
     families = _families(args.family)
     # One pooled client for every upstream call of this process (keep-alive, HTTP/2 over TLS).
     # Proxied accounts get one pooled client per distinct proxy (clients.HttpClients).
     http = HttpClients(new_client(config.upstream_timeout_s), config.upstream_timeout_s)
     direct = DirectClient()
-    servicer = ExecutorServicer(families, http, config.upstream_timeout_s, direct)  # type: ignore[arg-type]
+    servicer = ExecutorServicer(families, http, config.upstream_timeout_s, direct)
     log.info("serving families: %s", ", ".join(families))
     try:
         await runtime.serve_grpc(lambda server: executor_pb2_grpc.add_ExecutorServicer_to_server(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from omniroute_admin import cli_tools_api, sessions
+from omniroute_admin import sessions
 from omniroute_admin.api import (
     auth,
     backups,
     catalog,
+    cli_tools,
     compliance,
     control,
     docs,
@@ -24,5 +25,5 @@ from omniroute_admin.api import (
 
 router = APIRouter()
 for area in (sessions, auth, catalog, oauth, providers, routing, settings, compliance, backups, docs, usage,
-             control, sync, cli_tools_api, evals):
+             control, sync, cli_tools, evals):
     router.include_router(area.router)

@@ -13,8 +13,6 @@ streams) up to OMNIROUTE_DRAIN_S.
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
@@ -53,7 +51,7 @@ async def _order(state: AdminState, caller: Caller, body: Order | None, *, resta
     await state.nats.flush()
     return JSONResponse(status_code=202, content={
         "accepted": True, "action": action, "services": services,
-        "drainSeconds": float(os.environ.get("OMNIROUTE_DRAIN_S", "30")),
+        "drainSeconds": state.settings.drain_s,
         "exitCode": control.RESTART_EXIT_CODE if restart else 0,
         "note": ("Each service stops taking new requests, finishes those in flight, then exits; "
                  + ("Kubernetes and `make run` start it again." if restart else

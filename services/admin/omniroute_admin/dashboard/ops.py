@@ -17,13 +17,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from omniroute.config.routing_spec import STRATEGIES, ComboSpec
-from omniroute_admin import cli_tools, cli_tools_api
+from omniroute_admin.api.cli_tools import WriteBody
 from omniroute_admin.api.evals import EvalRequest
 from omniroute_admin.api.routing import AliasBody
 from omniroute_admin.api.sync import RemoteBody, SyncAction
 from omniroute_admin.dashboard.base import attempt, back, form, gate, page, split
 from omniroute_admin.deps import admin_state
-from omniroute_admin.services import evals, providers, routing, sync
+from omniroute_admin.features.cli_tools import TOOLS
+from omniroute_admin.services import cli_tools, evals, providers, routing, sync
 
 router = APIRouter(include_in_schema=False)
 
@@ -272,21 +273,22 @@ async def sync_run(request: Request) -> Response:
 async def cli_tools_page(request: Request) -> Response:
     await gate(request)
     # Each look runs `<tool> --version` (up to PROBE_TIMEOUT_S): all at once, not one after another.
-    # (cli_tools_api is being reworked separately; its helpers still take the request.)
-    found = await asyncio.gather(*(cli_tools_api._settings(t, request) for t in cli_tools.TOOLS))
+    state = admin_state(request)
+    found = await asyncio.gather(*(cli_tools.look(state, t) for t in TOOLS))
     return await page(request, "cli_tools.html", "cli-tools", {"tools": found})
 
 
 @router.post("/dashboard/cli-tools/{tool_id}")
 async def cli_tool_write(tool_id: str, request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     fields = await form(request)
 
     async def write() -> dict[str, Any]:
-        body = cli_tools_api.WriteBody.model_validate({
+        body = WriteBody.model_validate({
             "apiKey": fields.get("api_key", "").strip(), "baseUrl": fields.get("base_url", "").strip() or None,
             "model": fields.get("model", "").strip() or None})
-        return await cli_tools_api._write(tool_id, body, request)
+        return await cli_tools.point_at_gateway(admin_state(request), caller, tool_id, body.api_key,
+                                                body.base_url, body.model)
     written, error = await attempt(write)
     if error:
         return back("/dashboard/cli-tools", f"{tool_id}: not written: {error}", "error")

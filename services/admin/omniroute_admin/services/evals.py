@@ -6,7 +6,6 @@ the operator); keys are stored as hashes only, so the admin cannot mint a usable
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fastapi import HTTPException
@@ -63,7 +62,7 @@ async def save_suite(state: AdminState, caller: Caller, suite: evals.Suite) -> d
 async def run_suite(state: AdminState, caller: Caller, name: str, api_key: str | None,
                     base_url: str | None) -> dict[str, Any]:
     """Run every case through the gateway; the run, and how it compares with the previous one."""
-    key = api_key or os.environ.get("OMNIROUTE_EVALS_API_KEY", "")
+    key = api_key or state.settings.evals_api_key
     if not key:
         raise HTTPException(400, "An eval run needs an OmniRoute API key: send apiKey, or set "
                                  "OMNIROUTE_EVALS_API_KEY for the admin service.")

@@ -18,7 +18,8 @@ Where each tool reads its settings (from each tool's documentation):
   `api: "openai-completions"`) and `agents.defaults.model.primary`. The file may be JSON5; one
   that is not plain JSON is left alone (409) rather than rewritten without its comments.
 
-HOME: OMNIROUTE_CLI_HOME overrides it (tests write to a temporary one).
+HOME: Settings.cli_home (OMNIROUTE_CLI_HOME) overrides it (tests write to a temporary one). The
+use cases around these writers (the audit, the gateway's URL) are services/cli_tools.py.
 """
 
 from __future__ import annotations
@@ -58,12 +59,9 @@ class ConfigError(ValueError):
     """The existing file cannot be updated safely (a 409 with this message)."""
 
 
-def home() -> Path:
-    return Path(os.environ.get("OMNIROUTE_CLI_HOME") or Path.home())
-
-
-def config_path(tool: Tool) -> Path:
-    return home() / tool.config
+def home(cli_home: str) -> Path:
+    """`cli_home` (Settings.cli_home) when set, else the admin user's home."""
+    return Path(cli_home or Path.home())
 
 
 def runtime(tool: Tool) -> dict[str, Any]:
@@ -105,9 +103,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def current(tool: Tool) -> dict[str, Any]:
-    """What the tool's file says about the gateway now (keys masked)."""
-    path = config_path(tool)
+def current(tool: Tool, home: Path) -> dict[str, Any]:
+    """What the tool's file under `home` says about the gateway now (keys masked)."""
+    path = home / tool.config
     found: dict[str, Any] = {"configPath": str(path), "configExists": path.exists(), "baseUrl": None}
     try:
         if tool.id == "claude":
@@ -130,9 +128,9 @@ def current(tool: Tool) -> dict[str, Any]:
     return found
 
 
-def write(tool: Tool, base_url: str, api_key: str, model: str | None) -> dict[str, Any]:
-    """Point the tool at the gateway; the previous file is copied aside first."""
-    path = config_path(tool)
+def write(tool: Tool, home: Path, base_url: str, api_key: str, model: str | None) -> dict[str, Any]:
+    """Point the tool's file under `home` at the gateway; the previous file is copied aside first."""
+    path = home / tool.config
     base_url = base_url.rstrip("/")
     text = path.read_text() if path.exists() else ""
     also: list[tuple[Path, str]] = []   # further files the tool needs, written the same way
