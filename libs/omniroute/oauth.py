@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from omniroute.secrets import Crypto
+from omniroute.store import config_repo
 
 OK, FAILED = "ok", "refresh_failed"
 REFRESH_SKEW_S = 60.0  # refresh this long before the access token expires
@@ -79,13 +79,7 @@ async def persist(conn: AsyncConnection[Any], connection_id: str, state: TokenSt
     """Write the state back to the connection row (merged into `settings.oauth`)."""
     oauth = {"refresh_token_enc": state.refresh_enc, "expires_at": state.expires_at,
              "status": state.status, "error": state.error}
-    await conn.execute(
-        """UPDATE connections SET api_key_enc = %s,
-             settings = jsonb_set(coalesce(settings, '{}'::jsonb), '{oauth}',
-                                  coalesce(settings->'oauth', '{}'::jsonb) || %s::jsonb),
-             updated_at = now()
-           WHERE id = %s""",
-        (state.access_enc, Jsonb(oauth), connection_id))
+    await config_repo.save_oauth_token(conn, connection_id, state.access_enc, oauth)
 
 
 def redis_key(env: str, connection_id: str) -> str:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from omniroute.catalog import provider_type
 from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 from omniroute.secrets import Crypto
+from omniroute.store import admin_settings_repo, catalog_repo, config_repo
 
 log = logging.getLogger("omniroute.config")
 
@@ -75,27 +75,20 @@ class ConfigSnapshot:
 
 async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnapshot:
     """Read the whole configuration. `crypto` None: credentials stay encrypted (edge)."""
-    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
-        provider_rows = await (await conn.execute("SELECT * FROM providers ORDER BY id")).fetchall()
-        connection_rows = await (await conn.execute(
-            "SELECT * FROM connections ORDER BY provider_id, priority, name")).fetchall()
-        key_rows = await (await conn.execute("SELECT * FROM api_keys")).fetchall()
-        alias_rows = await (await conn.execute("SELECT alias, target FROM aliases")).fetchall()
-        combo_rows = await (await conn.execute("SELECT name, spec FROM combos")).fetchall()
-        setting_rows = await (await conn.execute("SELECT key, value FROM routing_settings")).fetchall()
-        admin_rows = await (await conn.execute("SELECT key, value FROM admin_settings")).fetchall()
-        custom_rows = await (await conn.execute(
-            "SELECT provider_id, kind, model FROM provider_models ORDER BY provider_id, kind, model")).fetchall()
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = await config_repo.config_rows(conn)
+        admin_settings = await admin_settings_repo.load_all(conn)
+        custom_rows = await catalog_repo.custom_models(conn)
 
     connections: dict[str, list[Connection]] = {}
-    for row in connection_rows:
+    for row in rows.connections:
         api_key, usable = _credential(row, crypto)
         connections.setdefault(row["provider_id"], []).append(Connection(
             id=row["id"], provider_id=row["provider_id"], name=row["name"], api_key=api_key,
             priority=row["priority"], enabled=row["enabled"] and usable, settings=row["settings"] or {}))
 
     providers: dict[str, Provider] = {}
-    for row in provider_rows:
+    for row in rows.providers:
         kind = provider_type(row["type"])
         family = kind.family if kind else "openai"
         providers[row["id"]] = Provider(
@@ -106,7 +99,7 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
 
     keys_by_hash: dict[str, ApiKey] = {}
     keys_by_id: dict[str, ApiKey] = {}
-    for row in key_rows:
+    for row in rows.keys:
         allowed = row["allowed_models"]
         key = ApiKey(id=row["id"], name=row["name"], enabled=row["enabled"],
                      allowed_models=tuple(allowed) if allowed is not None else None,
@@ -115,18 +108,17 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         keys_by_id[row["id"]] = key
     return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id,
                           loaded_at=time.time(),
-                          aliases={row["alias"]: row["target"] for row in alias_rows},
-                          combos={row["name"]: ComboSpec.model_validate(row["spec"]) for row in combo_rows},
-                          routing=RoutingSettings.from_rows({row["key"]: row["value"]
-                                                             for row in setting_rows}),
-                          settings={row["key"]: row["value"] for row in admin_rows},
-                          custom_models=_custom_models(custom_rows))
+                          aliases=rows.aliases,
+                          combos={name: ComboSpec.model_validate(spec) for name, spec in rows.combos.items()},
+                          routing=RoutingSettings.from_rows(rows.routing_settings),
+                          settings=admin_settings, custom_models=_custom_models(custom_rows))
 
 
-def _custom_models(rows: list[dict[str, Any]]) -> dict[str, tuple[tuple[str, str], ...]]:
+def _custom_models(rows: list[tuple[str, str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """(provider id, model, kind) rows → provider id → ((kind, model), …)."""
     by_provider: dict[str, list[tuple[str, str]]] = {}
-    for row in rows:
-        by_provider.setdefault(row["provider_id"], []).append((row["kind"], row["model"]))
+    for provider_id, model, kind in rows:
+        by_provider.setdefault(provider_id, []).append((kind, model))
     return {provider_id: tuple(models) for provider_id, models in by_provider.items()}
 
 

@@ -15,6 +15,12 @@ async def load(conn: AsyncConnection[Any], name: str) -> dict[str, Any]:
     return dict(row[0]) if row else {}
 
 
+async def load_all(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """Every stored document by name (the snapshot's `settings`)."""
+    rows = await (await conn.execute("SELECT key, value FROM admin_settings")).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
 async def save(conn: AsyncConnection[Any], name: str, value: dict[str, Any]) -> None:
     await conn.execute(
         """INSERT INTO admin_settings (key, value) VALUES (%s, %s)

@@ -7,6 +7,7 @@ key name), so applying the same file twice changes nothing.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -72,6 +73,12 @@ async def list_providers(conn: AsyncConnection[Any], crypto: Crypto | None = Non
              "connections": by_provider.get(p["id"], []),
              "created_at": p["created_at"].isoformat(), "updated_at": p["updated_at"].isoformat()}
             for p in providers]
+
+
+async def provider_types(conn: AsyncConnection[Any]) -> dict[str, str]:
+    """provider id → catalog type (what accounting prices a provider's usage by)."""
+    rows = await (await conn.execute("SELECT id, type FROM providers")).fetchall()
+    return {row[0]: row[1] for row in rows}
 
 
 async def count_providers(conn: AsyncConnection[Any]) -> int:
@@ -237,6 +244,51 @@ async def apply_routing_settings(conn: AsyncConnection[Any], settings: RoutingSe
     dumped = settings.model_dump(mode="json")
     for key in settings.model_fields_set:
         await set_routing_setting(conn, key, dumped[key])
+
+
+# --- the whole configuration, for the snapshot -------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ConfigRows:
+    """Every row of the configuration tables, as omniroute.config.snapshot builds its view."""
+
+    providers: list[dict[str, Any]]        # by id
+    connections: list[dict[str, Any]]      # by provider, priority, name
+    keys: list[dict[str, Any]]
+    aliases: dict[str, str]
+    combos: dict[str, Any]                 # name → spec document
+    routing_settings: dict[str, Any]       # key → value
+
+
+async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute("SELECT * FROM providers ORDER BY id")
+    providers = await cursor.fetchall()
+    await cursor.execute("SELECT * FROM connections ORDER BY provider_id, priority, name")
+    connections = await cursor.fetchall()
+    await cursor.execute("SELECT * FROM api_keys")
+    keys = await cursor.fetchall()
+    await cursor.execute("SELECT alias, target FROM aliases")
+    aliases = {row["alias"]: row["target"] for row in await cursor.fetchall()}
+    await cursor.execute("SELECT name, spec FROM combos")
+    combos = {row["name"]: row["spec"] for row in await cursor.fetchall()}
+    await cursor.execute("SELECT key, value FROM routing_settings")
+    routing = {row["key"]: row["value"] for row in await cursor.fetchall()}
+    return ConfigRows(providers=providers, connections=connections, keys=keys, aliases=aliases,
+                      combos=combos, routing_settings=routing)
+
+
+async def save_oauth_token(conn: AsyncConnection[Any], connection_id: str, access_enc: str,
+                           oauth: dict[str, Any]) -> None:
+    """A refreshed OAuth token: the access token as the credential, `oauth` merged into the
+    connection's `settings.oauth`."""
+    await conn.execute(
+        """UPDATE connections SET api_key_enc = %s,
+             settings = jsonb_set(coalesce(settings, '{}'::jsonb), '{oauth}',
+                                  coalesce(settings->'oauth', '{}'::jsonb) || %s::jsonb),
+             updated_at = now()
+           WHERE id = %s""",
+        (access_enc, Jsonb(oauth), connection_id))
 
 
 # --- whole tables, for configuration sync ----------------------------------------------------

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from omniroute.config.watcher import changed_subject
 from omniroute.outages import STORE_OUTAGES, describe
 from omniroute.settings import Settings
-from omniroute.store import pricing_repo
+from omniroute.store import config_repo, pricing_repo
 from omniroute.store.pricing import PriceBook
 
 log = logging.getLogger("omniroute.accounting.prices")
@@ -52,8 +52,8 @@ class PriceSource:
         try:
             async with self._pool.connection() as conn:
                 book = await pricing_repo.load_book(conn)
-                rows = await (await conn.execute("SELECT id, type FROM providers")).fetchall()
-            self.current = PriceView(book=book, provider_types={row[0]: row[1] for row in rows})
+                types = await config_repo.provider_types(conn)
+            self.current = PriceView(book=book, provider_types=types)
         except STORE_OUTAGES as exc:  # keep pricing with the last good book; Postgres is away
             log.warning("reloading prices failed, Postgres is unreachable (%s); keeping the previous "
                         "ones", describe(exc))
