@@ -1,24 +1,37 @@
-"""The client-facing formats the edge answers in: framing, media type and error shape each."""
+"""The client-facing formats the edge answers in: framing, media type and error shape each,
+built from the format registry (omniroute.formats.registry)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import orjson
 
-from omniroute.formats import anthropic, gemini, ollama, openai_chat, openai_responses
+from omniroute.formats import registry
 from omniroute.formats.framing import encode_sse
 from omniroute.v1 import common_pb2
 
 
 @dataclass(frozen=True, slots=True)
 class ClientFormat:
-    proto: int
-    module: ModuleType             # the pure translator for this format (omniroute.formats.*)
-    stream_media_type: str = "text/event-stream"
-    ndjson: bool = False
+    wire: registry.WireFormat
+    proto: int = field(init=False)  # its omniroute.v1.ApiFormat value
+    ndjson: bool = field(init=False)  # else SSE; a field, not a lookup: read per streamed chunk
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "proto", common_pb2.ApiFormat.Value(self.wire.proto_name))
+        object.__setattr__(self, "ndjson", self.wire.framing == "ndjson")
+
+    @property
+    def module(self) -> ModuleType:
+        """The pure translator for this format (omniroute.formats.*)."""
+        return self.wire.module
+
+    @property
+    def stream_media_type(self) -> str:
+        return self.wire.stream_media_type
 
     @property
     def done_frame(self) -> bytes:
@@ -37,14 +50,8 @@ class ClientFormat:
         return orjson.dumps(body)
 
 
-OPENAI_CHAT = ClientFormat(proto=common_pb2.OPENAI_CHAT, module=openai_chat)
-# Typed SSE: the event name equals the JSON's `type` (response.created … response.completed).
-OPENAI_RESPONSES = ClientFormat(proto=common_pb2.OPENAI_RESPONSES, module=openai_responses)
-# SSE with event names (message_start … message_stop); a failure is `event: error`.
-ANTHROPIC = ClientFormat(proto=common_pb2.ANTHROPIC, module=anthropic)
-# `data:` frames of GenerateContentResponse, no event names and no terminator; errors are
-# {"error": {"code", "message", "status"}}.
-GEMINI = ClientFormat(proto=common_pb2.GEMINI, module=gemini)
-# One JSON object per line; the last has `done: true`; errors are {"error": "<message>"}.
-OLLAMA = ClientFormat(proto=common_pb2.OLLAMA, module=ollama, stream_media_type="application/x-ndjson",
-                      ndjson=True)
+OPENAI_CHAT = ClientFormat(registry.OPENAI_CHAT)
+OPENAI_RESPONSES = ClientFormat(registry.OPENAI_RESPONSES)
+ANTHROPIC = ClientFormat(registry.ANTHROPIC)
+GEMINI = ClientFormat(registry.GEMINI)
+OLLAMA = ClientFormat(registry.OLLAMA)

@@ -3,8 +3,8 @@ that speaks it (anthropic-compatible)."""
 
 from __future__ import annotations
 
-from omniroute.formats import anthropic
-from omniroute.v1 import common_pb2, executor_pb2
+from omniroute.formats import registry
+from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
 API_VERSION = "2023-06-01"
@@ -24,8 +24,7 @@ def _ends(event: str, data: Json) -> bool:
 
 ANTHROPIC = Family(
     name="anthropic",
-    native_format=common_pb2.ANTHROPIC,
-    module=anthropic,
+    wire_format=registry.ANTHROPIC,
     prepare=_prepare,
     ends_stream=_ends,
     # Beta features the caller's body uses (context_management, mid-conversation system …).

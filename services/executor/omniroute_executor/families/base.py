@@ -1,19 +1,20 @@
 """What the executor needs to know about a provider family's wire protocol.
 
 A family is data plus a few small functions: where to send the request (URL, headers), which
-pure translator module of `omniroute.formats` speaks its body and stream, how its streams are
-framed and how a complete stream ends. Everything else (relaying, usage, errors) is generic in
-`servicer.py`."""
+wire format its body and stream are in (`omniroute.formats.registry`: translator module and
+framing), and how a complete stream ends. Everything else (relaying, usage, errors) is generic
+(`chat.py`, `relay.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from omniroute.v1 import executor_pb2
+from omniroute.formats.registry import WireFormat
+from omniroute.v1 import common_pb2, executor_pb2
 
 Json = dict[str, Any]
 
@@ -80,17 +81,14 @@ def json_headers(target: executor_pb2.Target, auth: dict[str, str]) -> dict[str,
 @dataclass(frozen=True, slots=True)
 class Family:
     name: str
-    native_format: int
-    # The pure translator of the family's format: canonical_to_request, response_to_canonical,
-    # StreamDecoder (also used in passthrough, for usage, errors and the end of the stream)
-    # and parse_error.
-    module: ModuleType
+    # The upstream API's wire format (omniroute.formats.registry): its translator, framing and
+    # proto value.
+    wire_format: WireFormat
     # (target, stream, provider body) → (url, headers). The body may be adjusted in place
     # (the stream flag, asking for usage in the stream …).
     prepare: Callable[[executor_pb2.Target, bool, Json], tuple[str, dict[str, str]]]
     # Where the provider's model name goes in a passthrough body (Gemini: in the URL instead).
     put_model: Callable[[Json, str], None] = put_model_field
-    framing: str = "sse"           # sse or ndjson
     end_marker: str = ""           # a non-JSON SSE data line that ends the stream ([DONE])
     # (event name, data) → True for the event that completes a stream. A stream that stops
     # before it is an error: the caller must not take a truncated answer for a whole one.
@@ -102,3 +100,18 @@ class Family:
     # Request headers of the caller (ExecuteRequest.caller_headers) that go upstream with a
     # passthrough body, because they say how to read it (Anthropic's beta features).
     caller_headers: tuple[str, ...] = ()
+    native_format: int = field(init=False)  # the wire format's omniroute.v1.ApiFormat value
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "native_format", common_pb2.ApiFormat.Value(self.wire_format.proto_name))
+
+    @property
+    def module(self) -> ModuleType:
+        """The pure translator of the family's format: canonical_to_request,
+        response_to_canonical, StreamDecoder (also used in passthrough, for usage, errors and
+        the end of the stream) and parse_error."""
+        return self.wire_format.module
+
+    @property
+    def framing(self) -> str:
+        return self.wire_format.framing

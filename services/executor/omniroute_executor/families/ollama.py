@@ -3,8 +3,8 @@ NDJSON. Ollama streams unless told otherwise, so the stream flag is always sent.
 
 from __future__ import annotations
 
-from omniroute.formats import ollama
-from omniroute.v1 import common_pb2, executor_pb2
+from omniroute.formats import registry
+from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
 
@@ -21,9 +21,7 @@ def _ends(event: str, data: Json) -> bool:
 
 OLLAMA = Family(
     name="ollama",
-    native_format=common_pb2.OLLAMA,
-    module=ollama,
+    wire_format=registry.OLLAMA,
     prepare=_prepare,
-    framing="ndjson",
     ends_stream=_ends,
 )

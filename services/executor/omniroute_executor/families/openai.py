@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from omniroute.formats import openai_chat
-from omniroute.v1 import common_pb2, executor_pb2
+from omniroute.formats import openai_chat, registry
+from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers, openai_url
 
 
@@ -23,8 +23,7 @@ def _usage_only(data: Json) -> bool:
 
 OPENAI = Family(
     name="openai",
-    native_format=common_pb2.OPENAI_CHAT,
-    module=openai_chat,
+    wire_format=registry.OPENAI_CHAT,
     prepare=_prepare,
     end_marker="[DONE]",
     accounting_only=_usage_only,

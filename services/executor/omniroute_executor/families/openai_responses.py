@@ -3,8 +3,8 @@ Streams are typed SSE events; `response.completed` (or `.incomplete`) ends a who
 
 from __future__ import annotations
 
-from omniroute.formats import openai_responses
-from omniroute.v1 import common_pb2, executor_pb2
+from omniroute.formats import registry
+from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
 _END_EVENTS = ("response.completed", "response.incomplete")
@@ -22,8 +22,7 @@ def _ends(event: str, data: Json) -> bool:
 
 OPENAI_RESPONSES = Family(
     name="openai-responses",
-    native_format=common_pb2.OPENAI_RESPONSES,
-    module=openai_responses,
+    wire_format=registry.OPENAI_RESPONSES,
     prepare=_prepare,
     ends_stream=_ends,
 )

@@ -17,11 +17,12 @@ from omniroute_executor.operations.upstream import Json, OperationError, exchang
 ChatCall = Callable[[executor_pb2.ExecuteRequest], AsyncIterator[common_pb2.AnswerEvent]]
 
 
-async def run(clients: HttpClients, request: executor_pb2.ExecuteRequest, default_timeout_s: float,
-              chat: ChatCall) -> AsyncIterator[common_pb2.AnswerEvent]:
+async def run(clients: HttpClients, request: executor_pb2.ExecuteRequest, raw_body: bytes,
+              default_timeout_s: float, chat: ChatCall) -> AsyncIterator[common_pb2.AnswerEvent]:
+    """`raw_body`: the caller's body (JSON), as the servicer unpacked it."""
     target = request.target
     try:
-        body = _body(request)
+        body = _body(raw_body)
         if request.operation == common_pb2.OPERATION_TEST:
             answer, usage = await _test(clients, request, default_timeout_s, chat), None
         else:
@@ -36,8 +37,7 @@ async def run(clients: HttpClients, request: executor_pb2.ExecuteRequest, defaul
         yield common_pb2.AnswerEvent(usage=usage)
 
 
-def _body(request: executor_pb2.ExecuteRequest) -> Json:
-    raw = request.native_body or request.body
+def _body(raw: bytes) -> Json:
     if not raw:
         return {}
     try:

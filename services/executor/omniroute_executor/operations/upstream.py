@@ -8,13 +8,12 @@ from typing import Any
 import httpx
 import orjson
 
-from omniroute.formats import anthropic, gemini, ollama, openai_chat
+from omniroute.formats import registry
 from omniroute.v1 import common_pb2, executor_pb2
 from omniroute_executor import upstream_errors
+from omniroute_executor.families import FAMILIES
 
 Json = dict[str, Any]
-_PARSERS = {"anthropic": anthropic.parse_error, "gemini": gemini.parse_error,
-            "ollama": ollama.parse_error}
 _MAX_ANSWER = 64 * 1024 * 1024
 
 
@@ -44,8 +43,9 @@ async def exchange(client: httpx.AsyncClient, family: str, method: str, url: str
         raise OperationError(upstream_errors.transport_error(exc)) from exc
     if response.status_code >= 400:
         raw = response.content[:65536]
-        parse = _PARSERS.get(family, openai_chat.parse_error)
-        error_type, message = parse(response.status_code, raw)
+        # The family's own error shape; OpenAI's for the operation-only families.
+        wire = FAMILIES[family].wire_format if family in FAMILIES else registry.OPENAI_CHAT
+        error_type, message = wire.module.parse_error(response.status_code, raw)
         raise OperationError(upstream_errors.classify_status(
             response.status_code, error_type, message, response.headers, raw))
     return response
