@@ -15,6 +15,7 @@ import yaml
 from omniroute import secrets
 from omniroute.devstack import child
 from omniroute.devstack.stack import Ports, Stack, free_port
+from tests.redis_keys import delete_env_keys
 from tests.support import BASE_DATABASE_URL, NATS_URL, REDIS_URL, delete_stream, temp_database, test_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,7 @@ class OmniRoute:
             import asyncio
 
             asyncio.run(delete_stream(self.settings))
+            delete_env_keys(REDIS_URL, self.settings.env)   # the shared Redis keeps nothing of a run
         self._database.__exit__(None, None, None)
 
 
