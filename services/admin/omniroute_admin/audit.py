@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from fastapi import HTTPException
 from psycopg import AsyncConnection
 from starlette.requests import Request
 
@@ -38,4 +40,17 @@ async def record(state: AdminState, caller: Caller | Request, action: str, targe
         return
     async with state.pool.connection() as own:
         await audit_repo.insert(own, entry)
+
+
+async def deleted(state: AdminState, caller: Caller, delete: Callable[[AsyncConnection[Any]], Awaitable[bool]], *,
+                  action: str, target: str, missing: str, announce: str | None = None) -> None:
+    """A deletion use case: `delete` (a repository call, True when a row went) and its audit row
+    on one connection; 404 `missing` when there was nothing to delete; then, with `announce`,
+    edges and routers reload their snapshot."""
+    async with state.pool.connection() as conn:
+        if not await delete(conn):
+            raise HTTPException(404, missing)
+        await record(state, caller, action, target, conn=conn)
+    if announce:
+        await state.announce(announce)
 

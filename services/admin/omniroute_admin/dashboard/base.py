@@ -126,6 +126,18 @@ async def attempt(action: Callable[[], Awaitable[Any]]) -> tuple[Any, str | None
         return None, error_text(exc)
 
 
+async def button(request: Request, back_to: str, action: Callable[[Caller], Awaitable[Any]],
+                 done: Callable[[Any], str]) -> Response:
+    """A form that is only a button (delete, revoke, clear …): the gate, the CSRF check, the use
+    case; back to `back_to` with `done(its result)` or with why it was refused."""
+    caller = await gate(request)
+    await form(request)
+    result, error = await attempt(lambda: action(caller))
+    if error:
+        return back(back_to, error, "error")
+    return back(back_to, done(result))
+
+
 def split(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\n]", text or "") if part.strip()]
 

@@ -21,7 +21,7 @@ from omniroute_admin.api.cli_tools import WriteBody
 from omniroute_admin.api.evals import EvalRequest
 from omniroute_admin.api.routing import AliasBody
 from omniroute_admin.api.sync import RemoteBody, SyncAction
-from omniroute_admin.dashboard.base import attempt, back, form, gate, page, split
+from omniroute_admin.dashboard.base import attempt, back, button, form, gate, page, split
 from omniroute_admin.deps import admin_state
 from omniroute_admin.features.cli_tools import TOOLS
 from omniroute_admin.services import cli_tools, evals, providers, routing, sync
@@ -134,10 +134,9 @@ async def combo_step(name: str, request: Request) -> Response:
 
 @router.post("/dashboard/combos/{name}/delete")
 async def combo_delete(name: str, request: Request) -> Response:
-    caller = await gate(request)
-    await form(request)
-    _, error = await attempt(lambda: routing.delete_combo(admin_state(request), caller, name))
-    return back("/dashboard/combos", error or f"Combo {name} deleted.", "error" if error else "ok")
+    return await button(request, "/dashboard/combos",
+                        lambda caller: routing.delete_combo(admin_state(request), caller, name),
+                        lambda _: f"Combo {name} deleted.")
 
 
 @router.post("/dashboard/aliases")
@@ -157,10 +156,9 @@ async def alias_set(request: Request) -> Response:
 
 @router.post("/dashboard/aliases/{alias}/delete")
 async def alias_delete(alias: str, request: Request) -> Response:
-    caller = await gate(request)
-    await form(request)
-    _, error = await attempt(lambda: routing.delete_alias(admin_state(request), caller, alias))
-    return back("/dashboard/combos", error or f"Alias {alias} deleted.", "error" if error else "ok")
+    return await button(request, "/dashboard/combos",
+                        lambda caller: routing.delete_alias(admin_state(request), caller, alias),
+                        lambda _: f"Alias {alias} deleted.")
 
 
 # --- rate limits and breakers; cache -------------------------------------------------------------
@@ -198,13 +196,10 @@ async def cache_page(request: Request) -> Response:
 
 @router.post("/dashboard/cache/clear")
 async def cache_clear(request: Request) -> Response:
-    caller = await gate(request)
-    await form(request)
-    answer, error = await attempt(lambda: routing.clear_cache(admin_state(request), caller))
-    if error:
-        return back("/dashboard/cache", error, "error")
-    return back("/dashboard/cache", f"Cache cleared: {answer['cleared']} exact and "
-                                    f"{answer['semanticCleared']} semantic entries.")
+    return await button(request, "/dashboard/cache",
+                        lambda caller: routing.clear_cache(admin_state(request), caller),
+                        lambda answer: f"Cache cleared: {answer['cleared']} exact and "
+                                       f"{answer['semanticCleared']} semantic entries.")
 
 
 # --- cloud sync ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from omniroute.store import audit_repo, usage_queries
 from omniroute_admin import audit, sessions
 from omniroute_admin.api.auth import PasswordChange
 from omniroute_admin.dashboard import data
-from omniroute_admin.dashboard.base import back, error_text, form, gate, page, posted, split
+from omniroute_admin.dashboard.base import back, button, error_text, form, gate, page, posted, split
 from omniroute_admin.dashboard.charts import bar_chart, line_chart
 from omniroute_admin.deps import Caller, admin_state
 from omniroute_admin.services import auth, backups, catalog, providers, routing, settings, usage
@@ -191,13 +191,9 @@ async def provider_add(request: Request) -> Response:
 
 
 async def _change_provider(request: Request, provider_id: str, change: Any) -> Response:
-    caller = await gate(request)
-    await form(request)
-    try:
-        done = await providers.change_provider(admin_state(request), caller, provider_id, change)
-    except HTTPException as exc:
-        return back("/dashboard/providers", error_text(exc), "error")
-    return back("/dashboard/providers", done)
+    return await button(request, "/dashboard/providers",
+                        lambda caller: providers.change_provider(admin_state(request), caller, provider_id, change),
+                        str)
 
 
 @router.post("/dashboard/providers/{provider_id}/toggle")
@@ -221,13 +217,9 @@ async def connection_toggle(provider_id: str, name: str, request: Request) -> Re
 
 @router.post("/dashboard/providers/{provider_id}/delete")
 async def provider_delete(provider_id: str, request: Request) -> Response:
-    caller = await gate(request)
-    await form(request)
-    try:
-        await providers.delete_provider(admin_state(request), caller, provider_id)
-    except HTTPException as exc:
-        return back("/dashboard/providers", error_text(exc), "error")
-    return back("/dashboard/providers", f"Provider {provider_id} deleted.")
+    return await button(request, "/dashboard/providers",
+                        lambda caller: providers.delete_provider(admin_state(request), caller, provider_id),
+                        lambda _: f"Provider {provider_id} deleted.")
 
 
 async def _keys_page(request: Request, new_key: dict[str, Any] | None = None, status: int = 200) -> Response:
@@ -261,13 +253,9 @@ async def key_create(request: Request) -> Response:
 
 @router.post("/dashboard/keys/{key_id}/revoke")
 async def key_revoke(key_id: str, request: Request) -> Response:
-    caller = await gate(request)
-    await form(request)
-    try:
-        await providers.revoke_key(admin_state(request), caller, key_id)
-    except HTTPException as exc:
-        return back("/dashboard/keys", error_text(exc), "error")
-    return back("/dashboard/keys", "Key revoked.")
+    return await button(request, "/dashboard/keys",
+                        lambda caller: providers.revoke_key(admin_state(request), caller, key_id),
+                        lambda _: "Key revoked.")
 
 
 # --- settings, backups, audit --------------------------------------------------------------------

@@ -76,11 +76,9 @@ async def add_custom_model(state: AdminState, caller: Caller, provider: str, mod
 
 async def delete_custom_model(state: AdminState, caller: Caller, provider: str, model: str,
                               kind: str | None) -> None:
-    async with state.pool.connection() as conn:
-        if not await catalog_repo.delete_custom_model(conn, provider, model, kind):
-            raise HTTPException(404, f"No custom model {provider}/{model}.")
-        await audit.record(state, caller, "provider_models.delete", f"{provider}/{model}", conn=conn)
-    await state.announce("providers")
+    await audit.deleted(state, caller, lambda conn: catalog_repo.delete_custom_model(conn, provider, model, kind),
+                        action="provider_models.delete", target=f"{provider}/{model}",
+                        missing=f"No custom model {provider}/{model}.", announce="providers")
 
 
 async def list_nodes(state: AdminState) -> list[dict[str, Any]]:
@@ -96,10 +94,8 @@ async def add_node(state: AdminState, caller: Caller, node: dict[str, Any]) -> N
 
 
 async def delete_node(state: AdminState, caller: Caller, node_id: str) -> None:
-    async with state.pool.connection() as conn:
-        if not await catalog_repo.delete_node(conn, node_id):
-            raise HTTPException(404, f"No provider node {node_id!r}.")
-        await audit.record(state, caller, "provider_nodes.delete", node_id, conn=conn)
+    await audit.deleted(state, caller, lambda conn: catalog_repo.delete_node(conn, node_id),
+                        action="provider_nodes.delete", target=node_id, missing=f"No provider node {node_id!r}.")
 
 
 # --- calls to the provider ---------------------------------------------------------------------

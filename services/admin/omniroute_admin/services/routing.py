@@ -55,11 +55,8 @@ async def set_alias(state: AdminState, caller: Caller, alias: str, model: str) -
 
 
 async def delete_alias(state: AdminState, caller: Caller, alias: str) -> None:
-    async with state.pool.connection() as conn:
-        if not await config_repo.delete_alias(conn, alias):
-            raise HTTPException(404, f"No alias {alias!r}.")
-        await audit.record(state, caller, "aliases.delete", alias, conn=conn)
-    await state.announce("aliases")
+    await audit.deleted(state, caller, lambda conn: config_repo.delete_alias(conn, alias),
+                        action="aliases.delete", target=alias, missing=f"No alias {alias!r}.", announce="aliases")
 
 
 # --- combos ----------------------------------------------------------------------------------
@@ -104,11 +101,8 @@ async def _save_combo(state: AdminState, caller: Caller, spec: ComboSpec, action
 
 
 async def delete_combo(state: AdminState, caller: Caller, name: str) -> None:
-    async with state.pool.connection() as conn:
-        if not await config_repo.delete_combo(conn, name):
-            raise HTTPException(404, f"No combo named {name!r}.")
-        await audit.record(state, caller, "combos.delete", name, conn=conn)
-    await state.announce("combos")
+    await audit.deleted(state, caller, lambda conn: config_repo.delete_combo(conn, name),
+                        action="combos.delete", target=name, missing=f"No combo named {name!r}.", announce="combos")
 
 
 # --- resilience and rate limits ----------------------------------------------------------------
