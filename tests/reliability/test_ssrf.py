@@ -113,7 +113,7 @@ def strict_gateway(tmp_path_factory: pytest.TempPathFactory, fault_upstream: Fau
     config = {"providers": [
         {"id": f"byname-{mode}", "type": "openai", "base_url": f"http://{name_resolving_inside}:{port}/v1",
          "models": ["ok"], "connections": [{"name": "main", "api_key": f"sk-byname-{mode}"}]}
-        for mode in ("whole", "stream")],
+        for mode in ("whole", "stream", "embeddings")],
         "keys": [{"name": "k", "key": API_KEY}]}
     with running_gateway(tmp_path_factory.mktemp("ssrf"), config, api_key=API_KEY,
                          extra_env={"OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "false"}) as running:
@@ -130,4 +130,19 @@ def test_a_public_looking_name_that_resolves_inside_is_refused_before_connecting
     assert outcome.status == 502  # refused before the answer started: a status, not a frame
     message = orjson.loads(outcome.body)["error"]["message"]
     assert "the upstream address is refused: 127.0.0.1 is a loopback address" in message, message
+    assert fault_upstream.connections == connections  # not even a TCP connection
+
+
+def test_an_embeddings_call_to_a_name_that_resolves_inside_is_refused_before_connecting(
+        strict_gateway: Gateway, fault_upstream: FaultServer) -> None:
+    """The operations (embeddings, images, audio, model lists) call upstream through httpx: its
+    direct client checks the connection's address the same way."""
+    connections = fault_upstream.connections
+    with httpx.Client(base_url=strict_gateway.url, timeout=30) as client:
+        response = client.post("/v1/embeddings", headers={"authorization": f"Bearer {API_KEY}"},
+                               json={"model": "byname-embeddings/ok", "input": "hello"})
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["code"] == "upstream_address_refused", error
+    assert "the upstream address is refused: 127.0.0.1 is a loopback address" in error["message"], error
     assert fault_upstream.connections == connections  # not even a TCP connection

@@ -2,27 +2,113 @@
 
 A client per proxy (not per request) keeps connection pooling and keep-alive through the proxy;
 the number of distinct proxies is small (global, per provider, per connection) and bounded here
-so that a misconfiguration cannot leak clients."""
+so that a misconfiguration cannot leak clients.
+
+The direct client checks the address each connection goes to, after DNS (`CheckedNetworkBackend`,
+like the aiohttp session's socket factory in upstream.py); through a proxy, the proxy decides
+where to connect, and the URL's name check is all there is."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import OrderedDict
+from collections.abc import Iterable
 
+import anyio
+import httpcore
 import httpx
+
+from omniroute import ssrf
 
 log = logging.getLogger("omniroute.executor")
 MAX_PROXIED_CLIENTS = 64
 # What httpx can tunnel through (SOCKS needs `socksio`, the `httpx[socks]` extra). socks5h:
 # the proxy resolves the name, for upstreams only the proxy's network can resolve.
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+_LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
 
 
-def new_client(timeout_s: float, proxy: str | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(http2=True, proxy=proxy,
-                             limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500),
-                             timeout=httpx.Timeout(timeout_s, connect=10.0))
+def new_client(timeout_s: float, proxy: str | None = None, *,
+               allow_private: bool | None = None) -> httpx.AsyncClient:
+    """A pooled client; without `proxy`, every connection it opens is SSRF-checked (and, as on
+    the aiohttp path, proxy environment variables are not read)."""
+    timeout = httpx.Timeout(timeout_s, connect=10.0)
+    if proxy:
+        return httpx.AsyncClient(http2=True, proxy=proxy, limits=_LIMITS, timeout=timeout)
+    allowed = ssrf.private_allowed() if allow_private is None else allow_private
+    return httpx.AsyncClient(transport=checked_transport(allowed), timeout=timeout)
+
+
+def checked_transport(allow_private: bool) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(http2=True, limits=_LIMITS)
+    # httpx takes no network backend; its pool is rebuilt with the same settings and ours.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(), max_connections=_LIMITS.max_connections,
+        max_keepalive_connections=_LIMITS.max_keepalive_connections,
+        keepalive_expiry=_LIMITS.keepalive_expiry, http2=True,
+        network_backend=CheckedNetworkBackend(allow_private))
+    return transport
+
+
+class RefusedConnection(httpcore.ConnectError):
+    """A connection not made: its address is refused. httpcore drops exception causes, so the
+    refusal rides along as `os_error`, where aiohttp keeps it too (upstream_errors reads it)."""
+
+    def __init__(self, refused: ssrf.AddressRefused) -> None:
+        super().__init__(str(refused))
+        self.os_error = refused
+
+
+class CheckedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's connections, with the SSRF check of the address each one goes to: the name is
+    resolved here, every address checked (omniroute.ssrf.connect_refusal) and the connection made
+    to a checked address, never by a second lookup (DNS rebinding). A refused address fails the
+    connection (RefusedConnection) before a byte is sent."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._connector = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        refused: ssrf.AddressRefused | None = None
+        failed: httpcore.ConnectError | None = None
+        for address in await _addresses(host, port, timeout):
+            reason = ssrf.connect_refusal(address, allow_private=self._allow_private)
+            if reason:
+                refused = refused or ssrf.AddressRefused(reason)
+                continue
+            try:
+                return await self._connector.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:  # the next address may answer
+                failed = exc
+        if refused is not None:
+            raise RefusedConnection(refused)
+        raise failed or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not upstreams")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+async def _addresses(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses `host` resolves to, in the resolver's order, each once."""
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"resolving {host} took too long") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class _RefusingTransport(httpx.AsyncBaseTransport):
