@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from omniroute.formats import anthropic, gemini, ollama, openai_chat, openai_responses
+from omniroute.formats import anthropic, gemini, openai_responses, registry
 from omniroute.formats import canonical as c
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cli"
 SOURCE = {"claude": anthropic, "codex": openai_responses, "gemini": gemini}
-TARGETS = {"openai_chat": openai_chat, "openai_responses": openai_responses, "anthropic": anthropic,
-           "gemini": gemini, "ollama": ollama}
+TARGETS = registry.MODULES  # every upstream format
 
 
 def _recorded() -> list[tuple[str, str, int, dict[str, Any]]]:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from formats_fixtures import WEATHER_SCHEMA
 
-from omniroute.formats import anthropic, gemini, ollama, openai_chat, openai_responses
+from omniroute.formats import anthropic, gemini, ollama, openai_chat, openai_responses, registry
 from omniroute.formats import canonical as c
 
-OTHERS = {"openai_chat": openai_chat, "anthropic": anthropic, "gemini": gemini, "ollama": ollama}
+OTHERS = {name: module for name, module in registry.MODULES.items() if module is not openai_responses}
 
 
 def codex_request() -> dict[str, Any]:
