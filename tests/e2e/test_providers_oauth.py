@@ -140,8 +140,8 @@ def test_failed_refresh_marks_and_skips_then_device_flow_connects(
 
 def test_two_routers_refresh_once(gateway: Gateway, admin: httpx.Client,
                                   oauth_server: OAuthServer) -> None:
-    from omniroute_router.executors import ExecutorPool
-    from omniroute_router.oauth_tokens import OAuthTokens
+    from omniroute.executor_pool import ExecutorPool
+    from omniroute_router.selection.oauth_tokens import OAuthTokens
 
     oauth_server.state.expires_in = 3600
     authorize(admin, "shared")

@@ -22,6 +22,7 @@ import pytest
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.devstack.stack import free_port
+from omniroute.executor_pool import ExecutorPool
 from omniroute.secrets import hash_api_key
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2, executor_pb2, router_pb2, router_pb2_grpc
@@ -29,9 +30,9 @@ from omniroute_edge.app import create_app
 from omniroute_edge.state import EdgeState
 from omniroute_executor.families.base import Family
 from omniroute_executor.servicer import ExecutorServicer
-from omniroute_router.executors import ExecutorPool
+from omniroute_router.pipeline.call import Call, Next, Stage
 from omniroute_router.servicer import RouterServicer
-from omniroute_router.shared import Shared
+from omniroute_router.state import RouterState
 
 CHAT = {"model": "p/m", "messages": [{"role": "user", "content": "hi"}]}
 KEY = "sk-omni-internal-errors-0123456789"
@@ -69,7 +70,7 @@ class Gateway:
 async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """The real router servicer on a gRPC port, and the real edge app calling it."""
     published = Published()
-    shared = Shared.connect(settings)
+    shared = RouterState.connect(settings)
     servicer = RouterServicer(settings, SnapshotHolder(settings, decrypt=False), ExecutorPool(settings),
                               cast(Any, published), shared)
     server = grpc.aio.server()
@@ -93,9 +94,15 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
         await shared.close()
 
 
-def failing_answer(events_before: int) -> Callable[..., AsyncIterator[common_pb2.AnswerEvent]]:
-    """ChatFlow.answer that raises after `events_before` events (0: before the answer starts)."""
-    async def answer(request: router_pb2.ChatRequest, record: Any) -> AsyncIterator[common_pb2.AnswerEvent]:
+def answering(gateway: Gateway, monkeypatch: pytest.MonkeyPatch, stage: Stage) -> None:
+    """The chat pipeline's stages after the record and the guard become `stage` alone."""
+    chat = gateway.servicer.chat
+    monkeypatch.setattr(chat, "stages", [*chat.stages[:2], stage])
+
+
+def failing_answer(events_before: int) -> Stage:
+    """A stage that raises after `events_before` events (0: before the answer starts)."""
+    async def answer(call: Call, next: Next) -> AsyncIterator[common_pb2.AnswerEvent]:
         events = [common_pb2.AnswerEvent(start=common_pb2.ResponseStart(provider="p", model="m")),
                   common_pb2.AnswerEvent(chunk=common_pb2.Chunk(data=orjson.dumps(
                       {"choices": [{"index": 0, "delta": {"content": "par"}}]})))]
@@ -123,7 +130,7 @@ ROUTES: dict[str, tuple[dict[str, Any], Callable[[Any], object], object]] = {
 @pytest.mark.parametrize("route", sorted(ROUTES))
 async def test_a_router_bug_is_500_internal_error_in_each_format(
         gateway: Gateway, route: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(gateway.servicer._flow, "answer", failing_answer(0))
+    answering(gateway, monkeypatch, failing_answer(0))
     body, kind, expected = ROUTES[route]
     response = await gateway.edge.post(route, json=body)
     assert response.status_code == 500, response.text
@@ -136,7 +143,7 @@ async def test_a_router_bug_is_500_internal_error_in_each_format(
 
 async def test_a_router_bug_mid_stream_ends_the_stream_with_an_internal_error_event(
         gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(gateway.servicer._flow, "answer", failing_answer(2))
+    answering(gateway, monkeypatch, failing_answer(2))
     for route, body, marker in (
             ("/v1/chat/completions", {**CHAT, "stream": True}, b'"type":"internal_error"'),
             ("/v1/messages", {**CHAT, "max_tokens": 10, "stream": True}, b'"type":"api_error"'),
@@ -150,7 +157,7 @@ async def test_a_router_bug_mid_stream_ends_the_stream_with_an_internal_error_ev
 
 
 async def test_official_sdks_see_an_internal_server_error(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.servicer._flow, "answer", failing_answer(0))
+    answering(gateway, monkeypatch, failing_answer(0))
     async with openai.AsyncOpenAI(base_url="http://edge/v1", api_key=KEY, http_client=gateway.sdk_http(),
                                   max_retries=0) as oai:
         with pytest.raises(openai.InternalServerError) as raised:
@@ -174,10 +181,10 @@ async def test_a_bug_listing_models_is_500_and_a_bug_in_the_edge_too(
 
     # A whole answer the edge cannot read (a canonical body that is not JSON): the edge's own
     # code raises, and the caller still gets its format's 500, not a bare "Internal Server Error".
-    async def garbled(request: router_pb2.ChatRequest, record: Any) -> AsyncIterator[common_pb2.AnswerEvent]:
+    async def garbled(call: Call, next: Next) -> AsyncIterator[common_pb2.AnswerEvent]:
         yield common_pb2.AnswerEvent(start=common_pb2.ResponseStart(provider="p", model="m"))
         yield common_pb2.AnswerEvent(response=b"{not json", format=common_pb2.OPENAI_CHAT)
-    monkeypatch.setattr(gateway.servicer._flow, "answer", garbled)
+    answering(gateway, monkeypatch, garbled)
     response = await gateway.edge.post("/v1/messages", json={**CHAT, "max_tokens": 10})
     assert response.status_code == 500, response.text
     assert response.json() == {"type": "error", "error": {"type": "api_error", "message": response.json()[

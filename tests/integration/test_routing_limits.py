@@ -114,8 +114,8 @@ async def test_account_selection_reads_state_in_one_round_trip_and_survives_a_sc
     healing after a success, a closed breaker no probe claim), and still works after Redis lost
     its scripts (the pipeline sends bare EVALSHA, then loads the scripts once and reads again)."""
     from omniroute.config.snapshot import Connection, Provider
-    from omniroute_router.accounts import Accounts
-    from omniroute_router.resolve import Target
+    from omniroute_router.selection.accounts import Accounts
+    from omniroute_router.selection.resolve import Target
 
     breakers, cooldowns = Breakers(client, settings.env), Cooldowns(client, settings.env)
     accounts = Accounts(client, settings.env, breakers, cooldowns)

@@ -16,14 +16,15 @@ import pytest
 from omniroute import limits
 from omniroute.answers import chunks_of
 from omniroute.config.routing_spec import CacheSettings
-from omniroute.config.snapshot import ApiKey
+from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
-from omniroute.v1 import common_pb2
-from omniroute_router.embedders import Embedder, HashingEmbedder
-from omniroute_router.semantic import SemanticCache, prompt_text, wanted
-from omniroute_router.semantic_store import SemanticStore
-from omniroute_router.usage import RequestRecord
+from omniroute.v1 import common_pb2, router_pb2
+from omniroute_router.caches.embedders import Embedder, HashingEmbedder
+from omniroute_router.caches.semantic import SemanticCache, prompt_text, wanted
+from omniroute_router.caches.semantic_store import SemanticStore
+from omniroute_router.pipeline.call import Call
+from omniroute_router.pipeline.record import RequestRecord
 
 KEY = ApiKey(id="key_a", name="alice", enabled=True, allowed_models=None, limits={}, budget=None,
              expires_at=None)
@@ -75,9 +76,13 @@ async def ask(cache: SemanticCache, upstream: Upstream, text: str, *, key: ApiKe
     headers: dict[str, str] = {}
     record = RequestRecord(request_id="r", key_id=key.id, requested_model=model,
                            client_format=common_pb2.OPENAI_CHAT, stream=stream)
-    events = [e async for e in cache.serve(settings, key, model, body, stream=stream, usage_chunk=True,
-                                           headers=headers, record=record,
-                                           produce=lambda: upstream.produce(text))]
+    call = Call(request=router_pb2.ChatRequest(request_id="r", model=model, stream=stream),
+                snapshot=ConfigSnapshot(), headers=headers, key=key, requested=model, body=body,
+                usage_chunk=True)
+    events = [e async for e in cache.serve(settings, call, produce=lambda: upstream.produce(text))]
+    for event in events:  # what the record stage does with the answer's events
+        record.add(event)
+    record.close(call)
     start = next(e.start for e in events if e.WhichOneof("kind") == "start")
     return {**headers, **start.headers}, events, record
 

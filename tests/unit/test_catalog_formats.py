@@ -15,10 +15,11 @@ from omniroute import catalog, oauth
 from omniroute.config.snapshot import ConfigSnapshot, Connection, Provider
 from omniroute.formats import FormatError, embeddings, images, transcription
 from omniroute.secrets import Crypto, generate_master_key
+from omniroute.targets import proxy_for
 from omniroute.v1 import executor_pb2
 from omniroute_executor.clients import HttpClients, new_client
 from omniroute_executor.families.base import auth_headers, openai_url, with_query_key
-from omniroute_router.targets import connection_limits, proxy_for
+from omniroute_router.selection.account_limits import connection_limits
 
 
 def test_catalog_is_data_with_every_required_type() -> None:

@@ -16,8 +16,8 @@ from omniroute.secrets import Crypto, generate_api_key, generate_master_key, has
 from omniroute.settings import Settings
 from omniroute_executor.upstream_errors import classify_status, retry_after_seconds, transport_error
 from omniroute_router.errors import RoutingError
-from omniroute_router.policy import check_access
-from omniroute_router.resolve import enabled_connections, resolve, targets
+from omniroute_router.selection.policy import check_access
+from omniroute_router.selection.resolve import enabled_connections, resolve, targets
 
 
 def test_crypto_round_trip_and_key_independence() -> None:

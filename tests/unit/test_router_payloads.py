@@ -1,4 +1,4 @@
-"""Detailed logging in the router (omniroute_router.payloads): what a usage event carries."""
+"""Detailed logging in the router (omniroute_router.pipeline.payloads): what a usage event carries."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import orjson
 
 from omniroute.config.snapshot import ConfigSnapshot
 from omniroute.v1 import common_pb2
-from omniroute_router.payloads import LIMIT, Capture, enabled
-from omniroute_router.usage import RequestRecord
+from omniroute_router.pipeline.payloads import LIMIT, Capture, enabled
+from omniroute_router.pipeline.record import RequestRecord
 
 SECRET = "sk-live-THISISSECRET0123456789"
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": f"my key {SECRET}"}]})

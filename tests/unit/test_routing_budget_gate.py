@@ -13,8 +13,8 @@ import redis.asyncio as redis
 from omniroute.config.snapshot import ApiKey
 from omniroute.limits.budget import period_bounds, spend_key
 from omniroute.settings import Settings
-from omniroute_router import budget_gate
 from omniroute_router.errors import RoutingError
+from omniroute_router.pipeline import budget as budget_gate
 
 SETTINGS = Settings(env="unit")
 

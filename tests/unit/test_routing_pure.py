@@ -9,10 +9,10 @@ from collections import Counter
 from omniroute.config.routing_spec import CacheSettings, RoutingSettings
 from omniroute.limits.cache import cache_key, cacheable, normalise
 from omniroute.v1 import common_pb2
-from omniroute_router.classify import Failure, classify, falls_back
-from omniroute_router.replay import Collector, cached_events, decode_events, encode_events
-from omniroute_router.shaping import shape
-from omniroute_router.strategies import Shared, StepFacts, order
+from omniroute_router.caches.replay import Collector, cached_events, decode_events, encode_events
+from omniroute_router.dispatch.classify import Failure, classify, falls_back
+from omniroute_router.pipeline.shaping import shape
+from omniroute_router.selection.strategies import Shared, StepFacts, order
 
 STEPS = [StepFacts("a", weight=80, price=5.0, p50_ms=300, used=4, unhealthy=0.0),
          StepFacts("b", weight=20, price=1.0, p50_ms=100, used=1, unhealthy=1.0),

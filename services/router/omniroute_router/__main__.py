@@ -11,10 +11,10 @@ from omniroute import control, runtime, settings, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
+from omniroute.executor_pool import ExecutorPool
 from omniroute.v1 import router_pb2_grpc
-from omniroute_router.executors import ExecutorPool
 from omniroute_router.servicer import RouterServicer
-from omniroute_router.shared import Shared
+from omniroute_router.state import RouterState
 
 log = logging.getLogger("omniroute.router")
 
@@ -31,7 +31,7 @@ async def main() -> None:
     await snapshot.start(nats_client)
     await control.listen(nats_client, config, "router")  # admin's restart / shutdown orders
     executors = ExecutorPool(config)
-    shared = Shared.connect(config)
+    shared = RouterState.connect(config)
     servicer = RouterServicer(config, snapshot, executors, publisher, shared)
     try:
         await runtime.serve_grpc(lambda server: router_pb2_grpc.add_RouterServicer_to_server(

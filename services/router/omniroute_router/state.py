@@ -1,4 +1,4 @@
-"""The router's view of the state every replica shares (all in Redis, one client per process)."""
+"""The router's shared Redis state: what every replica sees (one client per process)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from omniroute.limits.idempotency import Idempotency
 from omniroute.limits.ratelimit import RateLimiter
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
-from omniroute_router.combo_state import ComboState
-from omniroute_router.semantic_store import SemanticStore
+from omniroute_router.caches.semantic_store import SemanticStore
+from omniroute_router.selection.combo_state import ComboState
 
 
 @dataclass
-class Shared:
+class RouterState:
     redis: redis.Redis
     limiter: RateLimiter
     breakers: Breakers
@@ -33,7 +33,7 @@ class Shared:
     semantic_store: SemanticStore  # Qdrant, opened on first use
 
     @classmethod
-    def connect(cls, settings: Settings) -> Shared:
+    def connect(cls, settings: Settings) -> RouterState:
         client = limits.connect(settings)
         env = settings.env
         return cls(redis=client, limiter=RateLimiter(client, env), breakers=Breakers(client, env),

@@ -22,15 +22,14 @@ from typing import Protocol
 import orjson
 
 from omniroute.config.watcher import SnapshotHolder
+from omniroute.executor_pool import ExecutorPool
 from omniroute.v1 import common_pb2, router_pb2
-from omniroute_router.accounts import Accounts
-from omniroute_router.dispatch import Dispatch, dispatch
+from omniroute_router.dispatch.dispatch import Attempts, Dispatch, dispatch
 from omniroute_router.errors import RoutingError
-from omniroute_router.executors import ExecutorPool
-from omniroute_router.plan import plan
-from omniroute_router.resolve import resolve
-from omniroute_router.shared import Shared
-from omniroute_router.usage import RequestRecord
+from omniroute_router.selection.accounts import Accounts
+from omniroute_router.selection.plan import plan
+from omniroute_router.selection.resolve import resolve
+from omniroute_router.state import RouterState
 
 _WORD = re.compile(r"\w+")
 
@@ -72,7 +71,7 @@ class HashingEmbedder:
 
 
 class GatewayEmbedder:
-    def __init__(self, model: str, config: SnapshotHolder, pool: ExecutorPool, shared: Shared,
+    def __init__(self, model: str, config: SnapshotHolder, pool: ExecutorPool, shared: RouterState,
                  accounts: Accounts, timeout_s: float = 30.0) -> None:
         self._model = model
         self._config = config
@@ -97,9 +96,7 @@ class GatewayEmbedder:
                            snapshot=snapshot, key=None, policies=[], default_timeout_s=self._timeout_s)
         steps = await plan(snapshot, node, self._shared.combos, self._accounts, self._model)
         answer: bytes | None = None
-        record = RequestRecord(request_id=request.request_id, key_id="", requested_model=self._model,
-                               client_format=common_pb2.OPENAI_CHAT, stream=False)
-        async for event in dispatch(context, request, steps, record):
+        async for event in dispatch(context, request, steps, Attempts()):
             kind = event.WhichOneof("kind")
             if kind == "error":
                 raise EmbeddingError(f"embedding model {self._model!r}: {event.error.message}")

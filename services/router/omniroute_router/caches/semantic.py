@@ -21,10 +21,10 @@ from omniroute.config.snapshot import ApiKey
 from omniroute.limits.cache import bypassed, normalise
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.v1 import common_pb2
-from omniroute_router.embedders import Embedder, EmbeddingError, HashingEmbedder
-from omniroute_router.replay import Collector, cached_events
-from omniroute_router.semantic_store import Scope, SemanticStore
-from omniroute_router.usage import RequestRecord
+from omniroute_router.caches.embedders import Embedder, EmbeddingError, HashingEmbedder
+from omniroute_router.caches.replay import Collector, cached_events
+from omniroute_router.caches.semantic_store import Scope, SemanticStore
+from omniroute_router.pipeline.call import Call
 
 log = logging.getLogger("omniroute.router")
 Produce = Callable[[], AsyncIterator[common_pb2.AnswerEvent]]
@@ -83,9 +83,10 @@ class SemanticCache:
             self._embedders[settings.semantic_model] = self._gateway_embedder(settings.semantic_model)
         return self._embedders[settings.semantic_model]
 
-    async def serve(self, settings: CacheSettings, key: ApiKey | None, model: str, body: dict[str, Any], *,
-                    stream: bool, usage_chunk: bool, headers: dict[str, str], record: RequestRecord,
+    async def serve(self, settings: CacheSettings, call: Call,
                     produce: Produce) -> AsyncIterator[common_pb2.AnswerEvent]:
+        """Replay a similar prompt's answer (call.cache_kind says so), or produce and keep it."""
+        key, model, body, headers = call.key, call.requested, call.body, call.headers
         text = prompt_text(body)
         embedder = self.embedder(settings)
         vector: list[float] | None = None
@@ -107,15 +108,11 @@ class SemanticCache:
         with contextlib.suppress(redis.RedisError):
             await self._stats.count(hit is not None)
         if hit is not None:
-            record.cache_hit, record.cache_kind = True, "semantic"
+            call.cache_kind = "semantic"
             replay_headers = {**headers, "x-omniroute-cache": "HIT", "x-omniroute-semantic-cache": "HIT",
                               "x-omniroute-semantic-similarity": f"{hit.similarity:.4f}"}
-            for event in cached_events(hit.entry, stream=stream, usage_chunk=usage_chunk,
+            for event in cached_events(hit.entry, stream=call.upstream.stream, usage_chunk=call.usage_chunk,
                                        headers=replay_headers):
-                if event.WhichOneof("kind") == "start":
-                    record.provider, record.connection, record.model = (
-                        event.start.provider, event.start.connection, event.start.model)
-                    record.combo = event.start.combo
                 yield event
             return
         headers["x-omniroute-semantic-cache"] = "MISS"

@@ -4,17 +4,16 @@ before expiry, and once more after a 401)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from omniroute.config.snapshot import Connection
+from omniroute.executor_pool import ExecutorPool
 from omniroute.limits.ratelimit import Limits
 from omniroute.v1 import common_pb2, executor_pb2
-from omniroute_router import oauth_tokens
-from omniroute_router.executors import ExecutorPool
-from omniroute_router.shared import Shared
-from omniroute_router.targets import holding
-
-Execute = Callable[[ExecutorPool, str, executor_pb2.ExecuteRequest], AsyncIterator[common_pb2.AnswerEvent]]
+from omniroute_router.dispatch.executor_call import execute
+from omniroute_router.selection import oauth_tokens
+from omniroute_router.selection.account_limits import holding
+from omniroute_router.state import RouterState
 
 
 def unusable(error: str) -> common_pb2.AnswerEvent:
@@ -23,7 +22,7 @@ def unusable(error: str) -> common_pb2.AnswerEvent:
         message=error))
 
 
-async def call(shared: Shared, pool: ExecutorPool, execute: Execute, connection: Connection,
+async def call(shared: RouterState, pool: ExecutorPool, connection: Connection,
                request: executor_pb2.ExecuteRequest, member: str,
                limits: Limits) -> AsyncIterator[common_pb2.AnswerEvent]:
     family = request.target.family

@@ -7,35 +7,29 @@ event, which the edge turns into a clean error in the caller's format."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import grpc
-
-from omniroute import telemetry
+from omniroute import targets
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
+from omniroute.executor_pool import ExecutorPool
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
-from omniroute_router import account_call, targets
-from omniroute_router.accounts import Accounts, Availability, Health
-from omniroute_router.classify import falls_back
-from omniroute_router.executors import ExecutorPool
-from omniroute_router.learned import learn
-from omniroute_router.outcomes import penalise, reward
-from omniroute_router.plan import Step
-from omniroute_router.policy import provider_allowed
-from omniroute_router.shared import Shared
-from omniroute_router.targets import connection_limits
-from omniroute_router.usage import RequestRecord
-
-log = logging.getLogger("omniroute.router.dispatch")
+from omniroute_router.dispatch import account_call
+from omniroute_router.dispatch.classify import falls_back
+from omniroute_router.selection.account_limits import connection_limits
+from omniroute_router.selection.accounts import Accounts, Availability, Health
+from omniroute_router.selection.learned import learn
+from omniroute_router.selection.outcomes import penalise, reward
+from omniroute_router.selection.plan import Step
+from omniroute_router.selection.policy import provider_allowed
+from omniroute_router.state import RouterState
 
 
 @dataclass
 class Dispatch:
     pool: ExecutorPool
-    shared: Shared
+    shared: RouterState
     accounts: Accounts
     snapshot: ConfigSnapshot
     key: ApiKey | None
@@ -45,13 +39,23 @@ class Dispatch:
 
 
 @dataclass
+class Attempts:
+    """What a dispatch tells the request's record that the answer's events do not say."""
+
+    failed: list[str] = field(default_factory=list)  # "provider/connection:status" of each fallback
+    # The upstream's start when it then failed for good before any content (the error alone
+    # answers the caller, but the record names who failed).
+    failed_start: common_pb2.ResponseStart | None = None
+
+
+@dataclass
 class _Attempt:
     done: bool = False                  # the answer was given (or a final error): stop
     error: common_pb2.Error | None = None
 
 
 async def dispatch(ctx: Dispatch, request: router_pb2.ChatRequest, steps: list[Step],
-                   record: RequestRecord) -> AsyncIterator[common_pb2.AnswerEvent]:
+                   attempts: Attempts) -> AsyncIterator[common_pb2.AnswerEvent]:
     last_error: common_pb2.Error | None = None
     reasons: list[str] = []
     waits: list[float] = []
@@ -72,14 +76,13 @@ async def dispatch(ctx: Dispatch, request: router_pb2.ChatRequest, steps: list[S
                 break
             for connection in availability.usable:
                 attempt = _Attempt()
-                async for event in _try(ctx, request, step, connection, availability, record, attempt):
+                async for event in _try(ctx, request, step, connection, availability, attempts, attempt):
                     yield event
                 if attempt.done:
                     return
                 if attempt.error is not None:
                     last_error = attempt.error
-                    record.failed_attempts.append(f"{target.provider.id}/{connection.name}:"
-                                                  f"{attempt.error.status}")
+                    attempts.failed.append(f"{target.provider.id}/{connection.name}:{attempt.error.status}")
             else:
                 continue  # every account failed: retry the step (if retries are left)
             break
@@ -94,12 +97,12 @@ async def dispatch(ctx: Dispatch, request: router_pb2.ChatRequest, steps: list[S
 
 
 async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, connection: Connection,
-               availability: Availability, record: RequestRecord,
+               availability: Availability, attempts: Attempts,
                attempt: _Attempt) -> AsyncIterator[common_pb2.AnswerEvent]:
     target = step.target
     resilience = ctx.snapshot.routing.resilience
     limits = connection_limits(connection)  # the account's own rpm / max concurrency
-    member = f"{request.request_id}:{len(record.failed_attempts)}"
+    member = f"{request.request_id}:{len(attempts.failed)}"
     if limits.any:  # headroom or skip
         admission = await ctx.shared.limiter.admit(f"conn:{connection.id}", limits, member)
         if not admission.allowed:
@@ -132,7 +135,7 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
     # body, a redirect) still falls back to the next target.
     held: common_pb2.AnswerEvent | None = None
     started = False  # content went to the caller: a failure now ends the answer
-    async for event in account_call.call(ctx.shared, ctx.pool, _execute, connection, call, member, limits):
+    async for event in account_call.call(ctx.shared, ctx.pool, connection, call, member, limits):
         kind = event.WhichOneof("kind")
         if kind in ("error", "start"):
             await learn(ctx.shared.headroom, connection, target.model,
@@ -144,8 +147,7 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
                 return
             attempt.done = True
             if held is not None:  # a final error before any content: the error alone answers
-                record.provider, record.connection, record.model = target.provider.id, connection.name, \
-                    target.model
+                attempts.failed_start = held.start
             yield event
             return
         if kind == "start":
@@ -153,58 +155,24 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
             continue
         if held is not None:
             started = True
-            yield await _answered(ctx, step, connection, health, record, held)
+            yield await _answered(ctx, step, connection, health, held)
             held = None
         yield event
     if held is not None:  # an answer without any content
-        yield await _answered(ctx, step, connection, health, record, held)
+        yield await _answered(ctx, step, connection, health, held)
     attempt.done = True
 
 
 async def _answered(ctx: Dispatch, step: Step, connection: Connection, health: Health | None,
-                    record: RequestRecord, event: common_pb2.AnswerEvent) -> common_pb2.AnswerEvent:
-    """The start of an answer that is going to the caller: record who answered, heal the
-    connection and tell the combos."""
+                    event: common_pb2.AnswerEvent) -> common_pb2.AnswerEvent:
+    """The start of an answer that is going to the caller: name the combo, heal the connection
+    and tell the combos."""
     target = step.target
-    record.provider, record.connection, record.model = target.provider.id, connection.name, target.model
     if step.path:
         event.start.combo = step.path[0][0]
-        record.combo = step.path[0][0]
     event.start.headers.update(ctx.start_headers)
     if health is None or not health.spotless:  # else a success has nothing to heal
         await reward(ctx.shared, ctx.snapshot.routing.resilience, target, connection)
     for combo, answered in step.path:
         await ctx.shared.combos.answered(combo, answered)
     return event
-
-
-async def _execute(pool: ExecutorPool, family: str,
-                   call: executor_pb2.ExecuteRequest) -> AsyncIterator[common_pb2.AnswerEvent]:
-    """The executor's answer; a failed gRPC call becomes a retryable error event. A whole
-    (non-streaming) answer comes in one message. A call refused before its first event because
-    the executor replica is unavailable (killed, restarting) is made again: round robin takes
-    it to another replica, and the account is not blamed for our own executor."""
-    stub = pool.stub(family)
-    attempts = pool.attempts(family)
-    for attempt in range(1, attempts + 1):
-        answered = False
-        try:
-            if not call.stream:
-                whole = await stub.ExecuteWhole(call, metadata=telemetry.grpc_metadata())
-                for event in whole.events:
-                    yield event
-                return
-            async for event in stub.Execute(call, metadata=telemetry.grpc_metadata()):
-                answered = True
-                yield event
-            return
-        except grpc.aio.AioRpcError as exc:
-            if not answered and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < attempts:
-                log.info("the %s executor was unavailable for %s (%s); trying another replica",
-                         family, call.request_id, exc.details())
-                continue
-            yield common_pb2.AnswerEvent(error=common_pb2.Error(
-                status=502, type="server_error", code="executor_unavailable",
-                message=f"the {family} executor failed: {exc.code().name}", retryable=True))
-            return
-

@@ -1,5 +1,5 @@
-"""Spend budgets at the door: before each request, one Redis GET of the key's spend counter
-(accounting keeps it; see omniroute.limits.budget). An exhausted budget is refused with 429 in
+"""The budget stage: spend budgets at the door. Before each request, one Redis GET of the key's
+spend counter (accounting keeps it; see omniroute.limits.budget). An exhausted budget is refused with 429 in
 the caller's format, not retryable and without fallback: no other account or model would make
 the key's spend smaller."""
 
@@ -13,6 +13,7 @@ from omniroute.config.snapshot import ApiKey
 from omniroute.limits.budget import Budget, check_budget
 from omniroute.settings import Settings
 from omniroute_router.errors import RoutingError
+from omniroute_router.pipeline.call import Call, Events, Next, error_event
 
 log = logging.getLogger("omniroute.router")
 
@@ -42,3 +43,20 @@ async def check(client: redis.Redis, settings: Settings, key: ApiKey | None) -> 
                        # unless told not to; retrying cannot help until the period resets.
                        headers={"retry-after": str(retry_after), "x-should-retry": "false"},
                        retry_after_s=float(retry_after))
+
+
+class BudgetGate:
+    """The stage: a key whose budget is spent is refused before anything else is spent on it."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._redis = client
+        self._settings = settings
+
+    async def __call__(self, call: Call, next: Next) -> Events:
+        try:
+            await check(self._redis, self._settings, call.key)
+        except RoutingError as exc:
+            yield error_event(exc.to_proto())
+            return
+        async for event in next(call):
+            yield event

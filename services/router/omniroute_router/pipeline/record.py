@@ -1,22 +1,28 @@
-"""The usage event a request leaves behind, published to JetStream when it ends."""
+"""The record stage, first of every pipeline: the one place a request's record is filled in, from
+the events of its answer (and what the stages put on the Call that the events do not say), and
+published to JetStream as the request's UsageEvent when it ends."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from omniroute import telemetry
+from omniroute.answers import CHUNK_KINDS
 from omniroute.bus.publisher import EventPublisher
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2
-from omniroute_router.payloads import Capture
+from omniroute_router.pipeline import payloads
+from omniroute_router.pipeline.call import Call, Events, Next
+from omniroute_router.pipeline.payloads import Capture
 
 
 @dataclass(slots=True)
 class RequestRecord:
-    """What the router learns about one request while serving it."""
+    """What the router learns about one request while serving it (filled by `Record` only)."""
 
     request_id: str
     key_id: str
@@ -38,6 +44,34 @@ class RequestRecord:
     cache_hit: bool = False
     cache_kind: str = ""  # which cache answered: exact, semantic, idempotent (metrics label)
     capture: Capture | None = None  # payloads, only with detailed logging on (payloads.py)
+
+    def add(self, event: common_pb2.AnswerEvent) -> None:
+        """Note one event of the answer."""
+        kind = event.WhichOneof("kind")
+        if kind == "usage":
+            self.usage = event.usage
+        elif kind == "start":
+            self._answered_by(event.start)
+        elif kind in (*CHUNK_KINDS, "response"):
+            self.mark_first_chunk()
+            if self.capture is not None:
+                self.capture.add(event)
+        elif kind == "error":
+            self.status, self.error_class = event.error.status, event.error.code
+            self.error_message = event.error.message
+
+    def close(self, call: Call) -> None:
+        """What the stages noted on the call that the events do not say."""
+        if not self.provider and call.attempts.failed_start is not None:
+            self._answered_by(call.attempts.failed_start)
+        if call.cache_kind == "idempotent":
+            self.combo = ""  # a replayed answer does not count for its combo again
+        self.failed_attempts = call.attempts.failed
+        self.cache_hit, self.cache_kind = bool(call.cache_kind), call.cache_kind
+
+    def _answered_by(self, start: common_pb2.ResponseStart) -> None:
+        self.provider, self.connection, self.model = start.provider, start.connection, start.model
+        self.combo = start.combo
 
     def mark_first_chunk(self) -> None:
         if not self.first_chunk_at:
@@ -62,6 +96,36 @@ class RequestRecord:
         return event
 
 
-def publish_usage(publisher: EventPublisher, settings: Settings, record: RequestRecord) -> None:
-    publisher.publish(settings.subject("usage.chat"), record.to_event().SerializeToString(),
-                      msg_id=record.request_id, headers=telemetry.nats_headers())
+class Record:
+    """Watches the answer go by and publishes its usage event at the end. `subject_of` names the
+    usage subject of a request ("" publishes nothing: token counts are free)."""
+
+    def __init__(self, publisher: EventPublisher, settings: Settings,
+                 subject_of: Callable[[Call], str]) -> None:
+        self._publisher = publisher
+        self._settings = settings
+        self._subject_of = subject_of
+
+    async def __call__(self, call: Call, next: Next) -> Events:
+        request = call.request
+        record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
+                               requested_model=request.model, client_format=request.client_format,
+                               stream=request.stream)
+        if request.operation == common_pb2.OPERATION_CHAT and payloads.enabled(call.snapshot):
+            record.capture = Capture(request.body)
+        try:
+            async for event in next(call):
+                record.add(event)
+                if event.WhichOneof("kind") != "usage":  # for accounting only: the caller's
+                    yield event                          # format carries usage in its chunks
+        except BaseException as exc:  # includes cancellation by a client that went away
+            if record.status < 400:
+                record.status, record.error_class = 499, type(exc).__name__
+            raise
+        finally:
+            record.close(call)
+            subject = self._subject_of(call)
+            if subject:
+                self._publisher.publish(self._settings.subject(f"usage.{subject}"),
+                                        record.to_event().SerializeToString(),
+                                        msg_id=record.request_id, headers=telemetry.nats_headers())

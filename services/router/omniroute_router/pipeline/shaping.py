@@ -1,14 +1,32 @@
-"""Request shaping from the global settings: the system prompt prefix/suffix and the thinking
-budget, applied to the canonical body."""
+"""The shaping stage: the global settings' system prompt prefix/suffix and thinking budget,
+applied to the canonical body before the caches see it (they key on the shaped body)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from omniroute.config.routing_spec import RoutingSettings, SystemPromptSettings, ThinkingBudgetSettings
 from omniroute.formats.canonical import budget_to_effort, ext, requested_budget, set_ext
+from omniroute.formats.openai_chat import wants_usage_in_stream
+from omniroute.v1 import common_pb2, router_pb2
+from omniroute_router.pipeline.call import Call, Events, Next
 
 Json = dict[str, Any]
+
+
+async def shaping(call: Call, next: Next) -> Events:
+    call.body = orjson.loads(call.request.body)
+    if shape(call.body, call.snapshot.routing):
+        shaped = router_pb2.ChatRequest()
+        shaped.CopyFrom(call.request)
+        shaped.body, shaped.native_body = orjson.dumps(call.body), b""
+        shaped.client_format = common_pb2.OPENAI_CHAT
+        call.shaped = shaped
+    call.usage_chunk = call.upstream.client_format != common_pb2.OPENAI_CHAT or wants_usage_in_stream(call.body)
+    async for event in next(call):
+        yield event
 
 
 def shape(body: Json, settings: RoutingSettings) -> bool:

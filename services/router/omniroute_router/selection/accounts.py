@@ -18,7 +18,7 @@ from omniroute.config.snapshot import ApiKey, Connection
 from omniroute.limits.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers, BreakerState
 from omniroute.limits.cooldown import Cooldowns
 from omniroute.limits.headroom import Headroom
-from omniroute_router.resolve import Target, enabled_connections
+from omniroute_router.selection.resolve import Target, enabled_connections
 
 
 @dataclass(frozen=True, slots=True)

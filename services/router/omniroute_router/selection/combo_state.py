@@ -10,7 +10,7 @@ import time
 import redis.asyncio as redis
 
 from omniroute.limits import text
-from omniroute_router.strategies import Shared
+from omniroute_router.selection.strategies import Shared
 
 _LATENCY_SAMPLES = 100
 _LATENCY_CACHE_S = 5.0  # p50 is advisory: a few seconds' staleness per process is fine

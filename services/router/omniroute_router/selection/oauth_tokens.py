@@ -22,10 +22,10 @@ import redis.asyncio as redis
 
 from omniroute import oauth, settings, telemetry
 from omniroute.config.snapshot import Connection
+from omniroute.executor_pool import ExecutorPool
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, executor_pb2
-from omniroute_router.executors import ExecutorPool
 
 log = logging.getLogger("omniroute.router")
 LOCK_MS = 15_000

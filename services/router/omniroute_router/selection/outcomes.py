@@ -9,9 +9,9 @@ from omniroute.answers import INTERNAL_ERROR
 from omniroute.config.routing_spec import ResilienceProfile, ResilienceSettings
 from omniroute.config.snapshot import Connection
 from omniroute.v1 import common_pb2
-from omniroute_router.classify import Failure, classify
-from omniroute_router.resolve import Target
-from omniroute_router.shared import Shared
+from omniroute_router.dispatch.classify import Failure, classify
+from omniroute_router.selection.resolve import Target
+from omniroute_router.state import RouterState
 
 log = logging.getLogger("omniroute.router")
 
@@ -21,7 +21,7 @@ def profile_of(resilience: ResilienceSettings, target: Target, connection: Conne
     return resilience.profile(name if isinstance(name, str) else None)
 
 
-async def penalise(shared: Shared, resilience: ResilienceSettings, target: Target, connection: Connection,
+async def penalise(shared: RouterState, resilience: ResilienceSettings, target: Target, connection: Connection,
                    error: common_pb2.Error) -> Failure:
     failure = classify(error)
     if error.code in ("executor_unavailable", INTERNAL_ERROR):
@@ -46,7 +46,7 @@ async def penalise(shared: Shared, resilience: ResilienceSettings, target: Targe
     return failure
 
 
-async def reward(shared: Shared, resilience: ResilienceSettings, target: Target,
+async def reward(shared: RouterState, resilience: ResilienceSettings, target: Target,
                  connection: Connection) -> None:
     await shared.breakers.record(connection.id, True, profile_of(resilience, target, connection))
     await shared.cooldowns.succeed(connection.id, target.model)

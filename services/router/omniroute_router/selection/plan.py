@@ -10,11 +10,11 @@ from typing import Any
 
 from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ConfigSnapshot
-from omniroute_router import strategies
-from omniroute_router.accounts import Accounts
-from omniroute_router.combo_state import ComboState
 from omniroute_router.errors import RoutingError
-from omniroute_router.resolve import ComboNode, Node, Target, resolve
+from omniroute_router.selection import strategies
+from omniroute_router.selection.accounts import Accounts
+from omniroute_router.selection.combo_state import ComboState
+from omniroute_router.selection.resolve import ComboNode, Node, Target, resolve
 
 _rng = random.Random()
 

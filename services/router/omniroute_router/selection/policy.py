@@ -6,7 +6,7 @@ from __future__ import annotations
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute_router.errors import RoutingError
-from omniroute_router.resolve import Node, Target, canonical_name, resolve, targets
+from omniroute_router.selection.resolve import Node, Target, canonical_name, resolve, targets
 
 
 def check_key(snapshot: ConfigSnapshot, key_id: str) -> ApiKey | None:

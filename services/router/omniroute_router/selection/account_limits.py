@@ -9,9 +9,6 @@ from collections.abc import AsyncIterator
 
 from omniroute.config.snapshot import Connection
 from omniroute.limits.ratelimit import Limits, RateLimiter
-from omniroute.targets import build, process_crypto, proxy_for
-
-__all__ = ["build", "connection_limits", "holding", "process_crypto", "proxy_for", "scope"]
 
 
 def connection_limits(connection: Connection) -> Limits:

@@ -1,0 +1,1 @@
+"""The answer caches: exact-cache replay, the semantic cache (embedders, Qdrant store)."""

@@ -1,0 +1,1 @@
+"""Calling executors: per target and account, with fallback; the stateless mode."""

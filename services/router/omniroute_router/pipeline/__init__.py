@@ -1,0 +1,1 @@
+"""The request path as stages (call.py: Call, Stage, compose); pipelines.py lists them."""
