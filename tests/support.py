@@ -24,7 +24,7 @@ from omniroute.devstack.stack import Ports, Stack, free_port
 from omniroute.settings import Settings
 from omniroute.store import migrate
 from tests import log_scan
-from tests.redis_keys import delete_env_keys
+from tests.redis_keys import claim_env, delete_env_keys
 
 BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/omniroute")
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
@@ -52,7 +52,9 @@ def test_settings(database_url: str, env: str | None = None) -> Settings:
     # Every port and address its own, never the defaults: a `make run` on this machine listens
     # there, and an in-process service must not reach it (nor find its port taken).
     ports = Ports.free()
-    return Settings(env=env or unique_name("t"), database_url=database_url, redis_url=REDIS_URL,
+    env = env or unique_name("t")
+    claim_env(env)   # a run killed before its teardown: the next session removes its keys
+    return Settings(env=env, database_url=database_url, redis_url=REDIS_URL,
                     nats_url=NATS_URL, master_key=secrets.generate_master_key(),
                     edge_port=ports.edge, admin_port=ports.admin, router_port=ports.router,
                     executor_port=ports.executor, accounting_port=ports.accounting,
