@@ -17,7 +17,7 @@ from omniroute.v1 import common_pb2
 @dataclass(frozen=True, slots=True)
 class ClientFormat:
     wire: registry.WireFormat
-    proto: int = field(init=False)  # its omniroute.v1.ApiFormat value
+    proto: common_pb2.ApiFormat = field(init=False)
     ndjson: bool = field(init=False)  # else SSE; a field, not a lookup: read per streamed chunk
 
     def __post_init__(self) -> None:

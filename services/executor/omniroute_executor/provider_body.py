@@ -24,14 +24,14 @@ class CallerBody:
     """The caller's request as the edge sent it."""
     canonical: bytes    # canonical (OpenAI chat) JSON
     native: bytes       # the caller's own body (the canonical one for OpenAI chat callers)
-    native_format: int  # the caller's omniroute.v1.ApiFormat
+    native_format: common_pb2.ApiFormat
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderBody:
     body: Json
     passthrough: bool
-    out_format: int  # the ApiFormat of the answer's chunks and response (AnswerEvent.format)
+    out_format: common_pb2.ApiFormat  # the format of the answer's chunks and response
     # Whether the caller asked for usage in the stream (passthrough: the family asks for it
     # anyway, for accounting, and hides it from a caller that did not).
     caller_wants_usage: bool

@@ -49,7 +49,7 @@ async def relay_whole(family: Family, answer: upstream.UpstreamAnswer, sent: Pro
         yield error_event(upstream_errors.bad_stream(exc.message))
         return
     body = raw if sent.passthrough else orjson.dumps(canonical)
-    yield common_pb2.AnswerEvent(response=body, format=sent.out_format)  # type: ignore[arg-type]
+    yield common_pb2.AnswerEvent(response=body, format=sent.out_format)
     usage = _usage_proto(canonical.get("usage"))
     if usage is not None:
         yield common_pb2.AnswerEvent(usage=usage)
@@ -113,12 +113,11 @@ async def relay_stream(family: Family, answer: upstream.UpstreamAnswer, sent: Pr
         yield common_pb2.AnswerEvent(usage=usage)
 
 
-def chunks_event(chunks: list[common_pb2.Chunk], out_format: int) -> common_pb2.AnswerEvent:
+def chunks_event(chunks: list[common_pb2.Chunk], out_format: common_pb2.ApiFormat) -> common_pb2.AnswerEvent:
     """One chunk as `chunk`, several as a `chunks` batch."""
     if len(chunks) == 1:
-        return common_pb2.AnswerEvent(chunk=chunks[0], format=out_format)  # type: ignore[arg-type]
-    return common_pb2.AnswerEvent(chunks=common_pb2.ChunkBatch(items=chunks),
-                                  format=out_format)  # type: ignore[arg-type]
+        return common_pb2.AnswerEvent(chunk=chunks[0], format=out_format)
+    return common_pb2.AnswerEvent(chunks=common_pb2.ChunkBatch(items=chunks), format=out_format)
 
 
 async def _event_groups(family: Family, answer: upstream.UpstreamAnswer,

@@ -100,7 +100,7 @@ class Family:
     # Request headers of the caller (ExecuteRequest.caller_headers) that go upstream with a
     # passthrough body, because they say how to read it (Anthropic's beta features).
     caller_headers: tuple[str, ...] = ()
-    native_format: int = field(init=False)  # the wire format's omniroute.v1.ApiFormat value
+    native_format: common_pb2.ApiFormat = field(init=False)  # the wire format's proto value
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "native_format", common_pb2.ApiFormat.Value(self.wire_format.proto_name))

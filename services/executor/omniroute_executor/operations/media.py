@@ -20,6 +20,11 @@ def _model_path(target: executor_pb2.Target) -> str:
     return quote(target.model.removeprefix("models/"), safe="/-._~")
 
 
+def _usage_of(answer: Json) -> Json:
+    usage = answer.get("usage")
+    return usage if isinstance(usage, dict) else {}
+
+
 def _headers(target: executor_pb2.Target, family: str) -> dict[str, str]:
     defaults = {"gemini": {_GEMINI_AUTH: target.api_key}}
     return json_headers(target, defaults.get(family, {"authorization": f"Bearer {target.api_key}"}))
@@ -52,9 +57,8 @@ async def embed(client: httpx.AsyncClient, target: executor_pb2.Target, body: Js
             raise refuse(400, f"The provider {target.provider_id!r} does not serve embeddings.")
     except FormatError as exc:
         raise refuse(exc.status, exc.message, code="invalid_body") from exc
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-    tokens = int(usage.get("prompt_tokens") or 0)
-    return answer, common_pb2.Usage(input_tokens=tokens)
+    usage = _usage_of(answer)
+    return answer, common_pb2.Usage(input_tokens=int(usage.get("prompt_tokens") or 0))
 
 
 async def generate_images(client: httpx.AsyncClient, target: executor_pb2.Target, body: Json,
@@ -65,7 +69,7 @@ async def generate_images(client: httpx.AsyncClient, target: executor_pb2.Target
         url = with_query_key(target, openai_url(target, "images/generations"))
         answer = json_of(await exchange(client, family, "POST", url, timeout_=limit, headers=headers,
                                         content=orjson.dumps({**body, "model": target.model})))
-        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        usage = _usage_of(answer)
         return answer, common_pb2.Usage(input_tokens=int(usage.get("input_tokens") or 0),
                                         output_tokens=int(usage.get("output_tokens") or 0))
     if family == "gemini":  # Imagen
