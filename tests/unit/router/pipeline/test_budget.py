@@ -1,11 +1,11 @@
-"""The router's budget gate without Redis: no call for a key without a budget, refusal shape,
-fail open (or closed when configured) when Redis fails."""
+"""The budget stage without Redis: no call for a key without a budget, refusal shape (and the
+stage answers with it alone), fail open (or closed when configured) when Redis fails."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as redis
@@ -15,6 +15,10 @@ from omniroute.limits.budget import period_bounds, spend_key
 from omniroute.settings import Settings
 from omniroute_router.errors import RoutingError
 from omniroute_router.pipeline import budget as budget_gate
+from omniroute_router.pipeline.budget import BudgetGate
+
+from .stages import Answering, make_call, response, run
+from .stages import start as start_event
 
 SETTINGS = Settings(env="unit")
 
@@ -70,3 +74,16 @@ async def test_redis_failure_fails_open_unless_configured_closed() -> None:
     with pytest.raises(RoutingError) as refused:
         await _check(client, _key({"limit": 1.0}), closed)
     assert refused.value.status == 503 and refused.value.code == "budget_unavailable"
+
+
+async def test_the_stage_refuses_an_exhausted_key_alone_and_lets_others_through() -> None:
+    start, _ = period_bounds("monthly", datetime.now(UTC))
+    client = FakeRedis({spend_key("unit", "key_1", "monthly", start): b"2000000000"})  # $2
+    gate = BudgetGate(cast(Any, client), SETTINGS)
+    call = make_call()
+    call.key = _key({"limit": 1.0, "period": "monthly"})
+    next = Answering([start_event(), response()])
+    [event] = await run(gate, call, next)
+    assert event.error.code == "budget_exhausted" and not next.calls
+    call.key = _key(None)
+    assert len(await run(gate, call, next)) == 2 and len(next.calls) == 1

@@ -1,0 +1,91 @@
+"""The record stage: the request's UsageEvent comes from the answer's events and what the
+stages noted on the Call; usage events are withheld from the caller; nothing is published for
+a subject-less operation; a caller that went away is 499."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from omniroute.settings import Settings
+from omniroute.v1 import events_pb2
+from omniroute_router.dispatch.dispatch import Attempts
+from omniroute_router.pipeline.call import Call, Events
+from omniroute_router.pipeline.record import Record
+
+from .stages import Answering, error, kinds, make_call, response, run, start, usage
+
+
+class Published:
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+        self.events: list[events_pb2.UsageEvent] = []
+
+    def publish(self, subject: str, data: bytes, **_: Any) -> None:
+        self.subjects.append(subject)
+        self.events.append(events_pb2.UsageEvent.FromString(data))
+
+
+def record_stage(published: Published, subject: str = "chat") -> Record:
+    return Record(cast(Any, published), Settings(env="unit"), lambda call: subject)
+
+
+async def test_an_answer_is_recorded_from_its_events() -> None:
+    published = Published()
+    events = await run(record_stage(published), make_call(key_id="k1"),
+                       Answering([start(combo="team"), response(), usage(3, 4)]))
+    assert kinds(events) == ["start", "response"]  # usage is for accounting only
+    [subject], [event] = published.subjects, published.events
+    assert subject.endswith("usage.chat")
+    assert (event.provider, event.connection, event.model, event.combo) == ("p", "c1", "m", "team")
+    assert (event.status, event.key_id, event.requested_model) == (200, "k1", "p/m")
+    assert (event.usage.input_tokens, event.usage.output_tokens) == (3, 4) and event.ttft_ms > 0
+
+
+async def test_an_error_and_what_the_stages_noted_are_recorded() -> None:
+    published = Published()
+
+    async def failing(call: Call) -> Events:
+        call.attempts = Attempts(failed=["p/c1:503"], failed_start=start("q", "c2", "n").start)
+        yield error(400, "bad_request", "no such thing")
+
+    await run(record_stage(published), make_call(), failing)
+    [event] = published.events
+    assert (event.status, event.error_class, event.error_message) == (400, "bad_request", "no such thing")
+    assert list(event.failed_attempts) == ["p/c1:503"]
+    assert (event.provider, event.connection, event.model) == ("q", "c2", "n")
+
+
+@pytest.mark.parametrize(("kind", "combo"), [("exact", "team"), ("idempotent", "")])
+async def test_a_cache_hit_is_recorded_with_its_kind(kind: str, combo: str) -> None:
+    published = Published()
+
+    async def replay(call: Call) -> Events:
+        call.cache_kind = kind
+        yield start(combo="team")
+        yield response()
+
+    await run(record_stage(published), make_call(), replay)
+    [event] = published.events
+    assert (event.cache_hit, event.cache_kind, event.combo) == (True, kind, combo)
+
+
+async def test_no_subject_no_usage_event() -> None:
+    published = Published()
+    await run(record_stage(published, subject=""), make_call(), Answering([start(), response()]))
+    assert published.events == []
+
+
+async def test_a_caller_that_went_away_is_499() -> None:
+    published = Published()
+
+    async def cancelled(call: Call) -> Events:
+        yield start()
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run(record_stage(published), make_call(), cancelled)
+    [event] = published.events
+    assert (event.status, event.error_class) == (499, "CancelledError")
