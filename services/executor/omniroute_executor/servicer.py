@@ -29,10 +29,9 @@ _tracer = telemetry.tracer("omniroute.executor")
 
 
 def caller_body(request: executor_pb2.ExecuteRequest) -> CallerBody:
-    """The caller's body off the request (the one place that reads `body`, `native_body` and
-    `native_format`)."""
-    return CallerBody(canonical=request.body, native=request.native_body or request.body,
-                      native_format=request.native_format or common_pb2.OPENAI_CHAT)
+    """The request's body off the request (the one place that reads `body` and `body_format`):
+    in a format the family speaks it goes through; unspecified, it is canonical (translated)."""
+    return CallerBody(canonical=request.body, native=request.body, native_format=request.body_format)
 
 
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):

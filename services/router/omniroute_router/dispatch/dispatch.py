@@ -14,9 +14,10 @@ from omniroute import targets
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection
 from omniroute.executor_pool import ExecutorPool
-from omniroute.v1 import common_pb2, executor_pb2, router_pb2
+from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.dispatch import account_call
 from omniroute_router.dispatch.classify import falls_back
+from omniroute_router.dispatch.executor_call import execute_request
 from omniroute_router.selection.account_limits import connection_limits
 from omniroute_router.selection.accounts import Accounts, Availability, Health
 from omniroute_router.selection.learned import learn
@@ -123,12 +124,8 @@ async def _try(ctx: Dispatch, request: router_pb2.ChatRequest, step: Step, conne
             return  # opened (or its probe claimed) by another request since the selection
     if availability.shared:
         await ctx.accounts.touch(connection)
-    call = executor_pb2.ExecuteRequest(
-        request_id=request.request_id, body=request.body, native_format=request.client_format,
-        native_body=request.native_body, stream=request.stream,
-        operation=request.operation, attachment=request.attachment, caller_headers=request.caller_headers,
-        target=targets.build(ctx.snapshot, target.provider, connection, target.model, timeout_s,
-                             targets.process_crypto()))
+    call = execute_request(request, targets.build(ctx.snapshot, target.provider, connection, target.model,
+                                                  timeout_s, targets.process_crypto()))
     # The upstream's start (its headers came) is held back until the answer's first content (a
     # chunk, or the whole response): until then nothing has reached the caller, so a failure
     # that comes after the headers (a first event that is not JSON, a stall, a cut or endless

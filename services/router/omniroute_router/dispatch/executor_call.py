@@ -1,4 +1,5 @@
-"""One call to an executor, for the dispatch and the stateless mode alike."""
+"""One call to an executor, for the dispatch and the stateless mode alike: what it carries
+(`execute_request`) and the call itself (`execute`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,35 @@ import grpc
 
 from omniroute import telemetry
 from omniroute.executor_pool import ExecutorPool
-from omniroute.v1 import common_pb2, executor_pb2
+from omniroute.v1 import common_pb2, executor_pb2, router_pb2
 
 log = logging.getLogger("omniroute.router.dispatch")
+
+# The wire format each executor family speaks (omniroute_executor.families; a unit test keeps
+# the two equal). A caller of that format is passed through to it.
+FAMILY_FORMAT: dict[str, common_pb2.ApiFormat] = {
+    "openai": common_pb2.OPENAI_CHAT, "openai-responses": common_pb2.OPENAI_RESPONSES,
+    "anthropic": common_pb2.ANTHROPIC, "gemini": common_pb2.GEMINI, "ollama": common_pb2.OLLAMA}
+
+
+def execute_request(request: router_pb2.ChatRequest, target: executor_pb2.Target) -> executor_pb2.ExecuteRequest:
+    body, body_format = request_body(request, target.family)
+    return executor_pb2.ExecuteRequest(
+        request_id=request.request_id, target=target, body=body, body_format=body_format,
+        stream=request.stream, operation=request.operation, attachment=request.attachment,
+        caller_headers=request.caller_headers)
+
+
+def request_body(request: router_pb2.ChatRequest, family: str) -> tuple[bytes, common_pb2.ApiFormat]:
+    """The one body the executor gets: the caller's own when the family speaks its format (chat
+    passthrough, and every operation), else the canonical one (format unspecified: translate)."""
+    own = request.native_body or request.body  # an OpenAI chat caller's body is the canonical one
+    caller_format = request.client_format or common_pb2.OPENAI_CHAT
+    if request.operation != common_pb2.OPERATION_CHAT:
+        return own, caller_format
+    if FAMILY_FORMAT.get(family) == caller_format:
+        return own, caller_format
+    return request.body, common_pb2.API_FORMAT_UNSPECIFIED
 
 
 async def execute(pool: ExecutorPool, family: str,

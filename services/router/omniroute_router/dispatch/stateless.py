@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from omniroute import targets
 from omniroute.config.snapshot import ConfigSnapshot
 from omniroute.executor_pool import ExecutorPool
-from omniroute.v1 import common_pb2, executor_pb2, router_pb2
+from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.dispatch.dispatch import Attempts
-from omniroute_router.dispatch.executor_call import execute
+from omniroute_router.dispatch.executor_call import execute, execute_request
 from omniroute_router.selection.resolve import Node, enabled_connections
 from omniroute_router.selection.resolve import targets as targets_of
 
@@ -30,12 +30,8 @@ async def answer(pool: ExecutorPool, snapshot: ConfigSnapshot, request: router_p
                                   message=f"No connection can serve {requested!r}.")
     for target in targets_of(node):  # combos in their configured order
         for connection in enabled_connections(target.provider):
-            call = executor_pb2.ExecuteRequest(
-                request_id=request.request_id, body=request.body, native_format=request.client_format,
-                native_body=request.native_body, stream=request.stream,
-                caller_headers=request.caller_headers,
-                target=targets.build(snapshot, target.provider, connection, target.model, timeout_s,
-                                     targets.process_crypto()))
+            call = execute_request(request, targets.build(snapshot, target.provider, connection, target.model,
+                                                          timeout_s, targets.process_crypto()))
             started = False
             async for event in execute(pool, target.provider.family, call):
                 kind = event.WhichOneof("kind")
