@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from omniroute.devstack.stack import free_port
+from omniroute.devstack.stack import PORT_LOCK_DIR, free_port
 
 PROCESSES = 4
 PORTS_EACH = 300
@@ -17,7 +17,7 @@ PORTS_EACH = 300
 # closes (a port is reserved for as long as its picker lives).
 PICKER = f"""
 import json, sys, time
-from omniroute.devstack.stack import free_port
+from omniroute.devstack.stack import PORT_LOCK_DIR, free_port
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
 print(json.dumps([free_port() for _ in range({PORTS_EACH})]), flush=True)
 sys.stdin.read()
@@ -37,4 +37,8 @@ def test_parallel_pickers_never_share_a_port() -> None:
     every = [port for ports in picked for port in ports] + sorted(mine)
     assert len(picked) == PROCESSES and len(mine) == PORTS_EACH
     assert len(every) == len(set(every)), "some port was handed to two pickers"
+    # A picker that exited removed its lock files; this process's stay while it lives.
+    theirs = [port for ports in picked for port in ports]
+    assert [port for port in theirs if (PORT_LOCK_DIR / f"{port}.lock").exists()] == []
+    assert all((PORT_LOCK_DIR / f"{port}.lock").exists() for port in mine)
 

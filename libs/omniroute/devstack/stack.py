@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fcntl
 import http.client
 import logging
@@ -25,10 +27,12 @@ log = logging.getLogger("omniroute.devstack")
 
 
 # Ports picked by free_port, each with its reservation held (an open, flock'ed file) until this
-# process exits. Not released when a stack stops: a stopped stack may be started again on the
-# same ports (restarts, the reliability cluster), and one descriptor per port is cheap.
+# process exits (its files are removed then). Not released when a stack stops: a stopped stack
+# may be started again on the same ports (restarts, the reliability cluster), and one descriptor
+# per port is cheap. A forked child does not own its parent's reservations (nor removes them).
 PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "omniroute-ports"
 _reserved: dict[int, IO[bytes]] = {}
+os.register_at_fork(after_in_child=_reserved.clear)
 
 
 def free_port() -> int:
@@ -46,14 +50,35 @@ def free_port() -> int:
             port: int = sock.getsockname()[1]
             if port in _reserved:
                 continue
-            lock = open(PORT_LOCK_DIR / f"{port}.lock", "ab")
+            path = PORT_LOCK_DIR / f"{port}.lock"
+            lock = open(path, "ab")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 lock.close()
                 continue
+            if not _still_named(lock, path):   # its holder removed it on exit: take a fresh one
+                lock.close()
+                continue
         _reserved[port] = lock
         return port
+
+
+def _still_named(lock: IO[bytes], path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+@atexit.register
+def _remove_port_locks() -> None:
+    """Remove this process's lock files (still holding each lock, so that a process that opened
+    one meanwhile sees it unnamed and picks again): the directory keeps only live reservations."""
+    for port, lock in _reserved.items():
+        with contextlib.suppress(OSError):
+            os.unlink(PORT_LOCK_DIR / f"{port}.lock")
+        lock.close()
 
 
 @dataclass
