@@ -11,14 +11,9 @@ import grpc
 from omniroute import telemetry
 from omniroute.executor_pool import ExecutorPool
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
+from omniroute_router.selection.capability import FAMILY_FORMAT
 
 log = logging.getLogger("omniroute.router.dispatch")
-
-# The wire format each executor family speaks (omniroute_executor.families; a unit test keeps
-# the two equal). A caller of that format is passed through to it.
-FAMILY_FORMAT: dict[str, common_pb2.ApiFormat] = {
-    "openai": common_pb2.OPENAI_CHAT, "openai-responses": common_pb2.OPENAI_RESPONSES,
-    "anthropic": common_pb2.ANTHROPIC, "gemini": common_pb2.GEMINI, "ollama": common_pb2.OLLAMA}
 
 
 def execute_request(request: router_pb2.ChatRequest, target: executor_pb2.Target) -> executor_pb2.ExecuteRequest:

@@ -1,5 +1,5 @@
 """Which providers can do a non-chat operation (embeddings, images, transcription, provider-side
-token counts), from the catalog's provider types."""
+token counts), from the catalog's provider types, and which wire format each family speaks."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ CAPABILITY: dict[int, tuple[str, str]] = {common_pb2.OPERATION_EMBEDDINGS: ("emb
               common_pb2.OPERATION_IMAGES: ("images", "images"),
               common_pb2.OPERATION_TRANSCRIPTION: ("audio", "transcription"),
               common_pb2.OPERATION_COUNT_TOKENS: ("chat", "")}
-# Provider-side token counts: the caller's body goes upstream as it is, so only the family that
-# speaks the caller's format can count it (an Anthropic body is no Gemini countTokens request).
-COUNTING_FAMILY: dict[int, str] = {common_pb2.ANTHROPIC: "anthropic", common_pb2.GEMINI: "gemini"}
+# The wire format each executor family speaks (omniroute_executor.families; a unit test keeps
+# the two equal). A caller of that format is passed through to it.
+FAMILY_FORMAT: dict[str, common_pb2.ApiFormat] = {
+    "openai": common_pb2.OPENAI_CHAT, "openai-responses": common_pb2.OPENAI_RESPONSES,
+    "anthropic": common_pb2.ANTHROPIC, "gemini": common_pb2.GEMINI, "ollama": common_pb2.OLLAMA}
+# Provider-side token counts: the caller's body goes upstream as it is, so only a family that
+# speaks the caller's format can count it (an Anthropic body is no Gemini countTokens request),
+# and of those only these have a token-count API.
+COUNTING_FORMATS = frozenset({common_pb2.ANTHROPIC, common_pb2.GEMINI})
 
 
 def check_capability(node: Node, operation: int, client_format: int = common_pb2.ANTHROPIC) -> None:
@@ -37,7 +43,7 @@ def check_capability(node: Node, operation: int, client_format: int = common_pb2
 
 def serves(type_name: str, family: str, operation: int, client_format: int = common_pb2.ANTHROPIC) -> bool:
     if operation == common_pb2.OPERATION_COUNT_TOKENS:
-        return family == COUNTING_FAMILY.get(client_format)
+        return client_format in COUNTING_FORMATS and FAMILY_FORMAT.get(family) == client_format
     kind = provider_type(type_name)
     return kind is None or kind.can(CAPABILITY[operation][0])
 

@@ -7,7 +7,8 @@ import pytest
 
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
 from omniroute_executor.families import FAMILIES
-from omniroute_router.dispatch.executor_call import FAMILY_FORMAT, execute_request, request_body
+from omniroute_router.dispatch.executor_call import execute_request, request_body
+from omniroute_router.selection.capability import FAMILY_FORMAT
 
 CANONICAL, OWN = b'{"canonical": true}', b'{"own": true}'
 
