@@ -1,7 +1,7 @@
 """The wire formats OmniRoute speaks, in one place: which exist, their translator modules, their
-proto enum names and how their streams are framed. The edge's client formats
-(`omniroute_edge.client_formats`), the executor's families and its operations' error parsers
-look formats up here.
+proto enum names, how their streams are framed, and which one each executor family speaks. The
+edge's client formats (`omniroute_edge.client_formats`), the executor's families and its
+operations' error parsers, and the router's passthrough choice look formats up here.
 
 Every translator module has the same interface: request_to_canonical(body, *, model=None,
 stream=None), canonical_to_request(canonical, model), response_to_canonical(body),
@@ -50,6 +50,15 @@ MODULES: dict[str, ModuleType] = {name: wire.module for name, wire in FORMATS.it
 PROTO_NAMES: dict[str, str] = {name: wire.proto_name for name, wire in FORMATS.items()}
 _BY_PROTO_NAME: dict[str, WireFormat] = {wire.proto_name: wire for wire in FORMATS.values()}
 
+# The wire format each chat family of the executor speaks (omniroute_executor.families: one
+# family per name here; the catalog's provider types name these families). The executor reads
+# it for the body and answer it translates; the router for passthrough (a caller of that format
+# is passed through) and provider-side token counts. Families with no chat API (deepgram,
+# assemblyai: transcription only) speak none.
+FAMILY_FORMATS: dict[str, WireFormat] = {
+    "openai": OPENAI_CHAT, "openai-responses": OPENAI_RESPONSES, "anthropic": ANTHROPIC,
+    "gemini": GEMINI, "ollama": OLLAMA}
+
 
 def wire_format(name: str) -> WireFormat:
     """The format of a format name or proto enum name; KeyError when unknown."""
@@ -57,6 +66,11 @@ def wire_format(name: str) -> WireFormat:
     if found is None:
         raise KeyError(f"unknown format {name!r}")
     return found
+
+
+def family_format(family: str) -> WireFormat | None:
+    """The wire format an executor family speaks; None for a family with no chat API."""
+    return FAMILY_FORMATS.get(family)
 
 
 def module_for(name: str) -> ModuleType:

@@ -32,10 +32,11 @@ class ChatUpstream:
     async def call(self, family: Family, request: executor_pb2.ExecuteRequest,
                    sent: ProviderBody) -> AsyncIterator[common_pb2.AnswerEvent]:
         target = request.target
-        url, headers = family.prepare(target, request.stream, sent.body)
+        stream, caller_headers = request.chat.stream, request.chat.caller_headers
+        url, headers = family.prepare(target, stream, sent.body)
         if sent.passthrough:  # the caller's own body: the headers that describe it go with it
-            headers.update({name: request.caller_headers[name] for name in family.caller_headers
-                            if name in request.caller_headers})
+            headers.update({name: caller_headers[name] for name in family.caller_headers
+                            if name in caller_headers})
         url = with_query_key(target, url)
         # The config spec refuses such base URLs already; this also covers rows written around
         # it (an older release, a restore) and URLs a family builds from the request.
@@ -66,13 +67,13 @@ class ChatUpstream:
             yield common_pb2.AnswerEvent(start=common_pb2.ResponseStart(
                 provider=target.provider_id, connection=target.connection, model=target.model,
                 headers=headroom.pick(answer.headers)))
-            relay = relay_stream if request.stream else relay_whole
+            relay = relay_stream if stream else relay_whole
             async for event in relay(family, answer, sent, limit_s):
                 yield event
         except upstream.Unreachable as exc:
             yield error_event(exc.error)
         except TimeoutError:
-            yield error_event(too_slow(limit_s, "event" if request.stream else "body"))
+            yield error_event(too_slow(limit_s, "event" if stream else "body"))
         finally:
             await answer.close()
 

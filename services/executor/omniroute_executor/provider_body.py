@@ -21,10 +21,10 @@ log = logging.getLogger("omniroute.executor")
 
 @dataclass(frozen=True, slots=True)
 class CallerBody:
-    """The caller's request as the edge sent it."""
-    canonical: bytes    # canonical (OpenAI chat) JSON
-    native: bytes       # the caller's own body (the canonical one for OpenAI chat callers)
-    native_format: common_pb2.ApiFormat
+    """ExecuteRequest's body and its format: a format the family speaks goes through;
+    API_FORMAT_UNSPECIFIED is the canonical (OpenAI chat) body, translated."""
+    body: bytes
+    format: common_pb2.ApiFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +39,15 @@ class ProviderBody:
 
 def provider_body(family: Family, caller: CallerBody, model: str) -> ProviderBody:
     """Raises orjson.JSONDecodeError or ValueError on a body that is not a JSON object."""
-    if caller.native_format == family.native_format:
-        body = orjson.loads(caller.native)
+    if caller.format == family.native_format:
+        body = orjson.loads(caller.body)
         if not isinstance(body, dict):
             raise ValueError("the request body is not a JSON object")
         wants_usage = family.caller_wants_usage(body)  # before prepare() asks for it anyway
         family.put_model(body, model)
         return ProviderBody(body, passthrough=True, out_format=family.native_format,
                             caller_wants_usage=wants_usage)
-    canonical = orjson.loads(caller.canonical)
+    canonical = orjson.loads(caller.body)
     if log.isEnabledFor(logging.DEBUG):
         _log_dropped_fields(family, canonical)
     return ProviderBody(family.module.canonical_to_request(canonical, model), passthrough=False,

@@ -1,8 +1,9 @@
 """The Executor gRPC service: one upstream call per Execute, streamed back event by event.
 
-Thin: it unpacks the request, hands a chat call to `chat.ChatUpstream` (what goes upstream is
-`provider_body`'s decision; the answer is relayed by `relay`) and any other operation to
-`operations`, and turns an unexpected exception into an `internal_error` event."""
+Thin: it hands a chat call (`ExecuteRequest.chat`) to `chat.ChatUpstream` (what goes upstream
+is `provider_body`'s decision; the answer is relayed by `relay`) and any other operation
+(`ExecuteRequest.operation`) to `operations`, and turns an unexpected exception into an
+`internal_error` event."""
 
 from __future__ import annotations
 
@@ -28,12 +29,6 @@ log = logging.getLogger("omniroute.executor")
 _tracer = telemetry.tracer("omniroute.executor")
 
 
-def caller_body(request: executor_pb2.ExecuteRequest) -> CallerBody:
-    """The request's body off the request (the one place that reads `body` and `body_format`):
-    in a format the family speaks it goes through; unspecified, it is canonical (translated)."""
-    return CallerBody(canonical=request.body, native=request.body, native_format=request.body_format)
-
-
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     def __init__(self, families: dict[str, Family], http: httpx.AsyncClient | HttpClients,
                  default_timeout_s: float, direct: upstream.DirectClient | None = None) -> None:
@@ -52,10 +47,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.provider", request.target.provider_id)
             try:
-                if request.operation != common_pb2.OPERATION_CHAT:
-                    answer = operations.run(self._clients, request, caller_body(request).native,
-                                            self._default_timeout_s, self._chat)
-                else:
+                if request.WhichOneof("call") == "operation":
+                    answer = operations.run(self._clients, request, self._default_timeout_s, self._chat)
+                else:  # chat (also when the request says neither)
                     answer = self._chat(request)
                 async for event in answer:
                     yield event
@@ -78,7 +72,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 message=f"this executor does not serve the {request.target.family!r} family"))
             return
         try:
-            sent = provider_body(family, caller_body(request), request.target.model)
+            sent = provider_body(family, CallerBody(request.body, request.body_format), request.target.model)
         except (orjson.JSONDecodeError, ValueError) as exc:
             yield error_event(common_pb2.Error(status=400, type="invalid_request_error",
                                                code="invalid_body", message=str(exc)))

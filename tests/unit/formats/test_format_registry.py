@@ -1,12 +1,13 @@
 """One registry of wire formats: the proto enum, the edge's client formats and the executor's
-families all agree with it."""
+families all agree with it, and it says which format each family speaks."""
 
 from __future__ import annotations
 
+from omniroute import catalog
 from omniroute.formats import registry
 from omniroute.v1 import common_pb2
 from omniroute_edge import client_formats
-from omniroute_executor.families import FAMILIES
+from omniroute_executor.families import FAMILIES, OPERATION_ONLY
 
 
 def test_the_registry_has_every_proto_format_and_no_other() -> None:
@@ -38,3 +39,15 @@ def test_each_family_speaks_a_registry_format() -> None:
         assert family.module is family.wire_format.module
         assert family.native_format == common_pb2.ApiFormat.Value(family.wire_format.proto_name)
     assert FAMILIES["ollama"].framing == "ndjson" and FAMILIES["gemini"].framing == "sse"
+
+
+def test_the_executor_has_a_family_for_each_family_format_and_no_other() -> None:
+    assert set(FAMILIES) == set(registry.FAMILY_FORMATS)
+    for name, family in FAMILIES.items():
+        assert registry.family_format(name) is family.wire_format
+    assert all(registry.family_format(name) is None for name in OPERATION_ONLY)
+
+
+def test_every_catalog_family_is_served_by_the_executor() -> None:
+    families = {kind.family for kind in catalog.PROVIDER_TYPES.values()}
+    assert families <= set(registry.FAMILY_FORMATS) | OPERATION_ONLY

@@ -62,11 +62,11 @@ def target(provider: dict[str, Any], connection: dict[str, Any] | None, api_key:
     return targets.build(_StoredProxies({"proxy": proxies}), account, used, model, timeout_s, crypto)
 
 
-async def call(settings: Settings, operation: int, call_target: executor_pb2.Target,
+async def call(settings: Settings, operation: common_pb2.Operation, call_target: executor_pb2.Target,
                body: dict[str, Any] | None = None) -> Outcome:
-    request = executor_pb2.ExecuteRequest(request_id=f"admin-{uuid.uuid4().hex}", target=call_target,
-                                          operation=operation,  # type: ignore[arg-type]
-                                          body=orjson.dumps(body or {}))
+    request = executor_pb2.ExecuteRequest(
+        request_id=f"admin-{uuid.uuid4().hex}", target=call_target, body=orjson.dumps(body or {}),
+        operation=executor_pb2.OperationCall(kind=operation))
     try:
         async for event in stub(settings, call_target.family).Execute(
                 request, metadata=telemetry.grpc_metadata(), timeout=call_target.timeout_s + 5):

@@ -3,7 +3,6 @@ that speaks it (anthropic-compatible)."""
 
 from __future__ import annotations
 
-from omniroute.formats import registry
 from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
@@ -24,7 +23,6 @@ def _ends(event: str, data: Json) -> bool:
 
 ANTHROPIC = Family(
     name="anthropic",
-    wire_format=registry.ANTHROPIC,
     prepare=_prepare,
     ends_stream=_ends,
     # Beta features the caller's body uses (context_management, mid-conversation system …).

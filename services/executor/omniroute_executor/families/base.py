@@ -1,9 +1,9 @@
 """What the executor needs to know about a provider family's wire protocol.
 
 A family is data plus a few small functions: where to send the request (URL, headers), which
-wire format its body and stream are in (`omniroute.formats.registry`: translator module and
-framing), and how a complete stream ends. Everything else (relaying, usage, errors) is generic
-(`chat.py`, `relay.py`)."""
+wire format its body and stream are in (`omniroute.formats.registry.family_format`, by the
+family's name: translator module and framing), and how a complete stream ends. Everything else
+(relaying, usage, errors) is generic (`chat.py`, `relay.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from omniroute.formats.registry import WireFormat
+from omniroute.formats.registry import WireFormat, family_format
 from omniroute.v1 import common_pb2, executor_pb2
 
 Json = dict[str, Any]
@@ -81,9 +81,6 @@ def json_headers(target: executor_pb2.Target, auth: dict[str, str]) -> dict[str,
 @dataclass(frozen=True, slots=True)
 class Family:
     name: str
-    # The upstream API's wire format (omniroute.formats.registry): its translator, framing and
-    # proto value.
-    wire_format: WireFormat
     # (target, stream, provider body) → (url, headers). The body may be adjusted in place
     # (the stream flag, asking for usage in the stream …).
     prepare: Callable[[executor_pb2.Target, bool, Json], tuple[str, dict[str, str]]]
@@ -100,10 +97,17 @@ class Family:
     # Request headers of the caller (ExecuteRequest.caller_headers) that go upstream with a
     # passthrough body, because they say how to read it (Anthropic's beta features).
     caller_headers: tuple[str, ...] = ()
+    # The upstream API's wire format, the one omniroute.formats.registry says the family of this
+    # name speaks (the router reads the same map): its translator, framing and proto value.
+    wire_format: WireFormat = field(init=False)
     native_format: common_pb2.ApiFormat = field(init=False)  # the wire format's proto value
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "native_format", common_pb2.ApiFormat.Value(self.wire_format.proto_name))
+        wire = family_format(self.name)
+        if wire is None:
+            raise ValueError(f"omniroute.formats.registry names no format for the family {self.name!r}")
+        object.__setattr__(self, "wire_format", wire)
+        object.__setattr__(self, "native_format", common_pb2.ApiFormat.Value(wire.proto_name))
 
     @property
     def module(self) -> ModuleType:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from omniroute.formats import registry
 from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
@@ -32,7 +31,6 @@ def _ends(event: str, data: Json) -> bool:
 
 GEMINI = Family(
     name="gemini",
-    wire_format=registry.GEMINI,
     prepare=_prepare,
     put_model=_no_model_in_body,
     ends_stream=_ends,

@@ -3,7 +3,6 @@ NDJSON. Ollama streams unless told otherwise, so the stream flag is always sent.
 
 from __future__ import annotations
 
-from omniroute.formats import registry
 from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
@@ -21,7 +20,6 @@ def _ends(event: str, data: Json) -> bool:
 
 OLLAMA = Family(
     name="ollama",
-    wire_format=registry.OLLAMA,
     prepare=_prepare,
     ends_stream=_ends,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omniroute.formats import openai_chat, registry
+from omniroute.formats import openai_chat
 from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers, openai_url
 
@@ -23,7 +23,6 @@ def _usage_only(data: Json) -> bool:
 
 OPENAI = Family(
     name="openai",
-    wire_format=registry.OPENAI_CHAT,
     prepare=_prepare,
     end_marker="[DONE]",
     accounting_only=_usage_only,

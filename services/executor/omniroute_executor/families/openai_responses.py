@@ -3,7 +3,6 @@ Streams are typed SSE events; `response.completed` (or `.incomplete`) ends a who
 
 from __future__ import annotations
 
-from omniroute.formats import registry
 from omniroute.v1 import executor_pb2
 from omniroute_executor.families.base import Family, Json, json_headers
 
@@ -22,7 +21,6 @@ def _ends(event: str, data: Json) -> bool:
 
 OPENAI_RESPONSES = Family(
     name="openai-responses",
-    wire_format=registry.OPENAI_RESPONSES,
     prepare=_prepare,
     ends_stream=_ends,
 )

@@ -17,13 +17,13 @@ from omniroute_executor.operations.upstream import Json, OperationError, exchang
 ChatCall = Callable[[executor_pb2.ExecuteRequest], AsyncIterator[common_pb2.AnswerEvent]]
 
 
-async def run(clients: HttpClients, request: executor_pb2.ExecuteRequest, raw_body: bytes,
+async def run(clients: HttpClients, request: executor_pb2.ExecuteRequest,
               default_timeout_s: float, chat: ChatCall) -> AsyncIterator[common_pb2.AnswerEvent]:
-    """`raw_body`: the caller's body (JSON), as the servicer unpacked it."""
+    """`request.operation` says which; `request.body` is the caller's body (JSON) in its own format."""
     target = request.target
     try:
-        body = _body(raw_body)
-        if request.operation == common_pb2.OPERATION_TEST:
+        body = _body(request.body)
+        if request.operation.kind == common_pb2.OPERATION_TEST:
             answer, usage = await _test(clients, request, default_timeout_s, chat), None
         else:
             answer, usage = await _one(clients, request, body, default_timeout_s)
@@ -51,7 +51,7 @@ def _body(raw: bytes) -> Json:
 
 async def _one(clients: HttpClients, request: executor_pb2.ExecuteRequest, body: Json,
                default_timeout_s: float) -> tuple[Json, common_pb2.Usage | None]:
-    target, op = request.target, request.operation
+    target, op = request.target, request.operation.kind
     client = clients.get(target.proxy_url)
     limit = timeout(target, default_timeout_s)
     if op == common_pb2.OPERATION_EMBEDDINGS:
@@ -59,7 +59,7 @@ async def _one(clients: HttpClients, request: executor_pb2.ExecuteRequest, body:
     if op == common_pb2.OPERATION_IMAGES:
         return await media.generate_images(client, target, body, limit)
     if op == common_pb2.OPERATION_TRANSCRIPTION:
-        answer = await audio.transcribe(client, target, body, request.attachment, limit)
+        answer = await audio.transcribe(client, target, body, request.operation.attachment, limit)
         return answer, _audio_usage(answer)
     if op == common_pb2.OPERATION_LIST_MODELS:
         return await control.list_models(client, target, limit), None
@@ -87,8 +87,8 @@ async def _test(clients: HttpClients, request: executor_pb2.ExecuteRequest, defa
     started = time.monotonic()
     capabilities = target.params.get("capabilities", "chat").split(",")
     if "chat" in capabilities:
-        probe = executor_pb2.ExecuteRequest(
-            request_id=request.request_id, target=target, stream=False,
+        probe = executor_pb2.ExecuteRequest(  # canonical body (format unspecified), not streamed
+            request_id=request.request_id, target=target, chat=executor_pb2.ChatCall(stream=False),
             body=orjson.dumps({"model": target.model, "max_tokens": 1,
                                "messages": [{"role": "user", "content": "ping"}]}))
         async for event in chat(probe):

@@ -11,17 +11,20 @@ import grpc
 from omniroute import telemetry
 from omniroute.executor_pool import ExecutorPool
 from omniroute.v1 import common_pb2, executor_pb2, router_pb2
-from omniroute_router.selection.capability import FAMILY_FORMAT
+from omniroute_router.selection.capability import family_format
 
 log = logging.getLogger("omniroute.router.dispatch")
 
 
 def execute_request(request: router_pb2.ChatRequest, target: executor_pb2.Target) -> executor_pb2.ExecuteRequest:
     body, body_format = request_body(request, target.family)
-    return executor_pb2.ExecuteRequest(
-        request_id=request.request_id, target=target, body=body, body_format=body_format,
-        stream=request.stream, operation=request.operation, attachment=request.attachment,
-        caller_headers=request.caller_headers)
+    call = executor_pb2.ExecuteRequest(request_id=request.request_id, target=target, body=body,
+                                       body_format=body_format)
+    if request.operation == common_pb2.OPERATION_CHAT:
+        call.chat.CopyFrom(executor_pb2.ChatCall(stream=request.stream, caller_headers=request.caller_headers))
+    else:
+        call.operation.CopyFrom(executor_pb2.OperationCall(kind=request.operation, attachment=request.attachment))
+    return call
 
 
 def request_body(request: router_pb2.ChatRequest, family: str) -> tuple[bytes, common_pb2.ApiFormat]:
@@ -31,7 +34,7 @@ def request_body(request: router_pb2.ChatRequest, family: str) -> tuple[bytes, c
     caller_format = request.client_format or common_pb2.OPENAI_CHAT
     if request.operation != common_pb2.OPERATION_CHAT:
         return own, caller_format
-    if FAMILY_FORMAT.get(family) == caller_format:
+    if family_format(family) == caller_format:
         return own, caller_format
     return request.body, common_pb2.API_FORMAT_UNSPECIFIED
 
@@ -47,7 +50,7 @@ async def execute(pool: ExecutorPool, family: str,
     for attempt in range(1, attempts + 1):
         answered = False
         try:
-            if not call.stream:
+            if not call.chat.stream:  # operations are whole too
                 whole = await stub.ExecuteWhole(call, metadata=telemetry.grpc_metadata())
                 for event in whole.events:
                     yield event

@@ -4,6 +4,7 @@ token counts), from the catalog's provider types, and which wire format each fam
 from __future__ import annotations
 
 from omniroute.catalog import provider_type
+from omniroute.formats import registry
 from omniroute.v1 import common_pb2
 from omniroute_router.errors import RoutingError
 from omniroute_router.selection.resolve import Node, targets
@@ -13,15 +14,19 @@ CAPABILITY: dict[int, tuple[str, str]] = {common_pb2.OPERATION_EMBEDDINGS: ("emb
               common_pb2.OPERATION_IMAGES: ("images", "images"),
               common_pb2.OPERATION_TRANSCRIPTION: ("audio", "transcription"),
               common_pb2.OPERATION_COUNT_TOKENS: ("chat", "")}
-# The wire format each executor family speaks (omniroute_executor.families; a unit test keeps
-# the two equal). A caller of that format is passed through to it.
-FAMILY_FORMAT: dict[str, common_pb2.ApiFormat] = {
-    "openai": common_pb2.OPENAI_CHAT, "openai-responses": common_pb2.OPENAI_RESPONSES,
-    "anthropic": common_pb2.ANTHROPIC, "gemini": common_pb2.GEMINI, "ollama": common_pb2.OLLAMA}
+# The proto value of the format each executor family speaks (omniroute.formats.registry owns
+# the map; this is its proto view). A caller of that format is passed through to it.
+_FAMILY_FORMAT: dict[str, int] = {
+    family: common_pb2.ApiFormat.Value(wire.proto_name) for family, wire in registry.FAMILY_FORMATS.items()}
 # Provider-side token counts: the caller's body goes upstream as it is, so only a family that
 # speaks the caller's format can count it (an Anthropic body is no Gemini countTokens request),
 # and of those only these have a token-count API.
 COUNTING_FORMATS = frozenset({common_pb2.ANTHROPIC, common_pb2.GEMINI})
+
+
+def family_format(family: str) -> int:
+    """The format an executor family speaks (API_FORMAT_UNSPECIFIED: none, no chat API)."""
+    return _FAMILY_FORMAT.get(family, common_pb2.API_FORMAT_UNSPECIFIED)
 
 
 def check_capability(node: Node, operation: int, client_format: int = common_pb2.ANTHROPIC) -> None:
@@ -43,7 +48,7 @@ def check_capability(node: Node, operation: int, client_format: int = common_pb2
 
 def serves(type_name: str, family: str, operation: int, client_format: int = common_pb2.ANTHROPIC) -> bool:
     if operation == common_pb2.OPERATION_COUNT_TOKENS:
-        return client_format in COUNTING_FORMATS and FAMILY_FORMAT.get(family) == client_format
+        return client_format in COUNTING_FORMATS and family_format(family) == client_format
     kind = provider_type(type_name)
     return kind is None or kind.can(CAPABILITY[operation][0])
 

@@ -138,7 +138,8 @@ class OAuthTokens:
     async def _token_call(self, token_url: str, form: dict[str, str],
                           family: str) -> tuple[int, dict[str, Any]]:
         call = executor_pb2.ExecuteRequest(
-            request_id=f"oauth-refresh-{secrets.token_hex(6)}", operation=common_pb2.OPERATION_OAUTH_TOKEN,
+            request_id=f"oauth-refresh-{secrets.token_hex(6)}",
+            operation=executor_pb2.OperationCall(kind=common_pb2.OPERATION_OAUTH_TOKEN),
             target=executor_pb2.Target(family=family, timeout_s=30),
             body=orjson.dumps({"token_url": token_url, "form": form}))
         try:
