@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,12 +51,31 @@ def params(provider: Provider) -> dict[str, str]:
     return out
 
 
+# The API version segment a family's URLs start with, which its SDKs add to the base URL
+# themselves (Anthropic's SDK: https://api.anthropic.com + /v1/messages; Google's:
+# https://generativelanguage.googleapis.com + /v1beta/models/…). Users copy either form.
+_VERSION_SEGMENT = {"anthropic": "v1", "gemini": "v1beta"}
+_A_VERSION = re.compile(r"v\d+(?:(?:alpha|beta)\d*)?")
+
+
+def versioned_base_url(family: str, base_url: str) -> str:
+    """`base_url` ending in an API version segment: the family's own appended when the last
+    path segment is none (`…/v1`, `…/v1beta`, `…/v1alpha` are kept as given)."""
+    segment = _VERSION_SEGMENT.get(family)
+    base = base_url.rstrip("/")
+    if not segment or not base:
+        return base
+    last = urlsplit(base).path.rsplit("/", 1)[-1]
+    return base if _A_VERSION.fullmatch(last) else f"{base}/{segment}"
+
+
 def build(stored: AdminSettings, provider: Provider, connection: Connection, model: str,
           timeout_s: float, crypto: Crypto | None, api_key: str | None = None) -> executor_pb2.Target:
     headers = connection.settings.get("headers")
     return executor_pb2.Target(
         provider_id=provider.id, provider_type=provider.type, family=provider.family,
-        base_url=provider.base_url, api_key=connection.api_key if api_key is None else api_key,
+        base_url=versioned_base_url(provider.family, provider.base_url),
+        api_key=connection.api_key if api_key is None else api_key,
         connection=connection.name, model=model, timeout_s=timeout_s,
         headers=headers if isinstance(headers, dict) else {},
         auth=auth_style(provider.type, provider.settings), params=params(provider),

@@ -213,7 +213,8 @@ async def messages(request: Request) -> Response:
     scenario = inc.scenario(str(body["model"]))
     await first_byte_delay(scenario)
     if scenario.name == "error":
-        return error_response(scenario.status)
+        # Anthropic names the missing model ("model: claude-…"), as the other providers do.
+        return error_response(scenario.status, f"model: {body['model']}" if scenario.status == 404 else None)
     s = build_script(FAMILY, scenario, str(body["model"]), body)
     if not _thinking_enabled(body):
         s.reasoning = []

@@ -49,6 +49,9 @@ def test_classification() -> None:
     assert classify(err(429)) is Failure.RATE_LIMITED
     assert classify(err(401)) is classify(err(403)) is Failure.AUTH
     assert classify(err(404)) is Failure.MODEL_NOT_FOUND
+    assert classify(err(404, code="model_not_found")) is Failure.MODEL_NOT_FOUND
+    assert classify(err(404, code="upstream_not_found")) is Failure.MISCONFIGURED
+    assert falls_back(Failure.MISCONFIGURED)
     assert {classify(err(s)) for s in (408, 500, 502, 503, 504, 529)} == {Failure.TRANSIENT}
     assert classify(err(400)) is Failure.CALLER and not falls_back(Failure.CALLER)
 

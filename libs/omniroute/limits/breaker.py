@@ -17,6 +17,7 @@ from redis.commands.core import AsyncScript
 
 from omniroute.config.routing_spec import ResilienceProfile
 from omniroute.limits import NOW_MS, queue_script, text
+from omniroute.limits.health_keys import HealthKeys
 
 CLOSED, DEGRADED, OPEN, HALF_OPEN = "CLOSED", "DEGRADED", "OPEN", "HALF_OPEN"
 _FORGET_MS = 24 * 3600 * 1000  # a breaker quiet for a day is forgotten
@@ -91,13 +92,13 @@ class BreakerState:
 class Breakers:
     def __init__(self, client: redis.Redis, env: str) -> None:
         self._redis = client
-        self._prefix = f"{env}:breaker:"
+        self._keys = HealthKeys(env)
         self._try = client.register_script(_TRY)
         self._record = client.register_script(_RECORD)
         self._view = client.register_script(_VIEW)
 
     def key(self, connection_id: str) -> str:
-        return self._prefix + connection_id
+        return self._keys.breaker(connection_id)
 
     async def try_pass(self, connection_id: str, probe_timeout_s: float) -> BreakerState:
         """May a request go to this connection now? Claims the single half-open probe."""
@@ -130,5 +131,5 @@ class Breakers:
         """Close one breaker, or every breaker of this env."""
         if connection_id is not None:
             return int(await self._redis.delete(self.key(connection_id)))
-        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "*", count=500)]
+        keys = [key async for key in self._redis.scan_iter(match=self._keys.breaker_prefix + "*", count=500)]
         return int(await self._redis.delete(*keys)) if keys else 0

@@ -19,6 +19,7 @@ from redis.commands.core import AsyncScript
 
 from omniroute.config.routing_spec import CooldownSettings
 from omniroute.limits import NOW_MS, queue_script, text
+from omniroute.limits.health_keys import HealthKeys
 
 _FAIL = NOW_MS + """
 local level = redis.call('HINCRBY', KEYS[1], 'level', 1)
@@ -63,14 +64,13 @@ class Cooldown:
 class Cooldowns:
     def __init__(self, client: redis.Redis, env: str) -> None:
         self._redis = client
-        self._prefix = f"{env}:cooldown:"
-        self._lock_prefix = f"{env}:modellock:"
+        self._keys = HealthKeys(env)
         self._fail = client.register_script(_FAIL)
         self._succeed = client.register_script(_SUCCEED)
         self._view = client.register_script(_VIEW)
 
     def _key(self, connection_id: str, model: str | None) -> str:
-        return self._prefix + connection_id + (f"|{model}" if model else "")
+        return self._keys.cooldown(connection_id, model)
 
     async def fail(self, connection_id: str, settings: CooldownSettings, *, reason: str,
                    at_least_s: float = 0.0, model: str | None = None) -> Cooldown:
@@ -84,7 +84,7 @@ class Cooldowns:
                             + ([self._key(connection_id, model)] if model else []))
 
     async def lock_model(self, connection_id: str, model: str, seconds: float) -> None:
-        await self._redis.set(f"{self._lock_prefix}{connection_id}:{model}", "404",
+        await self._redis.set(self._keys.model_lock(connection_id, model), "404",
                               px=max(1, int(seconds * 1000)))
 
     async def view(self, connection_ids: list[str], model: str | None = None) -> dict[str, Cooldown]:
@@ -117,7 +117,7 @@ class Cooldowns:
         return self.parse_locked(await self.queue_locked(self._redis, connection_ids, model), connection_ids)
 
     def queue_locked(self, client: Any, connection_ids: list[str], model: str) -> Any:
-        return client.mget([f"{self._lock_prefix}{c}:{model}" for c in connection_ids])
+        return client.mget([self._keys.model_lock(c, model) for c in connection_ids])
 
     def parse_levels(self, raw: list[Any], connection_ids: list[str], model: str | None) -> dict[str, int]:
         """Each connection's highest backoff level (its own or the model's): 0 means that a
@@ -131,6 +131,6 @@ class Cooldowns:
 
     async def reset(self) -> int:
         keys = []
-        for prefix in (self._prefix, self._lock_prefix):
+        for prefix in (self._keys.cooldown_prefix, self._keys.model_lock_prefix):
             keys += [k async for k in self._redis.scan_iter(match=prefix + "*", count=500)]
         return int(await self._redis.delete(*keys)) if keys else 0

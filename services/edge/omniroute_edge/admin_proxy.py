@@ -11,6 +11,8 @@ router = APIRouter()
 
 _HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-authorization", "proxy-authenticate", "content-length"}
+# The edge's own server writes these on every answer; the admin's copies would repeat them.
+_OWN_RESPONSE_HEADERS = _HOP_BY_HOP | {"date", "server"}
 
 
 async def proxy(request: Request) -> Response:
@@ -26,9 +28,13 @@ async def proxy(request: Request) -> Response:
     except httpx.HTTPError:
         return Response(b'{"error":{"message":"The admin service is unavailable.","type":"server_error"}}',
                         status_code=503, media_type="application/json")
-    response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
-    return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                             headers=response_headers, background=BackgroundTask(upstream.aclose))
+    response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
+                                 background=BackgroundTask(upstream.aclose))
+    # Raw pairs, not a dict: each Set-Cookie stays its own header line (cookie jars cannot read
+    # two cookies folded into one).
+    response.raw_headers.extend((name, value) for name, value in upstream.headers.raw
+                                if name.decode("latin-1").lower() not in _OWN_RESPONSE_HEADERS)
+    return response
 
 
 for path in ("/api/{rest:path}", "/dashboard", "/dashboard/{rest:path}"):

@@ -6,6 +6,7 @@ import email.utils
 import time
 
 import httpx
+import orjson
 
 from omniroute import ssrf
 from omniroute.v1 import common_pb2
@@ -37,12 +38,30 @@ _CODES = {401: "upstream_auth_failed", 403: "upstream_forbidden", 404: "model_no
 def classify_status(status: int, error_type: str, message: str, headers: httpx.Headers,
                     body: bytes) -> common_pb2.Error:
     """An upstream HTTP error. 429, 401/403 (another account may work), 404 (another target may
-    have the model), 408 and 5xx are retryable elsewhere; other 4xx are the caller's fault."""
+    have the model, or another connection the path), 408 and 5xx are retryable elsewhere; other
+    4xx are the caller's fault."""
     retryable = status in (401, 403, 404, 408, 429) or status >= 500
+    code = _CODES.get(status, "upstream_error")
+    if status == 404 and not names_a_model(error_type, message, body):
+        code = "upstream_not_found"
+        message = f"the upstream has no such path (404): check the connection's base_url ({message})"
     return common_pb2.Error(
-        status=status, type=error_type, code=_CODES.get(status, "upstream_error"),
+        status=status, type=error_type, code=code,
         message=message, retryable=retryable, retry_after_s=retry_after_seconds(headers),
         upstream_body=body[:65536])
+
+
+def names_a_model(error_type: str, message: str, body: bytes) -> bool:
+    """Whether a 404 is the provider's own "no such model" (an error object in JSON that names
+    a model, or Azure's deployment, as every provider's does) rather than a path the server
+    does not have: an HTML page, a plain "Not Found", or a JSON "not found" for the route (a
+    wrong base_url)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    said = f"{error_type} {message}".lower()
+    return isinstance(parsed, (dict, list)) and ("model" in said or "deployment" in said)
 
 
 def transport_error(exc: Exception) -> common_pb2.Error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from omniroute.config.routing_spec import (
@@ -35,6 +35,10 @@ class ResetBody(BaseModel):
 
 class ModelBody(BaseModel):
     model: str = Field(min_length=1)
+
+
+class PolicyNameBody(BaseModel):
+    name: str = Field(min_length=1)
 
 
 class FallbackBody(BaseModel):
@@ -162,6 +166,17 @@ async def upsert_policy(body: PolicySpec, state: StateDep, caller: CallerDep) ->
 async def delete_policy(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     await routing.delete_policy(state, caller, name)
     return {"deleted": name}
+
+
+@router.delete("/api/policies")
+async def delete_named_policy(state: StateDep, caller: CallerDep, name: str | None = None,
+                              body: PolicyNameBody | None = None) -> dict[str, Any]:
+    """The same, with the name in `?name=` or the body `{"name": …}` (as scripts send it)."""
+    chosen = name or (body.name if body else None)
+    if not chosen:
+        raise HTTPException(400, "Name the policy to delete: ?name=… or {\"name\": …}.")
+    await routing.delete_policy(state, caller, chosen)
+    return {"deleted": chosen}
 
 
 # --- request shaping and fallback --------------------------------------------------------------

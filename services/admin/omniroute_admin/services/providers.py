@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
+from omniroute.limits import health_keys
 from omniroute.store import config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
@@ -49,7 +50,32 @@ async def update_provider(state: AdminState, caller: Caller, provider_id: str,
         updated = (await config_repo.list_providers(conn, state.crypto, provider_id))[0]
     await audit.record(state, caller, "providers.update", provider_id, before=before or None, after=updated)
     await state.announce("providers")
+    if before:
+        await forget_health(state, reconfigured(before[0], spec))
     return updated
+
+
+def reconfigured(before: dict[str, Any], spec: ProviderSpec) -> list[str]:
+    """The connections whose way to the upstream this update changes: all of the provider's
+    when its type, base_url or settings change; else each connection given a credential or new
+    settings; and those it removes."""
+    old = {c["name"]: c for c in before["connections"]}
+    names = {c.name for c in spec.connections} | set(old)
+    if (before["type"], before["base_url"], before["settings"] or {}) != (spec.type, spec.base_url, spec.settings):
+        changed = names
+    else:
+        changed = {c.name for c in spec.connections
+                   if c.api_key is not None or c.name not in old or (old[c.name]["settings"] or {}) != c.settings}
+        changed |= set(old) - {c.name for c in spec.connections}
+    return sorted(f"{spec.id}:{name}" for name in changed)
+
+
+async def forget_health(state: AdminState, connection_ids: list[str]) -> None:
+    """Clear the cooldowns, model locks and breakers these connections earned with their old
+    configuration (once, in the Redis every replica shares). Called after the announcement:
+    what a request on the old configuration failed with until then is cleared too."""
+    if connection_ids:
+        await health_keys.forget(state.redis, state.settings.env, connection_ids)
 
 
 def spec_of(provider: dict[str, Any]) -> ProviderSpec:
@@ -79,6 +105,8 @@ async def delete_provider(state: AdminState, caller: Caller, provider_id: str) -
             raise HTTPException(404, f"No provider named {provider_id!r}.")
     await audit.record(state, caller, "providers.delete", provider_id, before=before)
     await state.announce("providers")
+    # A provider created again under this id starts healthy.
+    await forget_health(state, [f"{provider_id}:{c['name']}" for p in before for c in p["connections"]])
 
 
 async def list_keys(state: AdminState) -> list[dict[str, Any]]:

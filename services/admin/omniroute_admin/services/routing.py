@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from omniroute.config.routing_spec import ComboSpec, PolicySpec
 from omniroute.config.snapshot import ConfigSnapshot, Provider, load_snapshot
+from omniroute.limits import health_keys
 from omniroute.limits.breaker import Breakers
 from omniroute.limits.cache import ExactCache
 from omniroute.limits.cooldown import Cooldowns
@@ -122,12 +123,14 @@ async def resilience(state: AdminState) -> dict[str, Any]:
 
 
 async def reset_resilience(state: AdminState, caller: Caller, connection: str | None) -> dict[str, Any]:
-    """One connection's breaker ("provider:name"), or every breaker and cooldown."""
-    breakers = Breakers(state.redis, state.settings.env)
+    """One connection's ("provider:name") breaker, cooldowns and model locks, or every one's.
+    `cooldownsCleared` counts the model locks too."""
     if connection:
-        answer: dict[str, Any] = {"reset": await breakers.reset(connection)}
+        cleared = await health_keys.forget(state.redis, state.settings.env, [connection])
+        answer: dict[str, Any] = {"reset": cleared["breakers"],
+                                  "cooldownsCleared": cleared["cooldowns"] + cleared["modelLocks"]}
     else:
-        answer = {"reset": await breakers.reset(),
+        answer = {"reset": await Breakers(state.redis, state.settings.env).reset(),
                   "cooldownsCleared": await Cooldowns(state.redis, state.settings.env).reset()}
     await audit.record(state, caller, "resilience.reset", connection or "*", detail=answer)
     return answer

@@ -1,4 +1,5 @@
-"""Anthropic Messages (`POST {base_url}/messages`; base_url includes /v1), and every provider
+"""Anthropic Messages (`POST {base_url}/messages`; base_url ends in /v1, added by
+omniroute.targets when the configured one has no version segment), and every provider
 that speaks it (anthropic-compatible)."""
 
 from __future__ import annotations

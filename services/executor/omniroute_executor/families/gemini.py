@@ -1,4 +1,5 @@
-"""Google Gemini (Generative Language API; base_url includes /v1beta): the model is named in the
+"""Google Gemini (Generative Language API; base_url ends in /v1beta, added by omniroute.targets
+when the configured one has no version segment): the model is named in the
 URL, `models/{model}:generateContent`, or `:streamGenerateContent?alt=sse` for SSE frames."""
 
 from __future__ import annotations

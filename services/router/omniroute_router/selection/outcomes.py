@@ -30,9 +30,10 @@ async def penalise(shared: RouterState, resilience: ResilienceSettings, target: 
     if failure is Failure.RATE_LIMITED:
         await shared.cooldowns.fail(connection.id, cooldown, reason="rate_limited",
                                     at_least_s=error.retry_after_s, model=target.model)
-    elif failure is Failure.AUTH:
-        # No OAuth refresh exists yet for API-key connections: mark it for auth_s.
-        await shared.cooldowns.fail(connection.id, cooldown, reason="auth", at_least_s=cooldown.auth_s)
+    elif failure in (Failure.AUTH, Failure.MISCONFIGURED):
+        # A bad credential or base_url: nothing on this connection works until the admin fixes
+        # it (saving the fix clears this); mark the whole connection for auth_s.
+        await shared.cooldowns.fail(connection.id, cooldown, reason=failure.value, at_least_s=cooldown.auth_s)
     elif failure is Failure.MODEL_NOT_FOUND:
         await shared.cooldowns.lock_model(connection.id, target.model, cooldown.model_lock_s)
     elif failure is Failure.TRANSIENT:
