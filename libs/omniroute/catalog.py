@@ -31,6 +31,9 @@ class ProviderType:
     url_style: str = ""    # "azure": deployment URLs with ?api-version
     api_version: str = ""
     models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind → names
+    headers: dict[str, str] = field(default_factory=dict)  # sent on every API call
+    # Subscription presets: the provider's own OAuth client (see catalog.yaml's `oauth`).
+    oauth: dict[str, Any] = field(default_factory=dict)
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -46,11 +49,16 @@ def _entry(name: str, raw: dict[str, Any]) -> ProviderType:
         raise ValueError(f"catalog: {name}: unknown capabilities {sorted(unknown)}")
     models = {str(kind): tuple(str(m) for m in names or ())
               for kind, names in (raw.get("models") or {}).items()}
+    headers = {str(k): str(v) for k, v in (raw.get("headers") or {}).items()}
+    oauth = dict(raw.get("oauth") or {})
+    if oauth and not (oauth.get("token_url") and oauth.get("client_id")):
+        raise ValueError(f"catalog: {name}: an oauth preset needs token_url and client_id")
     return ProviderType(family=str(raw["family"]), base_url=str(raw.get("base_url") or ""),
                         prefix=str(raw.get("prefix") or ""), auth=auth, capabilities=capabilities,
                         list_models=str(raw.get("list_models") or "openai"),
                         url_style=str(raw.get("url_style") or ""),
-                        api_version=str(raw.get("api_version") or ""), models=models)
+                        api_version=str(raw.get("api_version") or ""), models=models,
+                        headers=headers, oauth=oauth)
 
 
 @functools.cache

@@ -2,10 +2,12 @@
 
 An OAuth connection keeps its access token where an API key would be (`api_key_enc`,
 encrypted) and the rest under `settings.oauth`:
-`{token_url, client_id, client_secret_enc?, refresh_token_enc, expires_at, status, error}`.
-The router keeps the freshest tokens in Redis (`<env>:oauth:<connection id>`) and writes them
-back to Postgres, so that a restart or a flushed Redis never falls back to a refresh token the
-provider has already rotated away."""
+`{token_url, client_id, client_secret_enc?, token_format?, refresh_token_enc, expires_at, status,
+error}`. A subscription provider's type names its OAuth client (catalog.yaml `oauth`); the
+provider's own `settings.oauth` overrides it key by key (`client_config`). The router keeps
+the freshest tokens in Redis (`<env>:oauth:<connection id>`) and writes them back to Postgres,
+so that a restart or a flushed Redis never falls back to a refresh token the provider has
+already rotated away."""
 
 from __future__ import annotations
 
@@ -19,11 +21,40 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection
 
+from omniroute.catalog import provider_type
 from omniroute.secrets import Crypto
 from omniroute.store import config_repo
 
 OK, FAILED = "ok", "refresh_failed"
 REFRESH_SKEW_S = 60.0  # refresh this long before the access token expires
+DEFAULT_LIFETIME_S = 3600.0  # a token answer without expires_in that can be refreshed
+# A token that comes with neither expires_in nor a refresh token lives until revoked (GitHub's
+# OAuth apps): it is used until the provider answers 401.
+UNTIL_REVOKED_S = 10 * 365 * 86400.0
+
+
+def client_config(type_name: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The OAuth client of a provider: its type's preset, overridden by `settings.oauth`."""
+    kind = provider_type(type_name)
+    own = (settings or {}).get("oauth")
+    return {**(kind.oauth if kind else {}), **(own if isinstance(own, dict) else {})}
+
+
+def id_token_claim(answer: dict[str, Any], path: list[str]) -> str:
+    """A claim of the token answer's id_token (a path of keys), "" when absent. Not verified:
+    the token came straight from the provider's token endpoint over TLS, and it only names the
+    account to send calls for (never who may use the gateway)."""
+    token = answer.get("id_token")
+    if not isinstance(token, str) or token.count(".") != 2:
+        return ""
+    payload = token.split(".")[1]
+    try:
+        value: Any = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return ""
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -68,7 +99,11 @@ def from_token_answer(answer: dict[str, Any], crypto: Crypto, previous_refresh_e
         raise ValueError("the token answer has no access_token")
     refresh = answer.get("refresh_token")
     expires_in = answer.get("expires_in")
-    lifetime = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
+    has_refresh = (isinstance(refresh, str) and bool(refresh)) or bool(previous_refresh_enc)
+    if isinstance(expires_in, int | float):
+        lifetime = float(expires_in)
+    else:
+        lifetime = DEFAULT_LIFETIME_S if has_refresh else UNTIL_REVOKED_S
     return TokenState(access_enc=crypto.encrypt(access),
                       refresh_enc=crypto.encrypt(refresh) if isinstance(refresh, str) and refresh
                       else previous_refresh_enc,

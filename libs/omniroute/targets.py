@@ -71,13 +71,16 @@ def versioned_base_url(family: str, base_url: str) -> str:
 
 def build(stored: AdminSettings, provider: Provider, connection: Connection, model: str,
           timeout_s: float, crypto: Crypto | None, api_key: str | None = None) -> executor_pb2.Target:
-    headers = connection.settings.get("headers")
+    own = connection.settings.get("headers")
+    kind = provider_type(provider.type)
+    # The type's headers (a subscription API's required ones), then the connection's own.
+    headers = {**(kind.headers if kind else {}), **(own if isinstance(own, dict) else {})}
     return executor_pb2.Target(
         provider_id=provider.id, provider_type=provider.type, family=provider.family,
         base_url=versioned_base_url(provider.family, provider.base_url),
         api_key=connection.api_key if api_key is None else api_key,
         connection=connection.name, model=model, timeout_s=timeout_s,
-        headers=headers if isinstance(headers, dict) else {},
+        headers=headers,
         auth=auth_style(provider.type, provider.settings), params=params(provider),
         proxy_url=proxy_for(stored, provider, connection, crypto))
 

@@ -1,4 +1,9 @@
-"""A mock OAuth 2.0 server, plus an OpenAI chat endpoint that accepts only its live tokens.
+"""A mock OAuth 2.0 server, plus API endpoints that accept only its live tokens.
+
+What a real provider insists on is a :class:`Profile` (the subscription providers' ones are in
+``oauth_presets.py``): its client id, the token endpoint's body (form or JSON), `state` in the
+code exchange, PKCE in the device flow, tokens that never expire, an id_token with claims, and the
+headers every API call must carry. The default profile accepts any well-formed OAuth 2.0 client.
 
 - ``GET /authorize`` (response_type=code, client_id, redirect_uri, state, code_challenge,
   code_challenge_method=S256) → 302 to ``redirect_uri?code=…&state=…`` (approves at once).
@@ -7,8 +12,10 @@
   ``urn:ietf:params:oauth:grant-type:device_code`` (``authorization_pending`` until approved).
 - ``POST /device/code`` → device_code, user_code, verification_uri, interval, expires_in;
   ``POST /device/approve`` ``{"user_code"}`` approves it (what the user would do in a browser).
-- ``POST /v1/chat/completions``: 401 unless ``Authorization: Bearer <a live access token>``,
-  then the OpenAI chat mock answers (expired or revoked tokens are refused like a provider would).
+- ``POST /v1/chat/completions`` and ``/chat/completions`` (OpenAI chat), ``/v1/messages``
+  (Anthropic), ``/backend-api/codex/responses`` (OpenAI Responses): 401 unless ``Authorization:
+  Bearer <a live access token>``, 400 when a header of the profile is missing or wrong, then that
+  family's mock answers (expired or revoked tokens are refused like a provider would).
 - Test controls: ``POST /_oauth/config`` ``{"expires_in", "fail_refresh", "refresh_delay_ms"}``,
   ``POST /_oauth/revoke`` (every access token), ``GET /_oauth/stats`` → ``{"refreshes", "issued"}``.
 """
@@ -23,22 +30,48 @@ import secrets
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import openai_chat
+from . import anthropic, openai_chat, openai_responses
 from .common import Recorder
 from .serving import json_response
 
 
+@dataclass
+class Profile:
+    """What one provider's OAuth and API servers insist on."""
+
+    client_id: str = ""                  # "" accepts any
+    authorize_params: dict[str, str] = field(default_factory=dict)  # required on /authorize
+    code_page: bool = False              # /authorize shows "code#state" to paste, no redirect
+    token_format: str = "form"           # the token endpoint's body: form or json (else 400)
+    exchange_state: bool = False         # the code exchange repeats the authorization's state
+    device_pkce: bool = False            # device code needs an S256 challenge, the poll its verifier
+    refresh_tokens: bool = True          # False: tokens without refresh token nor expires_in
+    id_token_claims: dict[str, Any] | None = None  # issue an id_token with these claims
+    api_headers: dict[str, str] = field(default_factory=dict)  # every API call ("" = any value)
+    api_headers_absent: tuple[str, ...] = ()  # headers an API call must not carry
+
+
+def _id_token(claims: dict[str, Any]) -> str:
+    """An unsigned JWT (the gateway reads its claims, never verifies it)."""
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+
 class OAuthState:
-    def __init__(self) -> None:
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.profile = profile or Profile()
         self.lock = threading.Lock()
         self.codes: dict[str, dict[str, str]] = {}
         self.access: dict[str, float] = {}     # token → expires at
@@ -53,43 +86,85 @@ class OAuthState:
     def issue(self) -> dict[str, Any]:
         n = next(self.counter)
         access, refresh = f"oat-{n}-{secrets.token_hex(4)}", f"ort-{n}-{secrets.token_hex(4)}"
+        if not self.profile.refresh_tokens:  # lives until revoked (GitHub's OAuth apps)
+            with self.lock:
+                self.access[access] = float("inf")
+            return {"access_token": access, "token_type": "bearer", "scope": "read:user"}
         with self.lock:
             self.access[access] = time.time() + self.expires_in
             self.refresh.add(refresh)
-        return {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
-                "refresh_token": refresh, "scope": "chat"}
+        answer: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
+                                  "expires_in": self.expires_in, "refresh_token": refresh, "scope": "chat"}
+        if self.profile.id_token_claims is not None:
+            answer["id_token"] = _id_token(self.profile.id_token_claims)
+        return answer
 
 
 def _error(code: str, description: str, status: int = 400) -> Response:
     return json_response({"error": code, "error_description": description}, status)
 
 
+def _wrong_client(profile: Profile, client_id: str) -> Response | None:
+    if profile.client_id and client_id != profile.client_id:
+        return _error("invalid_client", f"unknown client_id {client_id!r}", 401)
+    return None
+
+
+async def _form(request: Request, profile: Profile) -> dict[str, str] | Response:
+    """The token request's fields, in the one body format the provider reads."""
+    raw = await request.body()
+    is_json = request.headers.get("content-type", "").startswith("application/json")
+    if is_json != (profile.token_format == "json"):
+        return _error("invalid_request", f"the token endpoint reads {profile.token_format} bodies")
+    if is_json:
+        parsed = orjson.loads(raw)
+        return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+    return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
 async def authorize(request: Request) -> Response:
     q = request.query_params
+    profile: Profile = request.app.state.oauth.profile
     if (q.get("response_type") != "code" or q.get("code_challenge_method") != "S256"
             or not q.get("code_challenge")):
         return _error("invalid_request", "response_type=code with an S256 code_challenge is required")
+    if (denied := _wrong_client(profile, q.get("client_id", ""))) is not None:
+        return denied
+    for name, value in profile.authorize_params.items():
+        if q.get(name) != value:
+            return _error("invalid_request", f"{name}={value} is required")
     code = secrets.token_urlsafe(12)
     request.app.state.oauth.codes[code] = {"challenge": q["code_challenge"],
                                            "redirect_uri": q.get("redirect_uri", ""),
-                                           "client_id": q.get("client_id", "")}
+                                           "client_id": q.get("client_id", ""), "state": q.get("state", "")}
+    if profile.code_page:  # the user copies "code#state" from the page
+        return PlainTextResponse(f"{code}#{q.get('state', '')}")
     back = urlencode({"code": code, "state": q.get("state", "")})
     return RedirectResponse(f"{q.get('redirect_uri')}?{back}", status_code=302)
 
 
 async def token(request: Request) -> Response:
     state: OAuthState = request.app.state.oauth
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+    form = await _form(request, state.profile)
+    if isinstance(form, Response):
+        return form
+    if (denied := _wrong_client(state.profile, form.get("client_id", ""))) is not None:
+        return denied
     grant = form.get("grant_type")
     if grant == "authorization_code":
         entry = state.codes.pop(form.get("code", ""), None)
         if entry is None:
             return _error("invalid_grant", "unknown or used code")
-        digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != entry["challenge"]:
+        if _s256(form.get("code_verifier", "")) != entry["challenge"]:
             return _error("invalid_grant", "PKCE verification failed")
         if form.get("redirect_uri", "") != entry["redirect_uri"]:
             return _error("invalid_grant", "redirect_uri mismatch")
+        if state.profile.exchange_state and form.get("state") != entry["state"]:
+            return _error("invalid_grant", "state mismatch")
         return json_response(state.issue())
     if grant == "refresh_token":
         if state.refresh_delay_ms:
@@ -106,6 +181,8 @@ async def token(request: Request) -> Response:
         device = state.devices.get(form.get("device_code", ""))
         if device is None:
             return _error("expired_token", "unknown device code")
+        if device["challenge"] and _s256(form.get("code_verifier", "")) != device["challenge"]:
+            return _error("invalid_grant", "PKCE verification failed")
         if not device["approved"]:
             return _error("authorization_pending", "the user has not approved yet")
         state.devices.pop(form["device_code"])
@@ -115,8 +192,16 @@ async def token(request: Request) -> Response:
 
 async def device_code(request: Request) -> Response:
     state: OAuthState = request.app.state.oauth
+    form = await _form(request, state.profile)
+    if isinstance(form, Response):
+        return form
+    if (denied := _wrong_client(state.profile, form.get("client_id", ""))) is not None:
+        return denied
+    challenge = form.get("code_challenge", "")
+    if state.profile.device_pkce and (not challenge or form.get("code_challenge_method") != "S256"):
+        return _error("invalid_request", "an S256 code_challenge is required")
     code, user_code = secrets.token_urlsafe(16), secrets.token_hex(3).upper()
-    state.devices[code] = {"user_code": user_code, "approved": False}
+    state.devices[code] = {"user_code": user_code, "approved": False, "challenge": challenge}
     base = str(request.base_url).rstrip("/")
     return json_response({"device_code": code, "user_code": user_code, "verification_uri": f"{base}/device",
                           "verification_uri_complete": f"{base}/device?user_code={user_code}",
@@ -133,13 +218,33 @@ async def device_approve(request: Request) -> Response:
     return _error("invalid_request", "unknown user code", 404)
 
 
-async def chat(request: Request) -> Response:
+def _refused(request: Request) -> Response | None:
+    """401 without a live token, 400 without the profile's headers (or with a forbidden one)."""
     state: OAuthState = request.app.state.oauth
     bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
     expires = state.access.get(bearer)
     if expires is None or expires < time.time():
         return openai_chat.error_response(401, "Invalid or expired OAuth access token.")
-    return await openai_chat.chat_completions(request)
+    for name, value in state.profile.api_headers.items():
+        got = request.headers.get(name)
+        if not got or (value and got != value):
+            return openai_chat.error_response(400, f"header {name}: {value or 'a value'!r} is required")
+    for name in state.profile.api_headers_absent:
+        if name in request.headers:
+            return openai_chat.error_response(400, f"header {name} is not accepted with OAuth")
+    return None
+
+
+async def chat(request: Request) -> Response:
+    return _refused(request) or await openai_chat.chat_completions(request)
+
+
+async def messages(request: Request) -> Response:
+    return _refused(request) or await anthropic.messages(request)
+
+
+async def responses(request: Request) -> Response:
+    return _refused(request) or await openai_responses.responses(request)
 
 
 async def configure(request: Request) -> Response:
@@ -161,17 +266,20 @@ async def stats(request: Request) -> Response:
     return json_response({"refreshes": state.refreshes, "issued": len(state.access)})
 
 
-def create_app() -> Starlette:
+def create_app(profile: Profile | None = None) -> Starlette:
     app = Starlette(routes=[
         Route("/authorize", authorize, methods=["GET"]), Route("/token", token, methods=["POST"]),
         Route("/device/code", device_code, methods=["POST"]),
         Route("/device/approve", device_approve, methods=["POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat/completions", chat, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/backend-api/codex/responses", responses, methods=["POST"]),
         Route("/_oauth/config", configure, methods=["POST"]),
         Route("/_oauth/revoke", revoke, methods=["POST"]),
         Route("/_oauth/stats", stats, methods=["GET"]),
     ])
-    app.state.oauth = OAuthState()
+    app.state.oauth = OAuthState(profile)
     app.state.recorder = Recorder()
     return app
 
@@ -179,8 +287,8 @@ def create_app() -> Starlette:
 class OAuthServer:
     """The mock OAuth server on a free port, in a background thread (a context manager)."""
 
-    def __init__(self) -> None:
-        self.app = create_app()
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.app = create_app(profile)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"

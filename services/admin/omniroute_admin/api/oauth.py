@@ -1,10 +1,16 @@
 """OAuth connections: /api/oauth/{provider}/{action}.
 
-The provider's `settings.oauth` names its endpoints: `{authorize_url, token_url,
-device_authorization_url, client_id, scopes, redirect_uri}`. Actions:
+The provider's OAuth client is its type's preset (catalog.yaml `oauth`: Claude Code, Codex,
+GitHub Copilot, Qwen …) overridden by its `settings.oauth`: `{authorize_url, token_url,
+device_authorization_url, client_id, client_secret?, scopes, redirect_uri, authorize_params,
+token_format, exchange_state, device_pkce, account_header}`. A provider id that names a preset
+type and does not exist yet is created by `start` / `device/start`. Actions:
 - `start` → the authorize URL (authorization code with PKCE S256 and a one-time state);
-- `callback` (`code`, `state`) → token exchange, tokens stored encrypted on the connection;
-- `device/start` → user code and verification URL; `device/poll` (`handle`) → pending / connected;
+- `callback` (`code`, `state`; or `code` as "code#state", as Anthropic's code page shows it)
+  → token exchange, tokens stored encrypted on the connection (with the account header of
+  `account_header`, e.g. Codex's chatgpt-account-id, under the connection's `settings.headers`);
+- `device/start` → user code and verification URL (with a PKCE challenge when `device_pkce`);
+  `device/poll` (`handle`) → pending / connected;
 - `status` → each connection's token status (`ok`, `refresh_failed` …) and expiry.
 Token endpoints are called through an executor (no egress here). The router refreshes tokens."""
 
@@ -20,11 +26,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from omniroute import oauth
 from omniroute.catalog import provider_type
+from omniroute.config.spec import ProviderSpec
 from omniroute.store import config_repo
 from omniroute.v1 import executor_pb2
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller, CallerDep, StateDep
 from omniroute_admin.features import provider_calls
+from omniroute_admin.services import providers
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
 
@@ -45,25 +53,31 @@ async def _params(request: Request) -> dict[str, Any]:
     return merged
 
 
-async def _provider(state: AdminState, provider_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _provider(state: AdminState, caller: Caller, provider_id: str,
+                    create: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     async with state.pool.connection() as conn:
         found = await config_repo.list_providers(conn, provider_id=provider_id)
+    preset = provider_type(provider_id)
+    if not found and create and preset is not None and preset.oauth:
+        # Connecting a subscription needs no provider set up first: one of its type is made.
+        found = [await providers.create_provider(state, caller, ProviderSpec(id=provider_id, type=provider_id))]
     if not found:
         raise HTTPException(404, f"No provider named {provider_id!r}.")
-    config = (found[0].get("settings") or {}).get("oauth")
-    if not isinstance(config, dict) or not config.get("token_url") or not config.get("client_id"):
+    config = oauth.client_config(found[0]["type"], found[0].get("settings"))
+    if not config.get("token_url") or not config.get("client_id"):
         raise HTTPException(400, f"The provider {provider_id!r} has no OAuth settings "
                                  "(settings.oauth: token_url, client_id, authorize_url …).")
     return found[0], config
 
 
-async def _token_call(state: AdminState, provider: dict[str, Any], url: str,
+async def _token_call(state: AdminState, provider: dict[str, Any], config: dict[str, Any], url: str,
                       form: dict[str, str]) -> tuple[int, dict[str, Any]]:
     kind = provider_type(provider["type"])
     target = executor_pb2.Target(provider_id=provider["id"], family=kind.family if kind else "openai",
                                  timeout_s=30)
     outcome = await provider_calls.call(state.settings, provider_calls.OPERATIONS["oauth_token"],
-                                        target, {"token_url": url, "form": form})
+                                        target, {"token_url": url, "form": form,
+                                                 "format": str(config.get("token_format") or "form")})
     if not outcome.ok:
         message = (outcome.error or {}).get("message")
         raise HTTPException(502, f"The OAuth server could not be reached: {message}")
@@ -75,9 +89,17 @@ async def _store(state: AdminState, caller: Caller, provider: dict[str, Any], co
     """Save the tokens on the connection (created when new) and forget any cached router state."""
     tokens = oauth.from_token_answer(answer, state.crypto)
     connection_id = f"{provider['id']}:{name}"
-    settings = {"oauth": {"token_url": config["token_url"], "client_id": config["client_id"],
-                          "refresh_token_enc": tokens.refresh_enc, "expires_at": tokens.expires_at,
-                          "status": oauth.OK, "error": ""}}
+    settings: dict[str, Any] = {"oauth": {
+        "token_url": config["token_url"], "client_id": config["client_id"],
+        "token_format": str(config.get("token_format") or "form"), "refresh_token_enc": tokens.refresh_enc,
+        "expires_at": tokens.expires_at, "status": oauth.OK, "error": ""}}
+    account = config.get("account_header")
+    if isinstance(account, dict) and account.get("header"):
+        value = oauth.id_token_claim(answer, [str(k) for k in account.get("claim") or []])
+        if not value:
+            raise HTTPException(502, f"The token answer names no account ({account['header']}): "
+                                     "the provider's id_token lacks the claim.")
+        settings["headers"] = {str(account["header"]): value}
     if config.get("client_secret"):
         settings["oauth"]["client_secret_enc"] = state.crypto.encrypt(str(config["client_secret"]))
     async with state.pool.connection() as conn:
@@ -88,6 +110,11 @@ async def _store(state: AdminState, caller: Caller, provider: dict[str, Any], co
     await state.announce("providers")
     return {"connected": True, "provider": provider["id"], "connection": name,
             "expiresAt": tokens.expires_at}
+
+
+def _secret(config: dict[str, Any]) -> dict[str, str]:
+    """An installed app's published client secret goes with every grant (Google's clients)."""
+    return {"client_secret": str(config["client_secret"])} if config.get("client_secret") else {}
 
 
 def _flow_key(state: AdminState, kind: str, handle: str) -> str:
@@ -101,7 +128,8 @@ async def oauth_action(provider_id: str, action: str, request: Request, state: S
     params = await _params(request)
     if action == "status":
         return await _status(state, provider_id)
-    provider, config = await _provider(state, provider_id)
+    provider, config = await _provider(state, caller, provider_id,
+                                       create=action in ("start", "device/start"))
     redis = state.redis
     name = str(params.get("connection") or "oauth")
     if action == "start":
@@ -111,13 +139,16 @@ async def oauth_action(provider_id: str, action: str, request: Request, state: S
         await redis.set(_flow_key(state, "flow", flow_state), orjson.dumps(
             {"provider": provider_id, "connection": name, "verifier": verifier, "redirect_uri": redirect}),
             ex=FLOW_TTL_S)
-        query = {"response_type": "code", "client_id": config["client_id"], "redirect_uri": redirect,
+        query = {**(config.get("authorize_params") or {}),
+                 "response_type": "code", "client_id": config["client_id"], "redirect_uri": redirect,
                  "scope": " ".join(config.get("scopes") or []), "state": flow_state,
                  "code_challenge": challenge, "code_challenge_method": "S256"}
         return {"authUrl": f"{config.get('authorize_url', '')}?{urlencode(query)}", "state": flow_state,
                 "expiresIn": FLOW_TTL_S}
     if action == "callback":
-        raw = await redis.getdel(_flow_key(state, "flow", str(params.get("state") or "")))
+        code, _, pasted_state = str(params.get("code") or "").partition("#")
+        returned_state = str(params.get("state") or pasted_state)
+        raw = await redis.getdel(_flow_key(state, "flow", returned_state))
         if raw is None:
             raise HTTPException(400, "Unknown or expired OAuth state: start the flow again.")
         flow = orjson.loads(raw)
@@ -125,10 +156,12 @@ async def oauth_action(provider_id: str, action: str, request: Request, state: S
             raise HTTPException(400, "The OAuth state belongs to another provider.")
         if params.get("error"):
             raise HTTPException(400, f"The authorization was refused: {params['error']}")
-        status, answer = await _token_call(state, provider, config["token_url"], {
-            "grant_type": "authorization_code", "code": str(params.get("code") or ""),
-            "redirect_uri": flow["redirect_uri"], "client_id": config["client_id"],
-            "code_verifier": flow["verifier"]})
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": flow["redirect_uri"],
+                "client_id": config["client_id"], "code_verifier": flow["verifier"],
+                **_secret(config)}
+        if config.get("exchange_state"):
+            form["state"] = returned_state
+        status, answer = await _token_call(state, provider, config, config["token_url"], form)
         if status >= 400 or "error" in answer:
             reason = answer.get("error_description") or answer.get("error")
             raise HTTPException(400, f"The token exchange failed: {reason}")
@@ -137,13 +170,18 @@ async def oauth_action(provider_id: str, action: str, request: Request, state: S
         url = config.get("device_authorization_url")
         if not url:
             raise HTTPException(400, f"The provider {provider_id!r} has no device_authorization_url.")
-        status, answer = await _token_call(state, provider, str(url), {
-            "client_id": config["client_id"], "scope": " ".join(config.get("scopes") or [])})
+        device_form = {"client_id": config["client_id"], "scope": " ".join(config.get("scopes") or [])}
+        verifier = ""
+        if config.get("device_pkce"):
+            verifier, challenge = oauth.pkce_pair()
+            device_form |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        status, answer = await _token_call(state, provider, config, str(url), device_form)
         if status >= 400 or not answer.get("device_code"):
             raise HTTPException(502, f"The device authorization failed: {answer.get('error') or status}")
         handle = secrets.token_urlsafe(16)  # the device code itself stays here
         await redis.set(_flow_key(state, "device", handle), orjson.dumps(
-            {"provider": provider_id, "connection": name, "device_code": answer["device_code"]}),
+            {"provider": provider_id, "connection": name, "device_code": answer["device_code"],
+             "verifier": verifier}),
             ex=int(answer.get("expires_in") or FLOW_TTL_S))
         return {"handle": handle, "userCode": answer.get("user_code"),
                 "verificationUri": answer.get("verification_uri"),
@@ -155,8 +193,11 @@ async def oauth_action(provider_id: str, action: str, request: Request, state: S
         if raw is None:
             raise HTTPException(400, "Unknown or expired device flow: start it again.")
         flow = orjson.loads(raw)
-        status, answer = await _token_call(state, provider, config["token_url"], {
-            "grant_type": DEVICE_GRANT, "device_code": flow["device_code"], "client_id": config["client_id"]})
+        form = {"grant_type": DEVICE_GRANT, "device_code": flow["device_code"],
+                "client_id": config["client_id"], **_secret(config)}
+        if flow.get("verifier"):
+            form["code_verifier"] = flow["verifier"]
+        status, answer = await _token_call(state, provider, config, config["token_url"], form)
         error = answer.get("error")
         if error in ("authorization_pending", "slow_down"):
             return {"status": "pending", "slowDown": error == "slow_down"}

@@ -84,7 +84,8 @@ def _gemini_count_body(target: executor_pb2.Target, body: Json) -> Json:
 
 
 async def oauth_token(client: httpx.AsyncClient, body: Json, limit: httpx.Timeout) -> Json:
-    """POST a form to an OAuth token (or device-authorization) endpoint; its JSON back. An OAuth
+    """POST a form (or JSON, `"format": "json"`, for token endpoints that take only that, like
+    Anthropic's) to an OAuth token (or device-authorization) endpoint; its JSON back. An OAuth
     error answer (400 with {"error": ...}) is returned as data, not raised: the caller decides
     (authorization_pending is a normal answer while polling a device code)."""
     url = body.get("token_url")
@@ -92,7 +93,9 @@ async def oauth_token(client: httpx.AsyncClient, body: Json, limit: httpx.Timeou
     if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not isinstance(form, dict):
         raise refuse(400, "oauth: 'token_url' and 'form' are required.", code="invalid_body")
     try:
-        response = await client.post(url, data={k: str(v) for k, v in form.items()},
+        fields = {k: str(v) for k, v in form.items()}
+        as_json = body.get("format") == "json"
+        response = await client.post(url, json=fields if as_json else None, data=None if as_json else fields,
                                      headers={"accept": "application/json"}, timeout=limit)
     except httpx.HTTPError as exc:
         raise refuse(502, f"the OAuth server could not be reached: {type(exc).__name__}",

@@ -123,7 +123,8 @@ class OAuthTokens:
                 "refresh_token": self._crypto.decrypt(current.refresh_enc) if current.refresh_enc else ""}
         if stored.get("client_secret_enc"):
             form["client_secret"] = self._crypto.decrypt(str(stored["client_secret_enc"]))
-        status, answer = await self._token_call(str(stored.get("token_url") or ""), form, family)
+        status, answer = await self._token_call(str(stored.get("token_url") or ""), form, family,
+                                                str(stored.get("token_format") or "form"))
         try:
             if status >= 400 or "error" in answer:
                 raise ValueError(str(answer.get("error_description") or answer.get("error") or status))
@@ -136,12 +137,12 @@ class OAuthTokens:
         return state
 
     async def _token_call(self, token_url: str, form: dict[str, str],
-                          family: str) -> tuple[int, dict[str, Any]]:
+                          family: str, token_format: str = "form") -> tuple[int, dict[str, Any]]:
         call = executor_pb2.ExecuteRequest(
             request_id=f"oauth-refresh-{secrets.token_hex(6)}",
             operation=executor_pb2.OperationCall(kind=common_pb2.OPERATION_OAUTH_TOKEN),
             target=executor_pb2.Target(family=family, timeout_s=30),
-            body=orjson.dumps({"token_url": token_url, "form": form}))
+            body=orjson.dumps({"token_url": token_url, "form": form, "format": token_format}))
         try:
             async for event in self._pool.stub(family).Execute(call, metadata=telemetry.grpc_metadata()):
                 if event.WhichOneof("kind") == "response":

@@ -1,0 +1,36 @@
+"""What each subscription provider's servers insist on, as mock OAuth/API profiles
+(tests/mocks/oauth.py). Stated here from the providers' public clients, independently of
+libs/omniroute/catalog.yaml, so that a wrong preset value fails the tests."""
+
+from __future__ import annotations
+
+from .oauth import Profile
+
+CODEX_ACCOUNT = "acct-mock-7f3a"
+
+PROFILES: dict[str, Profile] = {
+    # Claude Code: PKCE; the code page shows "code#state"; JSON token endpoint that wants state;
+    # the Messages API takes the Bearer token only with the oauth beta flag (never x-api-key).
+    "claude-code": Profile(
+        client_id="9d1c250a-e61b-44d9-88ed-5944d1962f5e", authorize_params={"code": "true"},
+        code_page=True, token_format="json", exchange_state=True,
+        api_headers={"anthropic-beta": "oauth-2025-04-20", "anthropic-version": ""},
+        api_headers_absent=("x-api-key",)),
+    # OpenAI Codex: PKCE with the Codex CLI's extra authorize parameters; the id_token names the
+    # ChatGPT account, which every Responses call repeats.
+    "codex": Profile(
+        client_id="app_EMoamEEZ73f0CkXaXp7hrann",
+        authorize_params={"id_token_add_organizations": "true", "codex_cli_simplified_flow": "true"},
+        id_token_claims={"https://api.openai.com/auth": {"chatgpt_account_id": CODEX_ACCOUNT}},
+        api_headers={"chatgpt-account-id": CODEX_ACCOUNT, "OpenAI-Beta": "responses=experimental",
+                     "originator": "codex_cli_rs"}),
+    # GitHub Copilot: device flow; a token without expiry or refresh token; integration and
+    # editor headers on every call.
+    "github-copilot": Profile(
+        client_id="Ov23li8tweQw6odWQebz", refresh_tokens=False,
+        api_headers={"Copilot-Integration-Id": "vscode-chat", "Editor-Version": ""}),
+    # Qwen: device flow with PKCE; DashScope's OAuth auth type header.
+    "qwen-code": Profile(
+        client_id="f0304373b74a44d2b584a3fb70ca9e56", device_pkce=True,
+        api_headers={"X-DashScope-AuthType": "qwen-oauth"}),
+}
