@@ -129,13 +129,19 @@ def test_a_missing_model_is_not_a_base_url_problem(gateway: Gateway) -> None:
     assert state["locked"] and state["cooldown_s"] == 0
 
 
-def test_a_new_credential_and_the_reset_clear_the_connections_marks(
+def test_the_reset_and_a_new_credential_clear_the_connections_marks(
         gateway: Gateway, admin: httpx.Client, mock_upstream: MockServer) -> None:
     pid, model = "heal-cred", "mock-text"
     assert admin.post("/api/providers", json=provider(pid, "openai-compatible", f"{mock_upstream.url}/v1",
                                                       [model])).status_code == 201
+    # The reset for one connection clears all three.
     hurt(gateway, f"{pid}:main", model)
+    reset = admin.post("/api/resilience/reset", json={"connection": f"{pid}:main"})
+    assert reset.status_code == 200 and reset.json() == {"reset": 1, "cooldownsCleared": 1}
+    assert health(gateway, f"{pid}:main", model) == HEALED
+
     # A change that does not touch the way to the upstream keeps the marks …
+    hurt(gateway, f"{pid}:main", model)
     same = provider(pid, "openai-compatible", f"{mock_upstream.url}/v1", [model])
     del same["connections"][0]["api_key"]
     same["connections"][0]["priority"] = 3
@@ -144,12 +150,6 @@ def test_a_new_credential_and_the_reset_clear_the_connections_marks(
     # … a new credential clears them.
     assert admin.put(f"/api/providers/{pid}", json=provider(
         pid, "openai-compatible", f"{mock_upstream.url}/v1", [model])).status_code == 200
-    assert health(gateway, f"{pid}:main", model) == HEALED
-
-    # The reset for one connection clears all three as well.
-    hurt(gateway, f"{pid}:main", model)
-    reset = admin.post("/api/resilience/reset", json={"connection": f"{pid}:main"})
-    assert reset.status_code == 200 and reset.json() == {"reset": 1, "cooldownsCleared": 1}
     assert health(gateway, f"{pid}:main", model) == HEALED
     assert admin.delete(f"/api/providers/{pid}").status_code == 200
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException
+from redis import exceptions as redis_errors
 
 from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
 from omniroute.limits import health_keys
@@ -13,6 +16,8 @@ from omniroute.store import config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
 from omniroute_admin.state import AdminState
+
+log = logging.getLogger("omniroute.admin")
 
 
 async def list_providers(state: AdminState) -> list[dict[str, Any]]:
@@ -72,10 +77,27 @@ def reconfigured(before: dict[str, Any], spec: ProviderSpec) -> list[str]:
 
 async def forget_health(state: AdminState, connection_ids: list[str]) -> None:
     """Clear the cooldowns, model locks and breakers these connections earned with their old
-    configuration (once, in the Redis every replica shares). Called after the announcement:
-    what a request on the old configuration failed with until then is cleared too."""
-    if connection_ids:
+    configuration (in the Redis every replica shares), after the announcement, and once more
+    when the routers have surely reloaded (within milliseconds of it): a request that a router
+    still sent with the old configuration in between must not mark the fixed connection."""
+    if not connection_ids:
+        return
+    await health_keys.forget(state.redis, state.settings.env, connection_ids)
+    again = asyncio.create_task(_forget_after_reload(state, connection_ids))
+    _pending.add(again)
+    again.add_done_callback(_pending.discard)
+
+
+_RELOAD_S = 2.0
+_pending: set[asyncio.Task[None]] = set()   # strong references until done
+
+
+async def _forget_after_reload(state: AdminState, connection_ids: list[str]) -> None:
+    await asyncio.sleep(_RELOAD_S)
+    try:
         await health_keys.forget(state.redis, state.settings.env, connection_ids)
+    except redis_errors.RedisError as exc:
+        log.warning("could not clear the health of %s after their change: %s", connection_ids, exc)
 
 
 def spec_of(provider: dict[str, Any]) -> ProviderSpec:
