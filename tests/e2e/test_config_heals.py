@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import redis.asyncio as aioredis
 from omniroute.config.routing_spec import ResilienceProfile
 from omniroute.limits.breaker import Breakers
 from omniroute.limits.cooldown import Cooldowns
+from tests.mocks.oauth import OAuthServer
 from tests.mocks.server import MockServer
 from tests.support import REDIS_URL, Gateway, wait_for
 
@@ -152,6 +154,30 @@ def test_the_reset_and_a_new_credential_clear_the_connections_marks(
         pid, "openai-compatible", f"{mock_upstream.url}/v1", [model])).status_code == 200
     assert health(gateway, f"{pid}:main", model) == HEALED
     assert admin.delete(f"/api/providers/{pid}").status_code == 200
+
+
+def test_new_oauth_tokens_clear_the_connections_marks(gateway: Gateway, admin: httpx.Client) -> None:
+    pid = "heal-oauth"
+    with OAuthServer() as server:
+        created = admin.post("/api/providers", json={
+            "id": pid, "type": "openai-compatible", "base_url": f"{server.url}/v1", "models": ["mock-text"],
+            "settings": {"auth": "oauth", "oauth": {
+                "authorize_url": f"{server.url}/authorize", "token_url": f"{server.url}/token",
+                "client_id": "omniroute", "scopes": ["chat"], "redirect_uri": "http://localhost:20128/callback"}}})
+        assert created.status_code == 201, created.text
+
+        def authorize() -> None:
+            started = admin.post(f"/api/oauth/{pid}/start", json={"connection": "main"}).json()
+            back = parse_qs(urlsplit(httpx.get(started["authUrl"]).headers["location"]).query)
+            done = admin.get(f"/api/oauth/{pid}/callback", params={"code": back["code"][0],
+                                                                    "state": back["state"][0]})
+            assert done.status_code == 200, done.text
+
+        authorize()
+        hurt(gateway, f"{pid}:main", "mock-text")
+        authorize()   # signed in again: new tokens
+        assert health(gateway, f"{pid}:main", "mock-text") == HEALED
+        assert admin.delete(f"/api/providers/{pid}").status_code == 200
 
 
 def test_delete_policies_by_name_beside_the_path(admin: httpx.Client) -> None:

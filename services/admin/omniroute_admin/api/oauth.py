@@ -108,6 +108,8 @@ async def _store(state: AdminState, caller: Caller, provider: dict[str, Any], co
                            detail={"expires_at": tokens.expires_at}, conn=conn)
     await state.redis.delete(oauth.redis_key(state.settings.env, connection_id))
     await state.announce("providers")
+    # New tokens: what the connection earned with the old ones (an expired token's 401) goes.
+    await providers.forget_health(state, [connection_id])
     return {"connected": True, "provider": provider["id"], "connection": name,
             "expiresAt": tokens.expires_at}
 
