@@ -31,7 +31,7 @@ from omniroute.store import config_repo
 from omniroute.v1 import executor_pb2
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller, CallerDep, StateDep
-from omniroute_admin.features import provider_calls
+from omniroute_admin.features import connection_health, provider_calls
 from omniroute_admin.services import providers
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
@@ -109,7 +109,7 @@ async def _store(state: AdminState, caller: Caller, provider: dict[str, Any], co
     await state.redis.delete(oauth.redis_key(state.settings.env, connection_id))
     await state.announce("providers")
     # New tokens: what the connection earned with the old ones (an expired token's 401) goes.
-    await providers.forget_health(state, [connection_id])
+    await connection_health.forget(state, [connection_id])
     return {"connected": True, "provider": provider["id"], "connection": name,
             "expiresAt": tokens.expires_at}
 

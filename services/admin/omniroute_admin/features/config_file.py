@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
+from psycopg import AsyncConnection
 from pydantic import ValidationError
 
-from omniroute.config.spec import ConfigFile
+from omniroute.config.spec import ConfigFile, ProviderSpec
 from omniroute.store import config_repo
+from omniroute_admin.features import connection_health
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin.config")
@@ -29,8 +32,12 @@ def parse(path: str) -> ConfigFile:
 async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
     """Upsert everything the file names; returns the keys generated now (name → clear key)."""
     generated: dict[str, str] = {}
+    reconfigured: list[str] = []
     async with state.pool.connection() as conn, conn.transaction():
         for provider in config.providers:
+            before = await config_repo.list_providers(conn, state.crypto, provider.id)
+            if before:
+                reconfigured += connection_health.reconfigured(before[0], await _new_keys_only(conn, state, provider))
             await config_repo.upsert_provider(conn, provider, state.crypto)
         for key in config.keys:
             _, clear = await config_repo.upsert_key(conn, key)
@@ -46,5 +53,17 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
         # Shown once, at creation: only its hash is stored.
         print(f"OmniRoute API key '{name}' created: {clear}", flush=True)
     await state.announce("config-file")
+    await connection_health.forget(state, reconfigured)
     log.info("applied config file: %d providers, %d keys", len(config.providers), len(config.keys))
     return generated
+
+
+async def _new_keys_only(conn: AsyncConnection[Any], state: AdminState, spec: ProviderSpec) -> ProviderSpec:
+    """`spec` without the api_keys its connections already have: the file gives every key at
+    every start, and only a different one is a new credential."""
+    connections = []
+    for connection in spec.connections:
+        stored = await config_repo.connection_credential(conn, spec.id, connection.name) if connection.api_key else None
+        same = stored is not None and stored[1] is not None and state.crypto.decrypt(stored[1]) == connection.api_key
+        connections.append(connection.model_copy(update={"api_key": None}) if same else connection)
+    return spec.model_copy(update={"connections": connections})

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException
-from redis import exceptions as redis_errors
 
 from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
-from omniroute.limits import health_keys
 from omniroute.store import config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
+from omniroute_admin.features import connection_health
 from omniroute_admin.state import AdminState
-
-log = logging.getLogger("omniroute.admin")
 
 
 async def list_providers(state: AdminState) -> list[dict[str, Any]]:
@@ -56,48 +51,8 @@ async def update_provider(state: AdminState, caller: Caller, provider_id: str,
     await audit.record(state, caller, "providers.update", provider_id, before=before or None, after=updated)
     await state.announce("providers")
     if before:
-        await forget_health(state, reconfigured(before[0], spec))
+        await connection_health.forget(state, connection_health.reconfigured(before[0], spec))
     return updated
-
-
-def reconfigured(before: dict[str, Any], spec: ProviderSpec) -> list[str]:
-    """The connections whose way to the upstream this update changes: all of the provider's
-    when its type, base_url or settings change; else each connection given a credential or new
-    settings; and those it removes."""
-    old = {c["name"]: c for c in before["connections"]}
-    names = {c.name for c in spec.connections} | set(old)
-    if (before["type"], before["base_url"], before["settings"] or {}) != (spec.type, spec.base_url, spec.settings):
-        changed = names
-    else:
-        changed = {c.name for c in spec.connections
-                   if c.api_key is not None or c.name not in old or (old[c.name]["settings"] or {}) != c.settings}
-        changed |= set(old) - {c.name for c in spec.connections}
-    return sorted(f"{spec.id}:{name}" for name in changed)
-
-
-async def forget_health(state: AdminState, connection_ids: list[str]) -> None:
-    """Clear the cooldowns, model locks and breakers these connections earned with their old
-    configuration (in the Redis every replica shares), after the announcement, and once more
-    when the routers have surely reloaded (within milliseconds of it): a request that a router
-    still sent with the old configuration in between must not mark the fixed connection."""
-    if not connection_ids:
-        return
-    await health_keys.forget(state.redis, state.settings.env, connection_ids)
-    again = asyncio.create_task(_forget_after_reload(state, connection_ids))
-    _pending.add(again)
-    again.add_done_callback(_pending.discard)
-
-
-_RELOAD_S = 2.0
-_pending: set[asyncio.Task[None]] = set()   # strong references until done
-
-
-async def _forget_after_reload(state: AdminState, connection_ids: list[str]) -> None:
-    await asyncio.sleep(_RELOAD_S)
-    try:
-        await health_keys.forget(state.redis, state.settings.env, connection_ids)
-    except redis_errors.RedisError as exc:
-        log.warning("could not clear the health of %s after their change: %s", connection_ids, exc)
 
 
 def spec_of(provider: dict[str, Any]) -> ProviderSpec:
@@ -128,7 +83,7 @@ async def delete_provider(state: AdminState, caller: Caller, provider_id: str) -
     await audit.record(state, caller, "providers.delete", provider_id, before=before)
     await state.announce("providers")
     # A provider created again under this id starts healthy.
-    await forget_health(state, [f"{provider_id}:{c['name']}" for p in before for c in p["connections"]])
+    await connection_health.forget(state, [f"{provider_id}:{c['name']}" for p in before for c in p["connections"]])
 
 
 async def list_keys(state: AdminState) -> list[dict[str, Any]]:
