@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from omniroute.config.routing_spec import ResilienceProfile
 from omniroute.limits.breaker import Breakers
 from omniroute.limits.cooldown import Cooldowns
+from omniroute.limits.headroom import Exhausted, Headroom
 from tests.mocks.oauth import OAuthServer
 from tests.mocks.server import MockServer
 from tests.support import REDIS_URL, Gateway, wait_for
@@ -58,15 +59,17 @@ def health(gateway: Gateway, connection_id: str, model: str) -> dict[str, Any]:
             cooldown = (await Cooldowns(client, env).view([connection_id], model))[connection_id]
             locked = await Cooldowns(client, env).locked_models([connection_id], model)
             breaker = (await Breakers(client, env).view([connection_id]))[connection_id]
+            spent = await Headroom(client, env).view([connection_id], model)
             return {"cooldown_s": cooldown.remaining_s, "reason": cooldown.reason,
-                    "locked": connection_id in locked, "breaker": breaker.state}
+                    "locked": connection_id in locked, "breaker": breaker.state,
+                    "no_headroom": connection_id in spent}
         finally:
             await client.aclose()
     return asyncio.run(read())
 
 
 def hurt(gateway: Gateway, connection_id: str, model: str) -> None:
-    """What a long run of failures leaves: the model locked and the breaker open."""
+    """What a long run of failures leaves: the model locked, the breaker open, no headroom."""
     async def write() -> None:
         client = aioredis.Redis.from_url(REDIS_URL)
         try:
@@ -74,12 +77,13 @@ def hurt(gateway: Gateway, connection_id: str, model: str) -> None:
             await Cooldowns(client, env).lock_model(connection_id, model, 3600)
             await Breakers(client, env).record(connection_id, False, ResilienceProfile(
                 failure_threshold=1, degraded_threshold=1, reset_timeout_s=3600))
+            await Headroom(client, env).mark(connection_id, model, Exhausted(3600, "requests"))
         finally:
             await client.aclose()
     asyncio.run(write())
 
 
-HEALED = {"cooldown_s": 0, "reason": "", "locked": False, "breaker": "CLOSED"}
+HEALED = {"cooldown_s": 0, "reason": "", "locked": False, "breaker": "CLOSED", "no_headroom": False}
 
 
 @pytest.mark.parametrize(("type_", "wrong", "fixed"), [
@@ -107,6 +111,7 @@ def test_fixing_the_base_url_heals_the_connection_at_once(
     assert state["cooldown_s"] > 60 and state["reason"] == "misconfigured" and not state["locked"]
     hurt(gateway, connection_id, model)   # and whatever else a day of failures leaves
     assert health(gateway, connection_id, model)["breaker"] == "OPEN"
+    assert health(gateway, connection_id, model)["no_headroom"]
     refused = chat(gateway, f"{pid}/{model}")
     assert refused.status_code != 200    # nothing is tried while it cools down
 

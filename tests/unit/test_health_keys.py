@@ -1,4 +1,4 @@
-"""A connection's health keys (cooldowns, model locks, breaker) have one owner:
+"""A connection's health keys (cooldowns, model locks, breaker, headroom) have one owner:
 omniroute.limits.health_keys. Writers, readers and the admin's clearing all build them there."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from omniroute.limits.health_keys import HealthKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "libs/omniroute/limits/health_keys.py"
-LAYOUT = re.compile(r""":(?:cooldown|modellock|breaker):["'{]?""")
+LAYOUT = re.compile(r""":(?:cooldown|modellock|breaker|headroom):["'{]?""")
 
 
 def test_the_layout_is_written_in_one_module() -> None:
@@ -26,6 +26,8 @@ def test_a_connections_keys_and_the_patterns_that_find_its_per_model_ones() -> N
     assert keys.cooldown("p:a", "gpt-4o") == "prod:cooldown:p:a|gpt-4o"
     assert keys.model_lock("p:a", "gpt-4o") == "prod:modellock:p:a:gpt-4o"
     assert keys.breaker("p:a") == "prod:breaker:p:a"
-    assert keys.connection_patterns("p:a") == ["prod:cooldown:p:a|*", "prod:modellock:p:a:*"]
+    assert keys.headroom("p:a", "gpt-4o") == "prod:headroom:p:a|gpt-4o"
+    assert keys.connection_patterns("p:a") == ["prod:cooldown:p:a|*", "prod:modellock:p:a:*",
+                                               "prod:headroom:p:a|*"]
     # Glob characters in a name are matched literally.
     assert keys.connection_patterns("p:a*")[0] == r"prod:cooldown:p:a\*|*"

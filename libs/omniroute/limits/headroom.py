@@ -22,6 +22,7 @@ import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 
 from omniroute.limits import NOW_MS, queue_script, text
+from omniroute.limits.health_keys import HealthKeys
 
 # (remaining header, reset header) per limited dimension.
 _DIMENSIONS: tuple[tuple[str, str, str], ...] = (
@@ -130,12 +131,12 @@ class NoHeadroom:
 
 class Headroom:
     def __init__(self, client: redis.Redis, env: str) -> None:
-        self._prefix = f"{env}:headroom:"
+        self._keys = HealthKeys(env)
         self._mark = client.register_script(_MARK)
         self._view = client.register_script(_VIEW)
 
     def _key(self, connection_id: str, model: str) -> str:
-        return f"{self._prefix}{connection_id}|{model}"
+        return self._keys.headroom(connection_id, model)
 
     async def mark(self, connection_id: str, model: str, found: Exhausted) -> None:
         await self._mark(keys=[self._key(connection_id, model)],
