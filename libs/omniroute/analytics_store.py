@@ -5,6 +5,9 @@ Latency: one sorted set per provider, member "<request id>|<latency ms>", score 
 request ended (epoch seconds). The request id in the member makes a redelivered event a no-op
 (ZADD of an existing member), the score lets a summary cover any window up to `max_age_s`, and
 each set is trimmed to the newest `cap` samples so memory stays bounded at any traffic.
+
+This module owns that key layout: the analytics service writes it (LatencyStore.record) and the
+router's latency-optimized combos read it (LatencyStore.recent_p50); nothing else builds the keys.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ def _ttl(max_age_s: float) -> int:
     return int(max_age_s) + 60
 
 
+def latency_key(env: str, provider: str) -> str:
+    """The sorted set of one provider's latency samples."""
+    return f"{env}:latency:z:{provider}"
+
+
+def latency_providers_key(env: str) -> str:
+    """The set of providers that have samples."""
+    return f"{env}:latency:providers"
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -42,8 +55,8 @@ class LatencyStore:
     def __init__(self, client: redis.Redis, env: str, *, cap: int = DEFAULT_CAP,
                  max_age_s: float = DEFAULT_MAX_AGE_S) -> None:
         self._redis = client
-        self._prefix = f"{env}:latency:z:"
-        self._providers = f"{env}:latency:providers"
+        self._env = env
+        self._providers = latency_providers_key(env)
         self._cap = cap
         self._max_age_s = max_age_s
 
@@ -63,7 +76,7 @@ class LatencyStore:
             pipe.sadd(self._providers, *by_provider)
             pipe.expire(self._providers, ttl)   # outlives the newest sample set, no longer
             for provider, members in by_provider.items():
-                key = self._prefix + provider
+                key = latency_key(self._env, provider)
                 pipe.zadd(key, members)
                 pipe.zremrangebyscore(key, "-inf", oldest)
                 pipe.zremrangebyrank(key, 0, -self._cap - 1)
@@ -79,7 +92,7 @@ class LatencyStore:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for provider in providers:
-                pipe.zrangebyscore(self._prefix + provider, since, "+inf")
+                pipe.zrangebyscore(latency_key(self._env, provider), since, "+inf")
             results = await pipe.execute()
         summary: dict[str, dict[str, Any]] = {}
         for provider, members in zip(providers, results, strict=True):
@@ -88,6 +101,14 @@ class LatencyStore:
                 summary[provider] = {"p50": percentile(samples, 50), "p95": percentile(samples, 95),
                                      "p99": percentile(samples, 99), "count": len(samples)}
         return summary
+
+    async def recent_p50(self, provider: str, samples: int) -> float | None:
+        """The median latency in ms of the provider's newest `samples` successful requests
+        (None: no samples kept)."""
+        newest = cast("list[bytes | str]",  # without scores: members only
+                      await self._redis.zrevrange(latency_key(self._env, provider), 0, samples - 1))
+        values = sorted(float(_text(m).rpartition("|")[2]) for m in newest)
+        return percentile(values, 50) if values else None
 
 
 class SessionStore:

@@ -87,14 +87,15 @@ def upstream_calls(mock: MockServer, marker: str) -> list[Any]:
 
 
 @contextlib.contextmanager
-def routing_stack(tmp_dir: Path, config: dict[str, Any], key_names: list[str]) -> Iterator[RoutingStack]:
+def routing_stack(tmp_dir: Path, config: dict[str, Any], key_names: list[str],
+                  replicas: int = REPLICAS) -> Iterator[RoutingStack]:
     first_key = config["keys"][0]["key"]
     with running_gateway(tmp_dir, config, api_key=first_key) as gateway:
         extra = Stack(ports=dataclasses.replace(gateway.stack.ports), env=gateway.stack.env,
                       log_dir=gateway.log_dir)
         addrs = [f"127.0.0.1:{gateway.stack.ports.router}"]
         try:
-            for index in range(1, REPLICAS):
+            for index in range(1, replicas):
                 extra.ports.router = free_port()
                 service = extra.start_service(f"router{index + 1}", "omniroute_router")
                 wait_listening("127.0.0.1", extra.ports.router, f"router{index + 1}", 60, service.process)

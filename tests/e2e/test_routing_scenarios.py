@@ -5,6 +5,7 @@ aliases, wildcards, nested combos, retries and the global fallback model."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -42,12 +43,10 @@ def stack(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -
     ]
     config = {
         "providers": [
-            provider("good", ["mock-text", "mock-echo"], [{"name": "main", "api_key": "sk-good"}],
-                     pricing={"*": {"input": 0.15, "output": 0.6}}),
+            provider("good", ["mock-text", "mock-echo"], [{"name": "main", "api_key": "sk-good"}]),
             provider("broken", ["mock-503"], [{"name": "main", "api_key": "sk-broken"}]),
             provider("retry", ["mock-503"], [{"name": "main", "api_key": "sk-retry"}]),
-            provider("pricey", ["mock-text"], [{"name": "main", "api_key": "sk-pricey"}],
-                     pricing={"mock-text": {"input": 30, "output": 60}}),
+            provider("pricey", ["mock-text"], [{"name": "main", "api_key": "sk-pricey"}]),
             provider("limited", ["mock-text"], [
                 {"name": "a", "api_key": "sk-acct-a", "priority": 0,
                  "settings": {"headers": {"x-mock-scenario": "mock-429"}}},
@@ -142,8 +141,18 @@ async def test_nested_combo_and_exhausted_combo_use_the_fallback(stack: RoutingS
 
 
 async def test_cost_optimized_prefers_the_cheaper_step(stack: RoutingStack) -> None:
-    # Prices come from the providers' settings (`pricing`, $ per 1M tokens; "*" = any model).
-    answer = await stack.chat(0, "cheap", f"cost {uuid.uuid4().hex}")
+    # Prices come from the pricing table ($ per 1M tokens), as /api/pricing edits it; the
+    # routers reload it on the announcement. tests/e2e/test_strategies_replicas.py changes them.
+    with contextlib.closing(stack.gateway.admin_client()) as admin:
+        admin.put("/api/pricing", json={"prices": [
+            {"providerType": "openai-compatible", "model": "mock-text", "input": 30, "output": 60},
+            {"providerType": "openai-compatible", "model": "mock-echo", "input": 0.15, "output": 0.6},
+        ]}).raise_for_status()
+    for _ in range(100):
+        answer = await stack.chat(0, "cheap", f"cost {uuid.uuid4().hex}")
+        if answer.start is not None and answer.start.provider == "good":
+            break
+        await asyncio.sleep(0.1)
     assert answer.error is None and answer.start is not None and answer.start.provider == "good"
 
 

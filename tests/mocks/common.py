@@ -74,13 +74,20 @@ class Scenario:
     pieces: int = 0  # paced: how many text pieces
 
 
+#: Scenarios scripted by a test in this process, by the caller's credential (the bearer token):
+#: e.g. ``SCRIPTED["sk-a"] = "mock-503"`` fails that account's calls until removed. Between the
+#: ``x-mock-scenario`` header and the model name in precedence.
+SCRIPTED: dict[str, str] = {}
+
+
 def pick_scenario(model: str, headers: Any) -> Scenario:
     """Choose the scenario from the model name, overridden by ``x-mock-scenario``.
 
     Delays come from ``mock-slow[-<ms>]`` or the ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``
     headers (any scenario); ``mock-paced[-<n>]`` sends n text pieces PACED_CHUNK_MS apart.
     """
-    raw = headers.get("x-mock-scenario") or model or ""
+    credential = (headers.get("authorization") or "").removeprefix("Bearer ")
+    raw = headers.get("x-mock-scenario") or SCRIPTED.get(credential) or model or ""
     name = raw.rsplit("/", 1)[-1].split(":", 1)[0].lower()
     rest = name[len("mock-") :] if name.startswith("mock-") else ""
     scenario = Scenario("text")

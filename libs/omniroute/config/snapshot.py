@@ -13,7 +13,8 @@ import psycopg
 from omniroute.catalog import provider_type
 from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 from omniroute.secrets import Crypto
-from omniroute.store import admin_settings_repo, catalog_repo, config_repo
+from omniroute.store import admin_settings_repo, catalog_repo, config_repo, pricing_repo
+from omniroute.store.pricing import PriceBook
 
 log = logging.getLogger("omniroute.config")
 
@@ -71,6 +72,9 @@ class ConfigSnapshot:
     # Models added through /api/provider-models (table provider_models): provider id →
     # ((kind, model), …), kinds as there (chat, embedding, image, audio). Listed like declared ones.
     custom_models: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # The pricing table (/api/pricing): the router's cost-optimized combos order by it, without
+    # a query per request; an edit announces config.changed like any other.
+    prices: PriceBook = field(default_factory=PriceBook)
 
 
 async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnapshot:
@@ -79,6 +83,7 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         rows = await config_repo.config_rows(conn)
         admin_settings = await admin_settings_repo.load_all(conn)
         custom_rows = await catalog_repo.custom_models(conn)
+        prices = await pricing_repo.load_book(conn)
 
     connections: dict[str, list[Connection]] = {}
     for row in rows.connections:
@@ -111,7 +116,8 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
                           aliases=rows.aliases,
                           combos={name: ComboSpec.model_validate(spec) for name, spec in rows.combos.items()},
                           routing=RoutingSettings.from_rows(rows.routing_settings),
-                          settings=admin_settings, custom_models=_custom_models(custom_rows))
+                          settings=admin_settings, custom_models=_custom_models(custom_rows),
+                          prices=prices)
 
 
 def _custom_models(rows: list[tuple[str, str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:

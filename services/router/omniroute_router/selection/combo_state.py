@@ -1,14 +1,15 @@
 """Per-combo state that strategies read and every replica shares: the round-robin counter, how
 often each step answered (least-used), the step that answered last (lkgp / fill-first), and
-recent latency per provider (from the analytics service's windows)."""
+recent latency per provider (the samples the analytics service records, read through
+omniroute.analytics_store, which owns their key layout)."""
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import redis.asyncio as redis
 
+from omniroute.analytics_store import LatencyStore
 from omniroute.limits import text
 from omniroute_router.selection.strategies import Shared
 
@@ -20,7 +21,7 @@ class ComboState:
     def __init__(self, client: redis.Redis, env: str) -> None:
         self._redis = client
         self._prefix = f"{env}:combo:"
-        self._latency_prefix = f"{env}:latency:"
+        self._latency = LatencyStore(client, env)
         self._p50: dict[str, tuple[float, float | None]] = {}
 
     async def shared(self, combo: str, strategy: str) -> Shared:
@@ -28,8 +29,10 @@ class ComboState:
         if strategy == "round-robin":
             return Shared(counter=int(await self._redis.incr(base + ":rr")) - 1)
         if strategy in ("lkgp", "fill-first"):
-            return Shared(last_good=text(await self._redis.get(base + ":good")),
-                          current=text(await self._redis.get(base + ":good")))
+            # The same fact (the step that answered last); the strategies order around it
+            # differently (strategies._fill_first, _lkgp).
+            answered = text(await self._redis.get(base + ":good"))
+            return Shared(last_good=answered, current=answered)
         return Shared()
 
     async def used(self, combo: str) -> dict[str, int]:
@@ -49,8 +52,6 @@ class ComboState:
         now = time.monotonic()
         if cached and now - cached[0] < _LATENCY_CACHE_S:
             return cached[1]
-        samples = [float(v) for v in await self._redis.lrange(self._latency_prefix + provider, 0,
-                                                              _LATENCY_SAMPLES - 1)]
-        value = statistics.median(samples) if samples else None
+        value = await self._latency.recent_p50(provider, _LATENCY_SAMPLES)
         self._p50[provider] = (now, value)
         return value

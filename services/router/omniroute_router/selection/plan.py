@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
 
 from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ConfigSnapshot
+from omniroute.store.pricing import PriceBook
 from omniroute_router.errors import RoutingError
 from omniroute_router.selection import strategies
 from omniroute_router.selection.accounts import Accounts
@@ -28,31 +28,32 @@ class Step:
 
 async def plan(snapshot: ConfigSnapshot, node: Node, combos: ComboState, accounts: Accounts,
                requested: str) -> list[Step]:
-    steps = await _flatten(node, None, (), combos, accounts)
+    steps = await _flatten(snapshot, node, None, (), combos, accounts)
     fallback = snapshot.routing.fallback_model
     if isinstance(node, ComboNode) and fallback and fallback != requested:
         try:
-            steps += await _flatten(resolve(snapshot, fallback), None, (), combos, accounts)
+            steps += await _flatten(snapshot, resolve(snapshot, fallback), None, (), combos, accounts)
         except RoutingError:
             pass  # a broken fallback must not hide the combo's own error
     return steps
 
 
-async def _flatten(node: Node, combo: ComboSpec | None, path: tuple[tuple[str, str], ...],
-                   combos: ComboState, accounts: Accounts) -> list[Step]:
+async def _flatten(snapshot: ConfigSnapshot, node: Node, combo: ComboSpec | None,
+                   path: tuple[tuple[str, str], ...], combos: ComboState, accounts: Accounts) -> list[Step]:
     if isinstance(node, Target):
         return [Step(node, combo, path)]
     spec = node.combo
-    facts = await _facts(node, combos, accounts)
+    facts = await _facts(snapshot, node, combos, accounts)
     shared = await combos.shared(spec.name, spec.strategy)
     ordered: list[Step] = []
     for index in strategies.order(spec.strategy, facts, shared, _rng):
         child = node.steps[index]
-        ordered += await _flatten(child, spec, (*path, (spec.name, child.name)), combos, accounts)
+        ordered += await _flatten(snapshot, child, spec, (*path, (spec.name, child.name)), combos, accounts)
     return ordered
 
 
-async def _facts(node: ComboNode, combos: ComboState, accounts: Accounts) -> list[strategies.StepFacts]:
+async def _facts(snapshot: ConfigSnapshot, node: ComboNode, combos: ComboState,
+                 accounts: Accounts) -> list[strategies.StepFacts]:
     spec = node.combo
     weights = spec.weights or [1.0] * len(node.steps)
     used = await combos.used(spec.name) if spec.strategy in ("least-used", "p2c") else {}
@@ -62,7 +63,7 @@ async def _facts(node: ComboNode, combos: ComboState, accounts: Accounts) -> lis
         unhealthy = 0.0
         if isinstance(step, Target):
             if spec.strategy == "cost-optimized":
-                price = price_of(step.provider.settings, step.model)
+                price = price_of(snapshot.prices, step.provider.type, step.model)
             elif spec.strategy == "latency-optimized":
                 p50 = await combos.p50_ms(step.provider.id)
             elif spec.strategy == "p2c":
@@ -72,16 +73,8 @@ async def _facts(node: ComboNode, combos: ComboState, accounts: Accounts) -> lis
     return facts
 
 
-def price_of(settings: dict[str, Any], model: str) -> float | None:
-    """Provider settings may carry `pricing: {model: {input: $/1M, output: $/1M}}` (a `*` entry
-    covers the provider's other models) until the accounting pricing table is readable here."""
-    pricing = settings.get("pricing")
-    if not isinstance(pricing, dict):
-        return None
-    entry = pricing.get(model, pricing.get("*"))
-    if not isinstance(entry, dict):
-        return None
-    try:
-        return float(entry.get("input", 0)) + float(entry.get("output", 0))
-    except (TypeError, ValueError):
-        return None
+def price_of(prices: PriceBook, provider_type: str, model: str) -> float | None:
+    """$ per 1M input + output tokens from the pricing table (/api/pricing, with its fallbacks:
+    dated names, aggregators' prefixes); None when the table has no price for the model."""
+    price = prices.find(provider_type, model)
+    return None if price is None else float(price.input_per_mtok + price.output_per_mtok)

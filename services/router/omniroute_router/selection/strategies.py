@@ -50,7 +50,9 @@ def _round_robin(steps: Sequence[StepFacts], shared: Shared, rng: random.Random)
 
 
 def _fill_first(steps: Sequence[StepFacts], shared: Shared, rng: random.Random) -> Order:
-    """Stay on the current step until it fails, then move on (and stay there)."""
+    """Stay on the current step until it fails or hits its limit, then move on to the NEXT one in
+    the list (and stay there), wrapping around: the steps are used up one after the other.
+    Unlike lkgp, which falls back from the last good step to the list's first."""
     names = [s.name for s in steps]
     start = names.index(shared.current) if shared.current in names else 0
     return [(start + i) % len(steps) for i in range(len(steps))]
@@ -85,6 +87,7 @@ def _latency(steps: Sequence[StepFacts], shared: Shared, rng: random.Random) -> 
 
 
 def _lkgp(steps: Sequence[StepFacts], shared: Shared, rng: random.Random) -> Order:
+    """The step that answered last, then the others in list order."""
     order = list(range(len(steps)))
     names = [s.name for s in steps]
     if shared.last_good in names:
