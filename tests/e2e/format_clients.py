@@ -66,7 +66,7 @@ class StreamFailed(Exception):
 class FormatClient(Protocol):
     has_ids: bool
 
-    def __init__(self, url: str, key: str) -> None: ...
+    def __init__(self, url: str, key: str, headers: dict[str, str] | None = None) -> None: ...
 
     def chat(self, model: str, turns: list[Turn], stream: bool, *, tools: bool = False,
              reasoning: bool = False) -> Result: ...
@@ -89,8 +89,9 @@ def _stop(calls: list[Call], reason: str) -> str:
 class OpenAIChat:
     has_ids = True
 
-    def __init__(self, url: str, key: str) -> None:
-        self.sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=TIMEOUT_S)
+    def __init__(self, url: str, key: str, headers: dict[str, str] | None = None) -> None:
+        self.sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=TIMEOUT_S,
+                                 default_headers=headers)
 
     def chat(self, model: str, turns: list[Turn], stream: bool, *, tools: bool = False,
              reasoning: bool = False) -> Result:
@@ -215,8 +216,9 @@ _ANTHROPIC_STOP = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "
 class Anthropic:
     has_ids = True
 
-    def __init__(self, url: str, key: str) -> None:
-        self.sdk = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=TIMEOUT_S)
+    def __init__(self, url: str, key: str, headers: dict[str, str] | None = None) -> None:
+        self.sdk = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=TIMEOUT_S,
+                                       default_headers=headers)
 
     def chat(self, model: str, turns: list[Turn], stream: bool, *, tools: bool = False,
              reasoning: bool = False) -> Result:
@@ -268,9 +270,9 @@ class Anthropic:
 class Gemini:
     has_ids = True
 
-    def __init__(self, url: str, key: str) -> None:
+    def __init__(self, url: str, key: str, headers: dict[str, str] | None = None) -> None:
         self.sdk = genai.Client(api_key=key, http_options=gt.HttpOptions(
-            base_url=url, api_version="v1beta", timeout=int(TIMEOUT_S * 1000)))
+            base_url=url, api_version="v1beta", timeout=int(TIMEOUT_S * 1000), headers=headers))
 
     def chat(self, model: str, turns: list[Turn], stream: bool, *, tools: bool = False,
              reasoning: bool = False) -> Result:
@@ -334,8 +336,9 @@ class Gemini:
 class Ollama:
     has_ids = False  # Ollama's tool calls have no ids: results are matched by tool name
 
-    def __init__(self, url: str, key: str) -> None:
-        self.sdk = ollama.Client(host=url, headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT_S)
+    def __init__(self, url: str, key: str, headers: dict[str, str] | None = None) -> None:
+        self.sdk = ollama.Client(host=url, headers={"Authorization": f"Bearer {key}", **(headers or {})},
+                                 timeout=TIMEOUT_S)
 
     def chat(self, model: str, turns: list[Turn], stream: bool, *, tools: bool = False,
              reasoning: bool = False) -> Result:

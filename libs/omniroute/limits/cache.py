@@ -1,6 +1,7 @@
-"""The exact response cache: key = hash of (key scope, model, normalised request). Two concurrent
-identical cacheable requests make one upstream call (single flight); the value is the canonical
-`chat.completion`, served as JSON or re-chunked as a stream."""
+"""The exact response cache: key = hash of (key scope, model, normalised request, variant). Two
+concurrent identical cacheable requests make one upstream call (single flight); the value is the
+canonical `chat.completion`, served as JSON or re-chunked as a stream, or an answer in the
+caller's own format (passthrough) for requests of that format and stream flag (the variant)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ def normalise(body: dict[str, Any]) -> Any:
     return fold({k: v for k, v in body.items() if k not in _DELIVERY_FIELDS and k != "model"})
 
 
-def cache_key(scope: str, model: str, body: dict[str, Any]) -> str:
-    payload = orjson.dumps([scope, model, normalise(body)], option=orjson.OPT_SORT_KEYS)
+def cache_key(scope: str, model: str, body: dict[str, Any], variant: str = "") -> str:
+    """`variant`: which requests the answer fits besides its prompt (the router's client format
+    and stream flag when the answer may be in the caller's own format; "" for canonical)."""
+    payload = orjson.dumps([scope, model, normalise(body), variant], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(payload).hexdigest()
 
 

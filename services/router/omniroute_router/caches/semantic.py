@@ -1,6 +1,7 @@
 """The semantic cache around an answer: embed the prompt, look for a similar enough prompt of the
-same key, model and parameters, replay its answer (as JSON or as a stream) or produce the answer
-and keep it. Off by default; on for every key, for named keys, or per request (the
+same key, model and parameters (and, for a client format other than OpenAI chat, the same format
+and stream flag: its answer may have passed through in that format), replay its answer (as JSON
+or as a stream) or produce the answer and keep it. Off by default; on for every key, for named keys, or per request (the
 `semantic_cache` option, from X-OmniRoute-Semantic-Cache). Any failure of the embedder or of
 Qdrant is a miss: the cache never fails a request."""
 
@@ -22,7 +23,7 @@ from omniroute.limits.cache import bypassed, normalise
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.v1 import common_pb2
 from omniroute_router.caches.embedders import Embedder, EmbeddingError, HashingEmbedder
-from omniroute_router.caches.replay import Collector, cached_events
+from omniroute_router.caches.replay import Collector, cached_events, variant
 from omniroute_router.caches.semantic_store import Scope, SemanticStore
 from omniroute_router.pipeline.call import Call
 
@@ -61,10 +62,11 @@ def prompt_text(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def shape_of(body: dict[str, Any]) -> str:
-    """Parameters other than the messages (tools, response format, temperature …) must be equal."""
+def shape_of(body: dict[str, Any], answer_variant: str = "") -> str:
+    """Parameters other than the messages (tools, response format, temperature …) must be equal,
+    and so must the answer's variant (`caches/replay.variant`: client format and stream flag)."""
     rest = normalise({k: v for k, v in body.items() if k != "messages"})
-    return hashlib.sha256(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    return hashlib.sha256(orjson.dumps([rest, answer_variant], option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 class SemanticCache:
@@ -96,7 +98,8 @@ class SemanticCache:
         elif text:
             try:
                 vector = await embedder.embed(text)
-                scope = Scope(key=key.id if key else "", model=model, shape=shape_of(body),
+                scope = Scope(key=key.id if key else "", model=model,
+                              shape=shape_of(body, variant(call.upstream)),
                               generation=await self._stats.generation())
             except (EmbeddingError, redis.RedisError) as exc:
                 log.warning("semantic cache skipped: %s", exc)

@@ -1,7 +1,8 @@
 """The exact cache stage: the same key, model and (shaped) body within the TTL gets the kept
-answer, as JSON or as a stream. A single flight in Redis: one replica produces, the others wait
-for and replay its result. The semantic cache sits inside it: an exact hit is cheaper than an
-embedding."""
+answer, as JSON or as a stream (one passed through in the caller's format: for that format and
+stream flag only, `caches/replay.variant`). A single flight in Redis: one replica produces, the
+others wait for and replay its result. The semantic cache sits inside it: an exact hit is cheaper
+than an embedding."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import contextlib
 import redis.asyncio as redis
 
 from omniroute.limits.cache import ExactCache, cache_key, cacheable
-from omniroute_router.caches.replay import Collector, cached_events
+from omniroute_router.caches.replay import Collector, cached_events, variant
 from omniroute_router.pipeline.call import Call, Events, Next
 
 
@@ -26,7 +27,7 @@ class ExactCacheStage:
             async for event in next(call):
                 yield event
             return
-        key = cache_key(call.key.id if call.key else "", call.requested, call.body)
+        key = cache_key(call.key.id if call.key else "", call.requested, call.body, variant(request))
         outcome = await self._cache.begin(key, request.request_id, lease_s=self._lease_s, wait_s=self._lease_s)
         if not outcome.owner and outcome.value:
             call.cache_kind = "exact"

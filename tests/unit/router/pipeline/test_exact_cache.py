@@ -1,5 +1,6 @@
 """The exact cache stage: a request the settings do not cache passes through; a miss is marked
-and its answer kept; a hit is replayed (marked) without reaching the next stages."""
+and its answer kept; a hit is replayed (marked) without reaching the next stages; an answer in
+the caller's own format (passthrough) is kept and replayed as it came, keyed by its variant."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any, cast
 
 import orjson
 
+from omniroute.limits.cache import cache_key
 from omniroute.limits.flight import Outcome
-from omniroute.v1 import common_pb2
+from omniroute.v1 import common_pb2, router_pb2
+from omniroute_router.caches.replay import variant
 from omniroute_router.pipeline.exact_cache import ExactCacheStage
 
 from .stages import Answering, kinds, make_call, run, start
@@ -61,3 +64,40 @@ async def test_a_hit_is_replayed_without_the_next_stages() -> None:
     events = await run(ExactCacheStage(cast(Any, FakeCache(entry)), 5.0), call, next)
     assert kinds(events) == ["start", "response"] and not next.calls
     assert events[0].start.headers["x-omniroute-cache"] == "HIT" and call.cache_kind == "exact"
+
+
+def native_chunks() -> common_pb2.AnswerEvent:
+    items = [common_pb2.Chunk(event="message_start", data=b'{"type":"message_start"}'),
+             common_pb2.Chunk(event="message_stop", data=b'{"type":"message_stop"}')]
+    return common_pb2.AnswerEvent(chunks=common_pb2.ChunkBatch(items=items), format=common_pb2.ANTHROPIC)
+
+
+async def test_a_passed_through_stream_is_kept_and_replayed_as_it_came() -> None:
+    cache, call = FakeCache(), cached_call()
+    call.request.client_format, call.request.stream = common_pb2.ANTHROPIC, True
+    await run(ExactCacheStage(cast(Any, cache), 5.0), call, Answering([start(), native_chunks()]))
+    [kept] = cache.finished
+    assert kept is not None
+    replayed = await run(ExactCacheStage(cast(Any, FakeCache(kept)), 5.0), cached_call(), Answering())
+    assert kinds(replayed) == ["start", "chunks"]
+    assert replayed[1].format == common_pb2.ANTHROPIC and replayed[1].chunks == native_chunks().chunks
+
+
+async def test_a_passed_through_whole_answer_is_replayed_in_its_format() -> None:
+    native = common_pb2.AnswerEvent(response=b'{"type":"message","content":[]}', format=common_pb2.ANTHROPIC)
+    cache = FakeCache()
+    await run(ExactCacheStage(cast(Any, cache), 5.0), cached_call(), Answering([start(), native]))
+    [kept] = cache.finished
+    assert kept is not None
+    replayed = await run(ExactCacheStage(cast(Any, FakeCache(kept)), 5.0), cached_call(), Answering())
+    assert kinds(replayed) == ["start", "response"] and replayed[1] == native
+
+
+def test_entries_of_another_client_format_or_stream_flag_are_other_keys() -> None:
+    def key_of(client_format: int, stream: bool) -> str:
+        request = router_pb2.ChatRequest(client_format=client_format, stream=stream)  # type: ignore[arg-type]
+        return cache_key("k1", "p/m", BODY, variant(request))
+    openai_keys = {key_of(common_pb2.OPENAI_CHAT, False), key_of(common_pb2.OPENAI_CHAT, True)}
+    assert len(openai_keys) == 1  # canonical answers serve JSON and streams alike
+    others = {key_of(f, s) for f in (common_pb2.ANTHROPIC, common_pb2.GEMINI) for s in (False, True)}
+    assert len(others) == 4 and not others & openai_keys

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from omniroute.config.routing_spec import CacheSettings, RoutingSettings
 from omniroute.config.snapshot import ConfigSnapshot
+from omniroute_router.caches.semantic import shape_of
 from omniroute_router.pipeline.call import Call, Events
 from omniroute_router.pipeline.semantic_cache import SemanticCacheStage
 
@@ -43,3 +44,10 @@ async def test_wanted_is_served_by_the_semantic_cache() -> None:
     call = call_with(False, {"semantic_cache": "on"})  # the request's own word wins
     events = await run(SemanticCacheStage(cast(Any, cache)), call, next)
     assert kinds(events) == ["start"] and cache.served == [call] and call.cache_kind == "semantic"
+
+
+def test_answers_of_another_client_format_or_stream_flag_are_another_scope() -> None:
+    body = {"model": "p/m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2}
+    shapes = {shape_of(body, ""), shape_of(body, "ANTHROPIC:whole"), shape_of(body, "ANTHROPIC:stream"),
+              shape_of(body, "GEMINI:whole")}
+    assert len(shapes) == 4
