@@ -65,6 +65,14 @@ class Settings:
     # Router: when Redis cannot be read, let requests through without a budget check (True) or
     # refuse them with 503 (False). Open by default: a Redis blip must not stop all traffic.
     budget_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_BUDGET_FAIL_OPEN", True))
+    # Router: how long a request's budget reservation lives when its router dies with it (0: the
+    # upstream timeout plus a minute), how long a settled one waits for accounting's ingest, and
+    # the output tokens a request without max_tokens is reserved for.
+    budget_hold_s: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_BUDGET_HOLD_S", "0")))
+    budget_settled_hold_s: int = field(default_factory=lambda: int(os.environ.get(
+        "OMNIROUTE_BUDGET_SETTLED_HOLD_S", "900")))
+    budget_default_max_tokens: int = field(default_factory=lambda: int(os.environ.get(
+        "OMNIROUTE_BUDGET_DEFAULT_MAX_TOKENS", "4096")))
     # Redis down: refuse (503 state_store_unavailable, the default) or serve without limits,
     # caches and breakers (omniroute_router.stateless).
     state_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_STATE_FAIL_OPEN", False))

@@ -14,6 +14,12 @@ Exactly once, with several accounting replicas:
 - `rebuild` (Postgres is the truth) raises each counter to the Postgres sum and never lowers
   it: after Redis lost data the counters come back, and a rebuild racing live traffic cannot
   erase or double a request counted meanwhile.
+
+Reservations (omniroute.limits.budget_holds): the router holds each request's worst-case cost
+against the key's counter before dispatch, lowers the hold to the real cost when the answer ends
+and drops it when the request failed. Only accounting adds spend: the script below drops the
+request's hold in the same step that adds its cost, so a request's cost is held or spent, never
+both and never neither while its hold lives.
 """
 
 from __future__ import annotations
@@ -144,10 +150,24 @@ def counted_key(env: str, request_id: str) -> str:
     return f"{env}:budget:counted:{request_id}"
 
 
+def holds_key(env: str, key_id: str) -> str:
+    """Hash: request id → held nano-dollars, and TOTAL_FIELD → their sum."""
+    return f"{env}:budget:holds:{key_id}"
+
+
+def hold_deadlines_key(env: str, key_id: str) -> str:
+    """Sorted set: request id scored by the epoch milliseconds its hold expires at."""
+    return f"{env}:budget:hold-deadlines:{key_id}"
+
+
+TOTAL_FIELD = "=total"  # not a request id (those are UUIDs)
+
+
 async def check_budget(client: redis.Redis, settings: Settings, key: KeyWithBudget,
                        now: datetime | None = None) -> BudgetStatus:
-    """The router's check before each request: one Redis GET, no Postgres. A key without a
-    budget is never exhausted. Refuse the request when `status.exhausted`."""
+    """The key's spend in its current period: one Redis GET, no Postgres (what the admin shows;
+    the router reserves through omniroute.limits.budget_holds). A key without a budget is never
+    exhausted."""
     budget = Budget.parse(key.budget)
     if budget is None:
         return BudgetStatus(key_id=key.id, budget=None, spent_usd=Decimal(0))
@@ -165,18 +185,30 @@ class Spend:
     at: datetime
 
 
-# KEYS per entry: counted marker, daily, weekly, monthly counter. ARGV: marker TTL, then per
-# entry: nano-dollars and the three counters' TTLs. Returns how many entries were added.
+# KEYS per entry: counted marker, daily, weekly, monthly counter, the key's holds and hold
+# deadlines. ARGV: marker TTL, total field, then per entry: request id, nano-dollars and the three
+# counters' TTLs. The request's hold (if any) is dropped whether or not its cost is added now: a
+# marker already set means an earlier delivery added it (and dropped the hold). Returns how many
+# entries were added.
 _RECORD = """
 local added = 0
 local marker_ttl = ARGV[1]
-for i = 0, #KEYS / 4 - 1 do
-  local k = i * 4
-  local a = 1 + i * 4
+local total = ARGV[2]
+for i = 0, #KEYS / 6 - 1 do
+  local k = i * 6
+  local a = 2 + i * 5
+  local held = redis.call('HGET', KEYS[k + 5], ARGV[a + 1])
+  if held then
+    redis.call('HINCRBY', KEYS[k + 5], total, string.format('%d', -tonumber(held)))
+    redis.call('HDEL', KEYS[k + 5], ARGV[a + 1])
+    redis.call('ZREM', KEYS[k + 6], ARGV[a + 1])
+  end
   if redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', marker_ttl) then
-    for j = 2, 4 do
-      redis.call('INCRBY', KEYS[k + j], ARGV[a + 1])
-      redis.call('EXPIRE', KEYS[k + j], ARGV[a + j])
+    if tonumber(ARGV[a + 2]) > 0 then
+      for j = 2, 4 do
+        redis.call('INCRBY', KEYS[k + j], ARGV[a + 2])
+        redis.call('EXPIRE', KEYS[k + j], ARGV[a + j + 1])
+      end
     end
     added = added + 1
   end
@@ -206,19 +238,21 @@ def _ttl_s(end: datetime, now: datetime) -> int:
 async def record_spend(client: redis.Redis, env: str, spends: Iterable[Spend],
                        now: datetime | None = None, marker_ttl_s: int = COUNTED_TTL_S) -> int:
     """Add each request's cost to its key's daily, weekly and monthly counters, at most once per
-    request id while its marker lives. Returns how many were added now."""
+    request id while its marker lives, and drop the request's hold (a free request's too).
+    Returns how many were added now."""
     now = now or datetime.now(UTC)
     keys: list[str] = []
-    args: list[str | int] = [marker_ttl_s]
+    args: list[str | int] = [marker_ttl_s, TOTAL_FIELD]
     for spend in spends:
-        if not spend.key_id or spend.nanos <= 0:
+        if not spend.key_id:
             continue
         keys.append(counted_key(env, spend.request_id))
-        args.append(spend.nanos)
+        args.extend((spend.request_id, max(spend.nanos, 0)))
         for period in PERIODS:
             start, end = period_bounds(period, spend.at)
             keys.append(spend_key(env, spend.key_id, period, start))
             args.append(_ttl_s(end, now))
+        keys.extend((holds_key(env, spend.key_id), hold_deadlines_key(env, spend.key_id)))
     if not keys:
         return 0
     return int(await client.eval(_RECORD, len(keys), *keys, *args))  # type: ignore[misc]

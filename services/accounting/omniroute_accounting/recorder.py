@@ -3,7 +3,8 @@
 Order inside the handler, and why:
 1. price every event (cost is computed here once and stored with the row);
 2. in one transaction: INSERT … RETURNING the request ids that are new, add those costs to the
-   Redis spend counters (marker-guarded, see omniroute.limits.budget), COMMIT;
+   Redis spend counters and drop the router's holds of those requests in the same script
+   (marker-guarded, see omniroute.limits.budget), COMMIT;
 3. drop the markers and record metrics for the new rows only.
 The consumer acks after the handler returns, so an exception at any step means redelivery,
 and steps 2 and 3 make a redelivery add nothing twice.
@@ -118,7 +119,8 @@ class Recorder:
                                at=usage_repo.started_at(event))
                   for event in {e.request_id: e for e in events}.values()
                   if event.request_id in new_ids]
-        spends = [spend for spend in spends if spend.key_id and spend.nanos > 0]
+        # A free request goes too: its hold (the router's reservation) is dropped with it.
+        spends = [spend for spend in spends if spend.key_id]
         if not spends:
             return []
         try:

@@ -3,7 +3,7 @@
 
 chat:       record → guard → admit → budget → idempotency → key limits → shaping → exact cache
             → semantic cache → plan → dispatch
-operations: record → guard → admit → capability → key limits → plan → dispatch
+operations: record → guard → admit → capability → budget → key limits → plan → dispatch
 stateless:  admit → stateless dispatch (Redis away and OMNIROUTE_STATE_FAIL_OPEN on: chat only)
 """
 
@@ -50,16 +50,17 @@ def build(settings: Settings, config: SnapshotHolder, pool: ExecutorPool, state:
     lease_s = min(timeout_s, _MAX_LEASE_S)
     record = Record(publisher, settings, lambda call: usage_subject(call.request.operation))
     accounts = Accounts(state.redis, settings.env, state.breakers, state.cooldowns, state.headroom)
+    budget = BudgetGate(state.redis, settings)  # one for both pipelines
     semantic = SemanticCache(state.semantic_store, state.semantic_stats, lambda model: GatewayEmbedder(
         model, config, pool, state, accounts))
     chat = compose([
         record, Guard(_stateless(pool, timeout_s) if settings.state_fail_open else None),
-        admit, BudgetGate(state.redis, settings), Idempotent(state.idempotency, lease_s),
+        admit, budget, Idempotent(state.idempotency, lease_s),
         KeyLimits(state.limiter, count_tokens=True), shaping, ExactCacheStage(state.cache, lease_s),
         SemanticCacheStage(semantic), Plan(state.combos, accounts),
         DispatchStage(pool, state, accounts, timeout_s)])
     operations = compose([
-        record, Guard(None), admit, capable, KeyLimits(state.limiter, count_tokens=False),
+        record, Guard(None), admit, capable, budget, KeyLimits(state.limiter, count_tokens=False),
         Plan(state.combos, accounts), DispatchStage(pool, state, accounts, timeout_s)])
     return Pipelines(chat=chat, operations=operations)
 

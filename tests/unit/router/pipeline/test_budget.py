@@ -1,39 +1,55 @@
-"""The budget stage without Redis: no call for a key without a budget, refusal shape (and the
-stage answers with it alone), fail open (or closed when configured) when Redis fails."""
+"""The budget stage without Redis: no call for a key without a budget nor for a free operation,
+the worst case it reserves, the refusal's shape (and the stage answers with it alone), the hold
+settled to the real cost or released, fail open (or closed when configured) when Redis fails."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
-import pytest
 import redis.asyncio as redis
 
-from omniroute.config.snapshot import ApiKey
-from omniroute.limits.budget import period_bounds, spend_key
+from omniroute.config.routing_spec import ComboSpec
+from omniroute.config.snapshot import ApiKey, ConfigSnapshot
+from omniroute.limits.budget_holds import Reservation
 from omniroute.settings import Settings
-from omniroute_router.errors import RoutingError
-from omniroute_router.pipeline import budget as budget_gate
+from omniroute.store.pricing import Price, PriceBook
+from omniroute.v1 import common_pb2
 from omniroute_router.pipeline.budget import BudgetGate
+from omniroute_router.pipeline.budget_cost import worst_case_nanos
+from omniroute_router.selection.resolve import ComboNode, Target
 
-from .stages import Answering, make_call, response, run
+from .stages import Answering, error, make_call, provider, response, run, usage
 from .stages import start as start_event
 
 SETTINGS = Settings(env="unit")
+# $1 per million input tokens, $2 per million output tokens.
+BOOK = PriceBook([Price("openai", "m", Decimal(1), Decimal(2)), Price("openai", "big", Decimal(10), Decimal(20))])
+SNAPSHOT = ConfigSnapshot(providers={"p": provider()}, prices=BOOK)
 
 
-class FakeRedis:
-    def __init__(self, values: dict[str, bytes] | None = None, fail: bool = False) -> None:
-        self.values = values or {}
-        self.fail = fail
-        self.gets: list[str] = []
+class FakeHolds:
+    """BudgetHolds' methods, noted; `admit` says how reservations end."""
 
-    async def get(self, name: str) -> bytes | None:
-        self.gets.append(name)
+    def __init__(self, admit: bool = True, spent: int = 0, held: int = 0, fail: bool = False) -> None:
+        self.admit, self.spent, self.held, self.fail = admit, spent, held, fail
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def reserve(self, key_id: str, request_id: str, counter: str, limit_nanos: int, nanos: int,
+                      hold_s: int) -> Reservation:
+        self.calls.append(("reserve", request_id, limit_nanos, nanos, hold_s))
         if self.fail:
             raise redis.ConnectionError("down")
-        return self.values.get(name)
+        return Reservation(self.admit, self.spent, self.held)
+
+    async def settle(self, key_id: str, request_id: str, nanos: int, hold_s: int) -> bool:
+        self.calls.append(("settle", request_id, nanos, hold_s))
+        return True
+
+    async def release(self, key_id: str, request_id: str) -> bool:
+        self.calls.append(("release", request_id))
+        return True
 
 
 def _key(budget: dict[str, Any] | None) -> ApiKey:
@@ -41,49 +57,83 @@ def _key(budget: dict[str, Any] | None) -> ApiKey:
                   expires_at=None)
 
 
-async def _check(client: FakeRedis, key: ApiKey | None, settings: Settings = SETTINGS) -> None:
-    await budget_gate.check(client, settings, key)  # type: ignore[arg-type]
+def _gate(holds: FakeHolds, settings: Settings = SETTINGS) -> BudgetGate:
+    gate = BudgetGate(cast(Any, None), settings)
+    gate._holds = cast(Any, holds)
+    return gate
 
 
-async def test_no_budget_means_no_redis_call() -> None:
-    client = FakeRedis()
-    await _check(client, None)
-    await _check(client, _key(None))
-    assert client.gets == []
+def _call(budget: dict[str, Any] | None = None, **request: Any) -> Any:
+    call = make_call(snapshot=SNAPSHOT, **{"body": b'{"max_tokens": 1000}', **request})
+    call.key = _key(budget if budget is not None else {"limit": 1.0, "period": "monthly"})
+    call.node = Target(SNAPSHOT.providers["p"], "m")
+    return call
 
 
-async def test_exhausted_budget_is_a_429_that_says_so() -> None:
-    start, _ = period_bounds("monthly", datetime.now(UTC))
-    client = FakeRedis({spend_key("unit", "key_1", "monthly", start): b"2000000000"})  # $2
-    with pytest.raises(RoutingError) as refused:
-        await _check(client, _key({"limit": 1.0, "period": "monthly"}))
-    error = refused.value.to_proto()
-    assert (error.status, error.type, error.code, error.retryable) == (
+async def test_no_budget_and_free_operations_mean_no_redis_call() -> None:
+    holds = FakeHolds()
+    call = _call()
+    call.key = _key(None)
+    assert len(await run(_gate(holds), call, Answering([start_event(), response()]))) == 2
+    count = _call(operation=common_pb2.OPERATION_COUNT_TOKENS)
+    assert len(await run(_gate(holds), count, Answering([response()]))) == 1
+    assert holds.calls == []
+
+
+def test_the_worst_case_is_the_prompt_plus_max_tokens_at_the_dearest_target() -> None:
+    call = _call(body=b'{"max_tokens": 1000, "messages": [{"content": "hello world"}]}')
+    prompt_tokens = -(-len(call.request.body) // 3)
+    assert worst_case_nanos(call, 4096) == prompt_tokens * 1_000 + 1000 * 2_000
+    call.node = ComboNode(ComboSpec(name="c", models=["p/m", "p/big"]),
+                          (Target(SNAPSHOT.providers["p"], "m"), Target(SNAPSHOT.providers["p"], "big")))
+    assert worst_case_nanos(call, 4096) == (prompt_tokens * 1_000 + 1000 * 2_000) * 10
+    unbounded = _call(body=b'{"n": 2}')
+    assert worst_case_nanos(unbounded, 4096) == 3 * 1_000 + 2 * 4096 * 2_000
+    embeddings = _call(body=b'{"input": "abc"}', operation=common_pb2.OPERATION_EMBEDDINGS)
+    assert worst_case_nanos(embeddings, 4096) == 6 * 1_000  # no output tokens
+
+
+async def test_a_request_that_does_not_fit_is_a_429_with_the_remaining_budget() -> None:
+    holds = FakeHolds(admit=False, spent=2_000_000_000)  # $2 of $1
+    next = Answering([start_event(), response()])
+    [event] = await run(_gate(holds), _call(), next)
+    error_ = event.error
+    assert (error_.status, error_.type, error_.code, error_.retryable) == (
         429, "insufficient_quota", "budget_exhausted", False)
-    assert "Budget exhausted" in error.message and "$2.00 of its $1.00 monthly" in error.message
-    assert int(error.headers["retry-after"]) > 0 and error.retry_after_s > 0
-    assert len(client.gets) == 1  # one GET
+    assert "Budget exhausted" in error_.message and "$2.00 of its $1.00 monthly" in error_.message
+    assert int(error_.headers["retry-after"]) > 0 and error_.retry_after_s > 0
+    assert error_.headers["x-budget-remaining-usd"] == "0" and error_.headers["x-budget-limit-usd"] == "1"
+    assert error_.headers["x-should-retry"] == "false" and not next.calls
 
-    await _check(client, _key({"limit": 5.0, "period": "monthly"}))  # under the limit: through
+    holds = FakeHolds(admit=False, spent=300_000_000, held=400_000_000)  # $0.30 left
+    [event] = await run(_gate(holds), _call(), next)
+    assert event.error.headers["x-budget-remaining-usd"] == "0.3"
+    assert "$0.4 is held by requests in flight; $0.3 remains" in event.error.message
+
+
+async def test_the_hold_is_settled_to_the_real_cost_or_released() -> None:
+    holds = FakeHolds()
+    gate = _gate(holds)
+    answered = Answering([start_event(), response(), usage(input_tokens=100, output_tokens=50)])
+    assert len(await run(gate, _call(), answered)) == 3
+    reserve, settle = holds.calls
+    assert reserve[0] == "reserve" and reserve[2] == 1_000_000_000 and reserve[4] == 660
+    assert settle == ("settle", "r1", 100 * 1_000 + 50 * 2_000, SETTINGS.budget_settled_hold_s)
+
+    holds.calls.clear()
+    await run(gate, _call(), Answering([error()]))
+    assert holds.calls[-1] == ("release", "r1")
+
+    holds.calls.clear()
+    cached = _call()
+    cached.cache_kind = "exact"  # a cache's answer costs nothing
+    await run(gate, cached, answered)
+    assert holds.calls[-1] == ("release", "r1")
 
 
 async def test_redis_failure_fails_open_unless_configured_closed() -> None:
-    client = FakeRedis(fail=True)
-    await _check(client, _key({"limit": 1.0}))
-    closed = dataclasses.replace(SETTINGS, budget_fail_open=False)
-    with pytest.raises(RoutingError) as refused:
-        await _check(client, _key({"limit": 1.0}), closed)
-    assert refused.value.status == 503 and refused.value.code == "budget_unavailable"
-
-
-async def test_the_stage_refuses_an_exhausted_key_alone_and_lets_others_through() -> None:
-    start, _ = period_bounds("monthly", datetime.now(UTC))
-    client = FakeRedis({spend_key("unit", "key_1", "monthly", start): b"2000000000"})  # $2
-    gate = BudgetGate(cast(Any, client), SETTINGS)
-    call = make_call()
-    call.key = _key({"limit": 1.0, "period": "monthly"})
     next = Answering([start_event(), response()])
-    [event] = await run(gate, call, next)
-    assert event.error.code == "budget_exhausted" and not next.calls
-    call.key = _key(None)
-    assert len(await run(gate, call, next)) == 2 and len(next.calls) == 1
+    assert len(await run(_gate(FakeHolds(fail=True)), _call(), next)) == 2
+    closed = dataclasses.replace(SETTINGS, budget_fail_open=False)
+    [event] = await run(_gate(FakeHolds(fail=True), closed), _call(), next)
+    assert event.error.status == 503 and event.error.code == "budget_unavailable"
