@@ -3,16 +3,19 @@ running stack with the official SDKs: each format against an upstream of its own
 body passes through and the answer comes back in the caller's format) and against another family
 (translated), whole and streamed. The second identical call is answered without an upstream
 call, with the same content, and its usage row says it was a cache hit. A reused idempotency key
-(or X-Request-Id) with a different body, model or stream flag is a 409 in the caller's format."""
+(or X-Request-Id) with a different body, model or stream flag is a 409 in the caller's format.
+Embeddings, images and transcriptions retried with the same key run and are billed once."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.e2e.format_clients import CLIENTS, Ask, FormatClient
+from tests.e2e.format_clients import CLIENTS, Ask, FormatClient, Result
 from tests.mocks.server import MockServer
 from tests.support import Gateway, wait_for
 
@@ -72,3 +75,76 @@ def test_a_repeat_is_answered_without_the_upstream(gateway: Gateway, mock_upstre
     assert second == first
     assert _upstream_calls(mock_upstream, marker) == 1
     assert _cache_hits(gateway, model, 2) == [False, True]
+def _refused(client: FormatClient, model: str, prompt: str, stream: bool) -> tuple[int | None, Result | None]:
+    try:
+        return None, client.chat(model, [Ask(prompt)], stream)
+    except Exception as exc:  # the SDK's own error type: its status says it read the error
+        return client.status_of(exc), None
+
+
+@client_names
+@pytest.mark.parametrize("header", ["idempotency-key", "x-request-id"])
+def test_a_reused_key_with_another_request_is_a_conflict(gateway: Gateway, mock_upstream: MockServer,
+                                                         client_name: str, header: str) -> None:
+    marker = uuid.uuid4().hex
+    client = _client(gateway, client_name, {header: f"key-{marker}"})
+    model = _model(client_name, "passthrough", marker)
+    first = client.chat(model, [Ask(f"first {marker}")], False)
+    assert first.text.startswith("Hello from mock")
+    other_model = _model(client_name, "translated", marker)
+    for changed_model, prompt, stream in ((model, f"second {marker}", False),  # another body
+                                          (other_model, f"first {marker}", False),  # another model
+                                          (model, f"first {marker}", True)):  # another stream flag
+        status, answer = _refused(client, changed_model, prompt, stream)
+        assert (status, answer) == (409, None)
+    assert client.chat(model, [Ask(f"first {marker}")], False) == first  # the same request: replayed
+    assert _upstream_calls(mock_upstream, marker) == 1
+
+
+AUDIO = b"RIFF" + b"\x00" * 63996  # 64000 bytes: the mock says 2.0 s
+
+
+def _operation(gateway: Gateway, operation: str, marker: str, headers: dict[str, str],
+               changed: bool = False) -> httpx.Response:
+    """One embeddings, image or transcription request of this marker (`changed`: another body)."""
+    auth = {"authorization": f"Bearer {gateway.api_key}", **headers}
+    text = f"{'other ' if changed else ''}a red cat {marker}"
+    if operation == "embeddings":
+        return httpx.post(f"{gateway.url}/v1/embeddings", headers=auth,
+                          json={"model": "myopenai/text-embedding-3-small", "input": text})
+    if operation == "images":
+        return httpx.post(f"{gateway.url}/v1/images/generations", headers=auth,
+                          json={"model": "myopenai/dall-e-3", "prompt": text})
+    audio = AUDIO + marker.encode() + (b"!" if changed else b"")
+    return httpx.post(f"{gateway.url}/v1/audio/transcriptions", headers=auth,
+                      files={"file": ("talk.wav", io.BytesIO(audio), "audio/wav")},
+                      data={"model": "myopenai/whisper-1"})
+
+
+UPSTREAM_PATHS = {"embeddings": "/v1/embeddings", "images": "/v1/images/generations",
+                  "transcriptions": "/v1/audio/transcriptions"}
+
+
+@pytest.mark.parametrize("operation", list(UPSTREAM_PATHS))
+def test_a_retried_operation_runs_and_bills_once(gateway: Gateway, mock_upstream: MockServer,
+                                                  operation: str) -> None:
+    marker = uuid.uuid4().hex
+    key = {"idempotency-key": f"op-{marker}"}
+    before = len(mock_upstream.requests(path=UPSTREAM_PATHS[operation]))
+    first = _operation(gateway, operation, marker, key)
+    assert first.status_code == 200, first.text
+    again = _operation(gateway, operation, marker, key)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers["x-omniroute-idempotent"] == "true"
+    assert len(mock_upstream.requests(path=UPSTREAM_PATHS[operation])) == before + 1
+    billed = gateway.usage_row(first.headers["x-omniroute-request-id"])
+    replayed = gateway.usage_row(again.headers["x-omniroute-request-id"])
+    assert not billed["cache_hit"] and replayed["cache_hit"]
+    assert (replayed["input_tokens"], replayed["output_tokens"], replayed["audio_seconds"]) == (0, 0, None)
+    assert replayed["cost_usd"] == 0
+    if operation != "images":  # the mock's images carry no usage
+        assert billed["input_tokens"] > 0 or billed["audio_seconds"] > 0
+
+    reused = _operation(gateway, operation, marker, key, changed=True)
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(mock_upstream.requests(path=UPSTREAM_PATHS[operation])) == before + 1

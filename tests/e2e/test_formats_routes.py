@@ -55,14 +55,16 @@ def test_translation_sends_only_what_the_upstream_knows(gateway: Gateway, mock_u
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_seed_headers(gateway: Gateway, stream: bool) -> None:
-    headers = {**_auth(gateway), "idempotency-key": "idem-123", "x-request-id": "client-req-9",
+    # One idempotency key per cell: a key reused with another stream flag is a 409.
+    idempotency_key = f"idem-123-{'stream' if stream else 'whole'}"
+    headers = {**_auth(gateway), "idempotency-key": idempotency_key, "x-request-id": "client-req-9",
                "x-omniroute-progress": "true"}
     body = {"model": "myanthropic/mock-text", "max_tokens": 32, "stream": stream,
             "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream("POST", f"{gateway.url}/v1/messages", json=body, headers=headers) as response:
         response.read()
     assert response.status_code == 200
-    assert response.headers["idempotency-key"] == "idem-123"
+    assert response.headers["idempotency-key"] == idempotency_key
     assert response.headers["x-request-id"] == "client-req-9"
     assert response.headers["x-omniroute-request-id"]
     assert response.headers["x-omniroute-progress"] == "enabled"

@@ -3,7 +3,8 @@
 
 chat:       record → guard → admit → budget → idempotency → key limits → shaping → exact cache
             → semantic cache → plan → dispatch
-operations: record → guard → admit → capability → budget → key limits → plan → dispatch
+operations: record → guard → admit → capability → budget → idempotency → key limits → plan
+            → dispatch
 stateless:  admit → stateless dispatch (Redis away and OMNIROUTE_STATE_FAIL_OPEN on: chat only)
 """
 
@@ -53,14 +54,15 @@ def build(settings: Settings, config: SnapshotHolder, pool: ExecutorPool, state:
     budget = BudgetGate(state.redis, settings)  # one for both pipelines
     semantic = SemanticCache(state.semantic_store, state.semantic_stats, lambda model: GatewayEmbedder(
         model, config, pool, state, accounts))
+    idempotent = Idempotent(state.idempotency, lease_s)  # one for both pipelines
     chat = compose([
         record, Guard(_stateless(pool, timeout_s) if settings.state_fail_open else None),
-        admit, budget, Idempotent(state.idempotency, lease_s),
+        admit, budget, idempotent,
         KeyLimits(state.limiter, count_tokens=True), shaping, ExactCacheStage(state.cache, lease_s),
         SemanticCacheStage(semantic), Plan(state.combos, accounts),
         DispatchStage(pool, state, accounts, timeout_s)])
     operations = compose([
-        record, Guard(None), admit, capable, budget, KeyLimits(state.limiter, count_tokens=False),
+        record, Guard(None), admit, capable, budget, idempotent, KeyLimits(state.limiter, count_tokens=False),
         Plan(state.combos, accounts), DispatchStage(pool, state, accounts, timeout_s)])
     return Pipelines(chat=chat, operations=operations)
 

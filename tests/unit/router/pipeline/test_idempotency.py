@@ -1,28 +1,36 @@
 """The idempotency stage: without a key it only passes through; the first request keeps its
-events (not usage, not a failure); a repeat replays them, marked, and notes the cache kind."""
+events (not usage, not a failure); a repeat replays them, marked, and notes the cache kind; the
+same key with another request is a 409."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
 from omniroute.limits.flight import Outcome
+from omniroute.limits.idempotency import KeyReused
+from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.caches.replay import decode_events, encode_events
-from omniroute_router.pipeline.idempotency import Idempotent
+from omniroute_router.pipeline.idempotency import Idempotent, fingerprint
 
 from .stages import Answering, error, kinds, make_call, response, run, start, usage
 
 
 class FakeIdempotency:
-    def __init__(self, value: bytes | None = None) -> None:
+    def __init__(self, value: bytes | None = None, bound_to: str = "") -> None:
         self.value = value
+        self.bound_to = bound_to  # the fingerprint the key is bound to ("": none yet)
         self.begun: list[str] = []
         self.finished: list[tuple[str, bytes | None, float]] = []
 
-    async def begin(self, scope: str, request_id: str, *, lease_s: float, wait_s: float) -> Outcome:
+    async def begin(self, scope: str, fingerprint: str, request_id: str, *, lease_s: float,
+                    window_s: float) -> Outcome:
+        if self.bound_to and self.bound_to != fingerprint:
+            raise KeyReused(scope)
         self.begun.append(scope)
         return Outcome(owner=self.value is None, value=self.value)
 
-    async def finish(self, scope: str, request_id: str, answer: bytes | None, window_s: float) -> None:
+    async def finish(self, scope: str, fingerprint: str, request_id: str, answer: bytes | None,
+                     window_s: float) -> None:
         self.finished.append((scope, answer, window_s))
 
 
@@ -58,3 +66,25 @@ async def test_a_repeat_replays_the_first_answer() -> None:
     assert kinds(events) == ["start", "response"] and not next.calls
     assert events[0].start.headers["x-omniroute-idempotent"] == "true" and events[0].start.provider == "p"
     assert call.cache_kind == "idempotent"
+
+
+async def test_the_key_of_another_request_is_a_conflict_without_an_answer() -> None:
+    fake = FakeIdempotency(encode_events([start(), response()]), bound_to="another request")
+    call, next = make_call(options={"idempotency_key": "abc"}), Answering([start()])
+    events = await run(stage(fake), call, next)
+    assert kinds(events) == ["error"] and not next.calls and fake.finished == []
+    assert (events[0].error.status, events[0].error.code) == (409, "idempotency_key_reused")
+
+
+def test_the_fingerprint_is_the_request_whatever_its_key_order() -> None:
+    def request(**fields: object) -> router_pb2.ChatRequest:
+        base: dict[str, object] = {"request_id": "r1", "model": "p/m", "client_format": common_pb2.ANTHROPIC,
+                                   "body": b'{"a": 1}', "native_body": b'{"x": 1, "y": [1, 2]}'}
+        return router_pb2.ChatRequest(**{**base, **fields})  # type: ignore[arg-type]
+    same = fingerprint(request())
+    assert fingerprint(request(request_id="r2", native_body=b'{"y": [1, 2], "x": 1}')) == same
+    others = [request(native_body=b'{"x": 2, "y": [1, 2]}'), request(model="p/other"), request(stream=True),
+              request(client_format=common_pb2.GEMINI), request(operation=common_pb2.OPERATION_EMBEDDINGS),
+              request(attachment=common_pb2.Attachment(data=b"audio")),
+              request(caller_headers={"anthropic-beta": "x"})]
+    assert len({fingerprint(r) for r in others} | {same}) == len(others) + 1
