@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -74,3 +76,32 @@ def test_api_calls_carry_the_type_headers_under_the_connection_own() -> None:
     assert dict(target.headers) == {"OpenAI-Beta": "responses=experimental", "originator": "mine",
                                     "chatgpt-account-id": "acct-1"}
     assert target.auth == "oauth"
+
+
+def test_no_refresh_call_without_a_refresh_token() -> None:
+    """GitHub's tokens come without a refresh token: after a 401 the connection is marked
+    refresh_failed at once, and the token endpoint is not sent an empty refresh token."""
+    from omniroute_router.selection.oauth_tokens import OAuthTokens
+
+    crypto = Crypto(generate_master_key())
+    tokens = object.__new__(OAuthTokens)
+    tokens._crypto = crypto
+    calls: list[dict[str, str]] = []
+    saved: list[oauth.TokenState] = []
+
+    async def token_call(token_url: str, form: dict[str, str], family: str,
+                         token_format: str = "form") -> tuple[int, dict[str, Any]]:
+        calls.append(form)
+        return 400, {"error": "invalid_grant"}
+
+    async def save(connection: Connection, state: oauth.TokenState) -> None:
+        saved.append(state)
+
+    tokens._token_call = token_call  # type: ignore[method-assign,assignment]
+    tokens._save = save  # type: ignore[method-assign]
+    connection = Connection(id="gh:me", provider_id="gh", name="me", api_key="gho_x", priority=0, enabled=True,
+                            settings={"oauth": {"token_url": "https://github.com/login/oauth/access_token",
+                                                "client_id": "c"}})
+    current = oauth.TokenState(crypto.encrypt("gho_x"), "", time.time() + 3600, oauth.OK, "")
+    state = asyncio.run(tokens._refresh(connection, current, "openai"))
+    assert state.status == oauth.FAILED and calls == [] and saved == [state]

@@ -119,8 +119,15 @@ class OAuthTokens:
     async def _refresh(self, connection: Connection, current: oauth.TokenState,
                        family: str) -> oauth.TokenState:
         stored: dict[str, Any] = connection.settings.get("oauth") or {}
+        if not current.refresh_enc:
+            # Nothing to refresh with (GitHub's tokens come without one): no call to the
+            # provider with an empty refresh token; the user authorizes the connection again.
+            state = oauth.TokenState(current.access_enc, "", current.expires_at, oauth.FAILED,
+                                     "the provider gave no refresh token")
+            await self._save(connection, state)
+            return state
         form = {"grant_type": "refresh_token", "client_id": str(stored.get("client_id") or ""),
-                "refresh_token": self._crypto.decrypt(current.refresh_enc) if current.refresh_enc else ""}
+                "refresh_token": self._crypto.decrypt(current.refresh_enc)}
         if stored.get("client_secret_enc"):
             form["client_secret"] = self._crypto.decrypt(str(stored["client_secret_enc"]))
         status, answer = await self._token_call(str(stored.get("token_url") or ""), form, family,
