@@ -21,6 +21,18 @@ KIND_OF_CAPABILITY = {"chat": "chat", "embeddings": "embedding", "images": "imag
 
 
 @dataclass(frozen=True, slots=True)
+class RequestRules:
+    """What a type's API insists on in every chat request body, beyond headers (catalog.yaml
+    `request`; the executor applies them, omniroute_executor.families.type_rules)."""
+
+    system_prefix: str = ""    # Anthropic: the system prompt must start with this block
+    instructions: str = ""     # Responses: `instructions` when the caller's body has none
+    fields: dict[str, Any] = field(default_factory=dict)  # set on every body
+    drop: tuple[str, ...] = ()  # fields the API refuses
+    stream: bool = False       # the API only streams: a non-streaming caller's answer is collected
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderType:
     family: str            # executor family: openai, openai-responses, anthropic, gemini, ollama …
     base_url: str          # default when a provider gives none
@@ -34,6 +46,7 @@ class ProviderType:
     headers: dict[str, str] = field(default_factory=dict)  # sent on every API call
     # Subscription presets: the provider's own OAuth client (see catalog.yaml's `oauth`).
     oauth: dict[str, Any] = field(default_factory=dict)
+    request: RequestRules = field(default_factory=RequestRules)
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -53,12 +66,20 @@ def _entry(name: str, raw: dict[str, Any]) -> ProviderType:
     oauth = dict(raw.get("oauth") or {})
     if oauth and not (oauth.get("token_url") and oauth.get("client_id")):
         raise ValueError(f"catalog: {name}: an oauth preset needs token_url and client_id")
+    rules = dict(raw.get("request") or {})
+    if unknown := set(rules) - set(RequestRules.__dataclass_fields__):
+        raise ValueError(f"catalog: {name}: unknown request rules {sorted(unknown)}")
+    request = RequestRules(system_prefix=str(rules.get("system_prefix") or ""),
+                           instructions=str(rules.get("instructions") or ""),
+                           fields=dict(rules.get("fields") or {}),
+                           drop=tuple(str(f) for f in rules.get("drop") or ()),
+                           stream=bool(rules.get("stream")))
     return ProviderType(family=str(raw["family"]), base_url=str(raw.get("base_url") or ""),
                         prefix=str(raw.get("prefix") or ""), auth=auth, capabilities=capabilities,
                         list_models=str(raw.get("list_models") or "openai"),
                         url_style=str(raw.get("url_style") or ""),
                         api_version=str(raw.get("api_version") or ""), models=models,
-                        headers=headers, oauth=oauth)
+                        headers=headers, oauth=oauth, request=request)
 
 
 @functools.cache

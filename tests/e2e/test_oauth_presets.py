@@ -119,8 +119,10 @@ def test_preset_connects_refreshes_and_calls_with_its_headers(
         assert chat(gateway, model).status_code == 200
         assert server.state.refreshes == before + 1
     else:
-        # Copilot's token has no refresh token: the connection asks to be authorized again.
+        # Copilot's token has no refresh token: the connection asks to be authorized again, and
+        # GitHub is not sent a refresh with an empty refresh token.
         assert chat(gateway, model).status_code in (401, 503)
+        assert server.state.refreshes == before
         status = admin.get(f"/api/oauth/{provider_id}/status").json()["connections"]
         assert [c["status"] for c in status] == ["refresh_failed"]
 
@@ -156,7 +158,9 @@ def test_codex_connection_names_the_chatgpt_account(
 
 
 def test_claude_code_through_the_anthropic_format(gateway: Gateway, admin: httpx.Client) -> None:
-    """The product's own example, `cc/claude-opus-4-6`, from an Anthropic client (passthrough)."""
+    """The product's own example, `cc/claude-opus-4-6`, from an Anthropic client (passthrough):
+    the caller's system prompt follows Claude Code's identity line, and its beta flags join the
+    preset's oauth flag."""
     chosen = PRESETS[0]
     with OAuthServer(PROFILES[chosen.type]) as server:
         created = admin.post("/api/providers", json={
@@ -167,13 +171,67 @@ def test_claude_code_through_the_anthropic_format(gateway: Gateway, admin: httpx
             connect(admin, server, "pv-cc-native", "claude-code")
             wait_served(gateway, "cc/claude-opus-4-6")
             answer = httpx.post(f"{gateway.url}/v1/messages", timeout=30,
-                                headers={"x-api-key": gateway.api_key, "anthropic-version": "2023-06-01"},
-                                json={"model": "cc/claude-opus-4-6", "max_tokens": 64,
+                                headers={"x-api-key": gateway.api_key, "anthropic-version": "2023-06-01",
+                                         "anthropic-beta": "context-management-2025-06-27"},
+                                json={"model": "cc/claude-opus-4-6", "max_tokens": 64, "system": "Be brief.",
                                       "messages": [{"role": "user", "content": "hi"}]})
             assert answer.status_code == 200, answer.text
             assert answer.json()["type"] == "message"
+            sent = server.app.state.recorder.last(path="/messages")
+            assert sent.headers["anthropic-beta"] == "oauth-2025-04-20,context-management-2025-06-27"
+            assert sent.body["system"] == [{"type": "text", "text": PROFILES["claude-code"].system_prefix},
+                                           {"type": "text", "text": "Be brief."}]
+            # The mock refuses a live token and the right headers without the identity line.
+            token = next(iter(server.state.access))
+            bare = httpx.post(f"{server.url}/v1/messages", timeout=10, json={
+                "model": "claude-opus-4-6", "max_tokens": 8, "system": "Be brief.",
+                "messages": [{"role": "user", "content": "hi"}]}, headers={
+                "authorization": f"Bearer {token}", "anthropic-version": "2023-06-01",
+                "anthropic-beta": "oauth-2025-04-20"})
+            assert bare.status_code == 400 and bare.json()["error"]["message"] == "Error", bare.text
         finally:
             admin.delete("/api/providers/pv-cc-native")
+
+
+def test_codex_bodies_follow_the_chatgpt_backend(gateway: Gateway, admin: httpx.Client) -> None:
+    """The Codex backend streams only, never stores, wants instructions and refuses an output
+    cap: a non-streaming caller gets the collected answer, a streaming one the stream, from an
+    OpenAI chat client and a Responses client alike."""
+    chosen = PRESETS[1]
+    with OAuthServer(PROFILES[chosen.type]) as server:
+        created = admin.post("/api/providers", json={
+            "id": "pv-codex-body", "type": "codex", "base_url": f"{server.url}{chosen.api_path}",
+            "settings": {"oauth": {"authorize_url": f"{server.url}/authorize", "token_url": f"{server.url}/token"}}})
+        assert created.status_code == 201, created.text
+        try:
+            connect(admin, server, "pv-codex-body", "codex")
+            assert wait_served(gateway, "cx/gpt-5-codex").status_code == 200
+            auth = {"authorization": f"Bearer {gateway.api_key}"}
+            whole = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=30, headers=auth, json={
+                "model": "cx/gpt-5-codex", "max_tokens": 32,
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]})
+            assert whole.status_code == 200, whole.text
+            assert whole.json()["choices"][0]["message"]["content"] and whole.json()["usage"]["total_tokens"]
+            sent = server.app.state.recorder.last(path="/responses").body
+            assert sent["stream"] is True and sent["store"] is False and sent["instructions"] == "Be brief."
+            assert "max_output_tokens" not in sent
+
+            with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=30, headers=auth, json={
+                    "model": "cx/gpt-5-codex", "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}) as streamed:
+                assert streamed.status_code == 200
+                assert "data: [DONE]" in streamed.read().decode()
+
+            native = httpx.post(f"{gateway.url}/v1/responses", timeout=30, headers=auth, json={
+                "model": "cx/gpt-5-codex", "max_output_tokens": 32, "store": True,
+                "input": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]})
+            assert native.status_code == 200, native.text
+            assert native.json()["object"] == "response" and native.json()["output"]
+            sent = server.app.state.recorder.last(path="/responses").body
+            assert sent["instructions"] == "Be brief." and sent["store"] is False and sent["stream"] is True
+            assert [item["role"] for item in sent["input"]] == ["user"] and "max_output_tokens" not in sent
+        finally:
+            admin.delete("/api/providers/pv-codex-body")
 
 
 def test_start_creates_the_preset_provider_and_uses_the_real_client(admin: httpx.Client) -> None:

@@ -14,8 +14,10 @@ headers every API call must carry. The default profile accepts any well-formed O
   ``POST /device/approve`` ``{"user_code"}`` approves it (what the user would do in a browser).
 - ``POST /v1/chat/completions`` and ``/chat/completions`` (OpenAI chat), ``/v1/messages``
   (Anthropic), ``/backend-api/codex/responses`` (OpenAI Responses): 401 unless ``Authorization:
-  Bearer <a live access token>``, 400 when a header of the profile is missing or wrong, then that
-  family's mock answers (expired or revoked tokens are refused like a provider would).
+  Bearer <a live access token>``, 400 when a header of the profile is missing or wrong or the body
+  breaks the profile's rules (Claude Code's system prompt; the Codex backend's instructions, store,
+  stream, no max_output_tokens), then that family's mock answers (expired or revoked tokens are
+  refused like a provider would).
 - Test controls: ``POST /_oauth/config`` ``{"expires_in", "fail_refresh", "refresh_delay_ms"}``,
   ``POST /_oauth/revoke`` (every access token), ``GET /_oauth/stats`` → ``{"refreshes", "issued"}``.
 """
@@ -60,6 +62,13 @@ class Profile:
     id_token_claims: dict[str, Any] | None = None  # issue an id_token with these claims
     api_headers: dict[str, str] = field(default_factory=dict)  # every API call ("" = any value)
     api_headers_absent: tuple[str, ...] = ()  # headers an API call must not carry
+    api_header_flags: dict[str, str] = field(default_factory=dict)  # a flag a comma list must hold
+    # Bodies: Anthropic's system prompt must start with this block (else 400 "Error"); fields
+    # that must have these values, be present and non-empty, or be absent (else 400 {"detail"}).
+    system_prefix: str = ""
+    body_values: dict[str, Any] = field(default_factory=dict)
+    body_required: tuple[str, ...] = ()
+    body_refused: tuple[str, ...] = ()
 
 
 def _id_token(claims: dict[str, Any]) -> str:
@@ -232,19 +241,56 @@ def _refused(request: Request) -> Response | None:
     for name in state.profile.api_headers_absent:
         if name in request.headers:
             return openai_chat.error_response(400, f"header {name} is not accepted with OAuth")
+    for name, flag in state.profile.api_header_flags.items():
+        if flag not in [f.strip() for f in request.headers.get(name, "").split(",")]:
+            return openai_chat.error_response(400, f"header {name} must list {flag!r}")
+    return None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(await request.body())  # Starlette keeps it for the family mock
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _starts_with(system: Any, prefix: str) -> bool:
+    """Anthropic's rule for OAuth tokens: the whole first block of a system list, or the start
+    of a system string."""
+    if isinstance(system, str):
+        return system.startswith(prefix)
+    return isinstance(system, list) and bool(system) and isinstance(system[0], dict) \
+        and system[0].get("text") == prefix
+
+
+async def _body_refused(request: Request) -> Response | None:
+    profile: Profile = request.app.state.oauth.profile
+    body = await _body(request)
+    if profile.system_prefix and not _starts_with(body.get("system"), profile.system_prefix):
+        return anthropic.error_response(400, "Error")  # what Anthropic says, no more
+    for name, value in profile.body_values.items():
+        if body.get(name) != value:
+            return json_response({"detail": f"{name.capitalize()} must be set to {orjson.dumps(value).decode()}"}, 400)
+    for name in profile.body_required:
+        if not body.get(name):
+            return json_response({"detail": f"{name.capitalize()} are required"}, 400)
+    for name in profile.body_refused:
+        if name in body:
+            return json_response({"detail": f"Unsupported parameter: {name}"}, 400)
     return None
 
 
 async def chat(request: Request) -> Response:
-    return _refused(request) or await openai_chat.chat_completions(request)
+    return _refused(request) or await _body_refused(request) or await openai_chat.chat_completions(request)
 
 
 async def messages(request: Request) -> Response:
-    return _refused(request) or await anthropic.messages(request)
+    return _refused(request) or await _body_refused(request) or await anthropic.messages(request)
 
 
 async def responses(request: Request) -> Response:
-    return _refused(request) or await openai_responses.responses(request)
+    return _refused(request) or await _body_refused(request) or await openai_responses.responses(request)
 
 
 async def configure(request: Request) -> Response:

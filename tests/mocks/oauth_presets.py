@@ -10,12 +10,14 @@ CODEX_ACCOUNT = "acct-mock-7f3a"
 
 PROFILES: dict[str, Profile] = {
     # Claude Code: PKCE; the code page shows "code#state"; JSON token endpoint that wants state;
-    # the Messages API takes the Bearer token only with the oauth beta flag (never x-api-key).
+    # the Messages API takes the Bearer token only with the oauth beta flag among its flags
+    # (never x-api-key), and only for a system prompt that starts with Claude Code's identity.
     "claude-code": Profile(
         client_id="9d1c250a-e61b-44d9-88ed-5944d1962f5e", authorize_params={"code": "true"},
         code_page=True, token_format="json", exchange_state=True,
-        api_headers={"anthropic-beta": "oauth-2025-04-20", "anthropic-version": ""},
-        api_headers_absent=("x-api-key",)),
+        api_headers={"anthropic-version": ""}, api_header_flags={"anthropic-beta": "oauth-2025-04-20"},
+        api_headers_absent=("x-api-key",),
+        system_prefix="You are Claude Code, Anthropic's official CLI for Claude."),
     # OpenAI Codex: PKCE with the Codex CLI's extra authorize parameters; the id_token names the
     # ChatGPT account, which every Responses call repeats.
     "codex": Profile(
@@ -23,7 +25,10 @@ PROFILES: dict[str, Profile] = {
         authorize_params={"id_token_add_organizations": "true", "codex_cli_simplified_flow": "true"},
         id_token_claims={"https://api.openai.com/auth": {"chatgpt_account_id": CODEX_ACCOUNT}},
         api_headers={"chatgpt-account-id": CODEX_ACCOUNT, "OpenAI-Beta": "responses=experimental",
-                     "originator": "codex_cli_rs"}),
+                     "originator": "codex_cli_rs"},
+        # The ChatGPT backend: top-level instructions, never stored, streamed only, no output cap.
+        body_values={"store": False, "stream": True}, body_required=("instructions",),
+        body_refused=("max_output_tokens",)),
     # GitHub Copilot: device flow; a token without expiry or refresh token; integration and
     # editor headers on every call.
     "github-copilot": Profile(

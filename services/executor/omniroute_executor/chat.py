@@ -15,9 +15,10 @@ from omniroute.limits import headroom
 from omniroute.v1 import common_pb2, executor_pb2
 from omniroute_executor import upstream, upstream_errors
 from omniroute_executor.clients import HttpClients
-from omniroute_executor.families.base import Family, with_query_key
+from omniroute_executor.families import type_rules
+from omniroute_executor.families.base import Family, add_caller_headers, with_query_key
 from omniroute_executor.provider_body import ProviderBody
-from omniroute_executor.relay import error_event, relay_stream, relay_whole, too_slow
+from omniroute_executor.relay import error_event, relay_collected, relay_stream, relay_whole, too_slow
 
 _MAX_ERROR_BODY = 65536
 
@@ -33,10 +34,14 @@ class ChatUpstream:
                    sent: ProviderBody) -> AsyncIterator[common_pb2.AnswerEvent]:
         target = request.target
         stream, caller_headers = request.chat.stream, request.chat.caller_headers
-        url, headers = family.prepare(target, stream, sent.body)
+        rules = type_rules.rules_of(target)
+        # An API that only streams is streamed to, and its answer collected for a caller that
+        # did not ask to stream (relay_collected).
+        collected = rules.stream and not stream and family.collect is not None
+        url, headers = family.prepare(target, stream or collected, sent.body)
+        type_rules.apply(rules, sent.body)
         if sent.passthrough:  # the caller's own body: the headers that describe it go with it
-            headers.update({name: caller_headers[name] for name in family.caller_headers
-                            if name in caller_headers})
+            add_caller_headers(headers, caller_headers, family.caller_headers)
         url = with_query_key(target, url)
         # The config spec refuses such base URLs already; this also covers rows written around
         # it (an older release, a restore) and URLs a family builds from the request.
@@ -67,7 +72,7 @@ class ChatUpstream:
             yield common_pb2.AnswerEvent(start=common_pb2.ResponseStart(
                 provider=target.provider_id, connection=target.connection, model=target.model,
                 headers=headroom.pick(answer.headers)))
-            relay = relay_stream if stream else relay_whole
+            relay = relay_stream if stream else relay_collected if collected else relay_whole
             async for event in relay(family, answer, sent, limit_s):
                 yield event
         except upstream.Unreachable as exc:

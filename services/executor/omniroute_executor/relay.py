@@ -1,4 +1,5 @@
-"""An upstream answer relayed as AnswerEvents: a whole response, or a stream event by event.
+"""An upstream answer relayed as AnswerEvents: a whole response, a stream event by event, or a
+stream collected into a whole response (an API that only streams, for a caller that did not).
 
 Streams: upstream events are relayed as soon as they are parsed, nothing is held back; events
 that arrived in one upstream read go on as one message (ChunkBatch), which keeps per-token
@@ -40,6 +41,57 @@ async def relay_whole(family: Family, answer: upstream.UpstreamAnswer, sent: Pro
     except orjson.JSONDecodeError:
         yield error_event(upstream_errors.bad_stream("the upstream answer is not valid JSON"))
         return
+    async for event in _whole_answer(family, parsed, raw, sent):
+        yield event
+
+
+async def relay_collected(family: Family, answer: upstream.UpstreamAnswer, sent: ProviderBody,
+                          limit_s: float) -> AsyncIterator[common_pb2.AnswerEvent]:
+    """A whole answer from an upstream stream (an API that only streams, for a caller that did
+    not ask to): the family collects the complete stream's events into its whole response. A
+    mid-stream error or a stream that stops early fails as in relay_stream."""
+    assert family.collect is not None  # chat.py collects only for such families
+    async with asyncio.timeout(limit_s):  # the whole answer, as relay_whole's body
+        events, error = await _complete_stream(family, answer, limit_s)
+    if error is not None:
+        yield error_event(error)
+        return
+    whole = family.collect(events)
+    async for event in _whole_answer(family, whole, orjson.dumps(whole), sent):
+        yield event
+
+
+async def _complete_stream(family: Family, answer: upstream.UpstreamAnswer,
+                           idle_s: float) -> tuple[list[tuple[str, Json]], common_pb2.Error | None]:
+    """Every event of the stream, or the error that ends it early."""
+    decoder = family.module.StreamDecoder()
+    events: list[tuple[str, Json]] = []
+    ended = False
+    async for group in _event_groups(family, answer, idle_s):
+        for name, text in group:
+            if family.end_marker and text == family.end_marker:
+                ended = True
+                continue
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return events, upstream_errors.bad_stream("the upstream stream sent invalid JSON")
+            if not isinstance(data, dict):
+                continue
+            try:
+                decoder.feed(name, data)
+            except UpstreamStreamError as exc:
+                return events, _stream_error(exc)
+            ended = ended or family.ends_stream(name, data)
+            events.append((name, data))
+    if not ended:
+        return events, upstream_errors.bad_stream("the upstream stream ended before it was complete")
+    return events, None
+
+
+async def _whole_answer(family: Family, parsed: object, raw: bytes,
+                        sent: ProviderBody) -> AsyncIterator[common_pb2.AnswerEvent]:
+    """A whole upstream answer (`raw`, parsed) as the response event and its usage."""
     try:
         if not isinstance(parsed, dict):
             raise FormatError("the upstream answer is not a JSON object")

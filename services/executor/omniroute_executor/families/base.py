@@ -78,6 +78,19 @@ def json_headers(target: executor_pb2.Target, auth: dict[str, str]) -> dict[str,
     return headers
 
 
+def add_caller_headers(headers: dict[str, str], caller_headers: Any, names: tuple[str, ...]) -> None:
+    """The caller's headers of `names` added to `headers`. They are lists of flags (Anthropic's
+    beta features): one the target sends already (a subscription preset's anthropic-beta) keeps
+    its flags and gains the caller's, comma-joined, each once."""
+    for name in names:
+        given = caller_headers.get(name)
+        if not given:
+            continue
+        key = next((k for k in headers if k.lower() == name), name)
+        flags = [f.strip() for f in f"{headers.get(key, '')},{given}".split(",") if f.strip()]
+        headers[key] = ",".join(dict.fromkeys(flags))
+
+
 @dataclass(frozen=True, slots=True)
 class Family:
     name: str
@@ -95,8 +108,12 @@ class Family:
     accounting_only: Callable[[Json], bool] | None = None
     caller_wants_usage: Callable[[Json], bool] = always
     # Request headers of the caller (ExecuteRequest.caller_headers) that go upstream with a
-    # passthrough body, because they say how to read it (Anthropic's beta features).
+    # passthrough body, because they say how to read it (Anthropic's beta features): lists of
+    # flags, merged with the target's own (add_caller_headers).
     caller_headers: tuple[str, ...] = ()
+    # The whole answer built from a complete stream's (event name, data), for an API that only
+    # streams (catalog RequestRules.stream) and a caller that did not ask to; None: not possible.
+    collect: Callable[[list[tuple[str, Json]]], Json] | None = None
     # The upstream API's wire format, the one omniroute.formats.registry says the family of this
     # name speaks (the router reads the same map): its translator, framing and proto value.
     wire_format: WireFormat = field(init=False)
