@@ -172,7 +172,7 @@ async def test_official_sdks_see_an_internal_server_error(gateway: Gateway, monk
 
 async def test_a_bug_listing_models_is_500_and_a_bug_in_the_edge_too(
         gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    def broken(snapshot: object) -> router_pb2.ListModelsResponse:
+    def broken(*args: object) -> router_pb2.ListModelsResponse:
         raise RuntimeError("injected")
     monkeypatch.setattr("omniroute_router.servicer.list_models", broken)
     response = await gateway.edge.get("/v1/models")

@@ -78,6 +78,14 @@ class Scenario:
 #: e.g. ``SCRIPTED["sk-a"] = "mock-503"`` fails that account's calls until removed. Between the
 #: ``x-mock-scenario`` header and the model name in precedence.
 SCRIPTED: dict[str, str] = {}
+#: Model lists scripted the same way: ``SCRIPTED_MODELS["sk-a"] = ["x", "y"]`` makes the OpenAI
+#: ``GET /v1/models`` list those for bearer ``sk-a``; an error in ``SCRIPTED`` fails the listing too.
+SCRIPTED_MODELS: dict[str, list[str]] = {}
+
+
+def credential(headers: Any) -> str:
+    """The bearer token a request carries ("" without one): what SCRIPTED is keyed by."""
+    return str(headers.get("authorization") or "").removeprefix("Bearer ")
 
 
 def pick_scenario(model: str, headers: Any) -> Scenario:
@@ -86,8 +94,7 @@ def pick_scenario(model: str, headers: Any) -> Scenario:
     Delays come from ``mock-slow[-<ms>]`` or the ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``
     headers (any scenario); ``mock-paced[-<n>]`` sends n text pieces PACED_CHUNK_MS apart.
     """
-    credential = (headers.get("authorization") or "").removeprefix("Bearer ")
-    raw = headers.get("x-mock-scenario") or SCRIPTED.get(credential) or model or ""
+    raw = headers.get("x-mock-scenario") or SCRIPTED.get(credential(headers)) or model or ""
     name = raw.rsplit("/", 1)[-1].split(":", 1)[0].lower()
     rest = name[len("mock-") :] if name.startswith("mock-") else ""
     scenario = Scenario("text")

@@ -21,7 +21,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import anthropic as anthropic_family
-from .common import MODEL_NAMES, Script, build_script, count_words, new_id
+from .common import (
+    MODEL_NAMES,
+    SCRIPTED,
+    SCRIPTED_MODELS,
+    Script,
+    build_script,
+    count_words,
+    credential,
+    new_id,
+    pick_scenario,
+)
 from .serving import MockDrop, first_byte_delay, json_response, receive, sse, stream_response
 
 FAMILY = "openai"
@@ -223,13 +233,11 @@ async def list_models(request: Request) -> Response:
         return anthropic_family.models_list()
     if (denied := check_auth(request)) is not None:
         return denied
-    data = [
-        {"id": m, "object": "model", "created": CREATED, "owned_by": "omniroute-mock"} for m in MODEL_NAMES
-    ]
-    data += [
-        {"id": "mock-embedding", "object": "model", "created": CREATED, "owned_by": "omniroute-mock"},
-        {"id": "mock-image", "object": "model", "created": CREATED, "owned_by": "omniroute-mock"},
-    ]
+    caller = credential(request.headers)
+    if caller in SCRIPTED and (scripted := pick_scenario("", request.headers)).name == "error":
+        return error_response(scripted.status)
+    names = SCRIPTED_MODELS.get(caller) or [*MODEL_NAMES, "mock-embedding", "mock-image"]
+    data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "omniroute-mock"} for m in names]
     return json_response({"object": "list", "data": data}, headers=headers())
 
 

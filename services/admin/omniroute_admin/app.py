@@ -19,7 +19,7 @@ from omniroute.secrets import Crypto
 from omniroute.settings import Settings
 from omniroute_admin import api, dashboard, passwords
 from omniroute_admin.deps import StateDep
-from omniroute_admin.features import config_file, maintenance
+from omniroute_admin.features import config_file, maintenance, model_discovery
 from omniroute_admin.security import SecurityHeaders
 from omniroute_admin.state import AdminState
 
@@ -40,12 +40,14 @@ def create_app(settings: Settings) -> FastAPI:
         if file_config is not None:
             await config_file.apply(state, file_config)
         upkeep = asyncio.create_task(maintenance.loop(state))
+        discovery = asyncio.create_task(model_discovery.loop(state))
         try:
             yield
         finally:
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
+            for task in (upkeep, discovery):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await nats_client.drain()
             await pool.close()
             await state.redis.aclose()

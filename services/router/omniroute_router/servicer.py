@@ -13,10 +13,11 @@ from omniroute.answers import INTERNAL_ERROR
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.executor_pool import ExecutorPool
+from omniroute.model_lists import ModelLists
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from omniroute_router import pipelines
-from omniroute_router.models import list_models
+from omniroute_router.models import Discovered, list_models
 from omniroute_router.pipeline.call import Call
 from omniroute_router.state import RouterState
 
@@ -28,6 +29,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def __init__(self, settings: Settings, config: SnapshotHolder, executors: ExecutorPool,
                  publisher: EventPublisher, state: RouterState) -> None:
         self._config = config
+        self._discovered = Discovered(ModelLists(state.redis, settings.env))
         built = pipelines.build(settings, config, executors, state, publisher)
         self.chat, self.operations = built.chat, built.operations
 
@@ -55,7 +57,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def ListModels(self, request: router_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
         try:
-            return list_models(self._config.current)
+            snapshot = self._config.current
+            return list_models(snapshot, await self._discovered.get(snapshot), request.key_id)
         except Exception:
             log.exception("listing models failed on an internal error")
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)

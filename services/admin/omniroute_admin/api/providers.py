@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from omniroute.config.spec import KeySpec, ProviderSpec
+from omniroute.model_lists import ModelLists
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import providers
 from omniroute_admin.sessions import require_session
@@ -26,7 +27,11 @@ async def create_provider(spec: ProviderSpec, state: StateDep, caller: CallerDep
 
 @router.get("/api/providers/{provider_id}")
 async def get_provider(provider_id: str, state: StateDep) -> dict[str, Any]:
-    return await providers.get_provider(state, provider_id)
+    """The provider, and its model list as the routers see it (modelList: source, count, when it
+    was read, and why the last read failed: the last good list stays in use)."""
+    found = await providers.get_provider(state, provider_id)
+    listed = await ModelLists(state.redis, state.settings.env).read(provider_id)
+    return {**found, "modelList": listed.as_json() if listed else None}
 
 
 @router.put("/api/providers/{provider_id}")

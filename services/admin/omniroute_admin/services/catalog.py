@@ -8,27 +8,40 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from fastapi import HTTPException
 from pydantic import ValidationError
 
+from omniroute import model_lists
 from omniroute.catalog import PROVIDER_TYPES, provider_type
 from omniroute.config.spec import ProviderSpec
+from omniroute.model_lists import ModelList, ModelLists
 from omniroute.store import admin_settings_repo, catalog_repo, config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
 from omniroute_admin.features import provider_calls
 from omniroute_admin.state import AdminState
 
-KINDS = ("chat", "embedding", "image", "audio")
-MODELS_TTL_S = 300  # a provider's live model list, cached in Redis
+KINDS = model_lists.KINDS
 
 
 def _type_view(name: str) -> dict[str, Any]:
     kind = PROVIDER_TYPES[name]
     return {"type": name, "family": kind.family, "baseUrl": kind.base_url, "auth": kind.auth,
             "prefix": kind.prefix, "capabilities": list(kind.capabilities), "listModels": kind.list_models,
-            "models": {k: list(v) for k, v in kind.models.items()}}
+            "models": {k: list(v) for k, v in kind.models.items()}, "login": _login(name, kind.oauth)}
+
+
+def _login(name: str, preset: dict[str, Any]) -> dict[str, str] | None:
+    """How a dashboard "Connect" button signs a subscription type in (its OAuth preset's flow and
+    the /api/oauth calls that run it; the provider of the type is created by the start call)."""
+    base = f"/api/oauth/{name}"
+    if preset.get("flow") == "pkce":
+        # The user opens authUrl, then hands back the code ("code#state" or the redirect's code).
+        return {"flow": "pkce", "start": f"{base}/start", "finish": f"{base}/callback"}
+    if preset.get("flow") == "device":
+        # The user enters userCode at verificationUri; the dashboard polls until connected.
+        return {"flow": "device", "start": f"{base}/device/start", "finish": f"{base}/device/poll"}
+    return None
 
 
 async def catalog(state: AdminState) -> dict[str, Any]:
@@ -104,7 +117,8 @@ async def _stored(state: AdminState, provider_id: str, connection: str | None
                   ) -> tuple[dict[str, Any], dict[str, Any] | None, str, dict[str, Any]]:
     """The provider, the connection to call with, its clear credential, the stored proxies."""
     async with state.pool.connection() as conn:
-        found = await config_repo.list_providers(conn, provider_id=provider_id)
+        # With crypto: the masked credential, part of the list's fingerprint (model_lists).
+        found = await config_repo.list_providers(conn, state.crypto, provider_id)
         if not found:
             raise HTTPException(404, f"No provider named {provider_id!r}.")
         row, key = await provider_calls.stored_key(conn, state.crypto, provider_id, connection)
@@ -114,29 +128,41 @@ async def _stored(state: AdminState, provider_id: str, connection: str | None
     return found[0], row, key, proxies
 
 
-async def live_models(state: AdminState, provider_id: str, refresh: bool) -> dict[str, Any]:
-    """The provider's model list: the catalog's for static types, else asked of the provider
-    (cached in Redis for MODELS_TTL_S)."""
-    cache_key = f"{state.settings.env}:provider-models:{provider_id}"
-    if not refresh and (cached := await state.redis.get(cache_key)):
-        return {**orjson.loads(cached), "cached": True}
+async def discover(state: AdminState, provider_id: str) -> ModelList:
+    """Read the provider's own model list now (the catalog's for a static type) into the shared
+    store (omniroute.model_lists) that every router lists from. A failed read keeps the last good
+    list there, with why."""
+    lists = ModelLists(state.redis, state.settings.env)
     provider, row, key, proxies = await _stored(state, provider_id, None)
     kind = provider_type(provider["type"])
+    config = model_lists.fingerprint(provider)
     if kind is not None and kind.list_models == "static":
-        models = [{"id": m, "kind": k} for k, names in kind.models.items() for m in names]
-        answer: dict[str, Any] = {"provider": provider_id, "models": models, "source": "catalog"}
-    else:
-        outcome = await provider_calls.call(
-            state.settings, provider_calls.OPERATIONS["list_models"],
-            provider_calls.target(provider, row, key, "", proxies=proxies, crypto=state.crypto))
-        if not outcome.ok:
-            error = outcome.error or {}
-            raise HTTPException(502, f"The provider's model list could not be read: {error.get('message')}")
-        models = [{"id": m["id"]} for m in outcome.answer.get("data") or []]
-        answer = {"provider": provider_id, "models": models, "source": "provider",
-                  "fetchedAt": round(time.time())}
-    await state.redis.set(cache_key, orjson.dumps(answer), ex=MODELS_TTL_S)
-    return {**answer, "cached": False}
+        return await lists.succeeded(provider_id, ((k, m) for k, names in kind.models.items() for m in names),
+                                     "catalog", config)
+    outcome = await provider_calls.call(
+        state.settings, provider_calls.OPERATIONS["list_models"],
+        provider_calls.target(provider, row, key, "", proxies=proxies, crypto=state.crypto))
+    if not outcome.ok:
+        error = outcome.error or {}
+        return await lists.failed(provider_id, f"{error.get('status')} {error.get('code')}: "
+                                               f"{error.get('message')}", config)
+    ids = [str(m["id"]) for m in outcome.answer.get("data") or [] if m.get("id")]
+    return await lists.succeeded(provider_id, ((model_lists.kind_of(i, kind), i) for i in ids), "provider",
+                                 config)
+
+
+async def live_models(state: AdminState, provider_id: str, refresh: bool) -> dict[str, Any]:
+    """The provider's model list as the routers list it: the last one read in the background
+    (features/model_discovery.py); `refresh`, or none read yet, reads it now. 502 when a read
+    made now fails (the last good list stays in use)."""
+    listed = None if refresh else await ModelLists(state.redis, state.settings.env).read(provider_id)
+    cached = listed is not None
+    if listed is None:
+        listed = await discover(state, provider_id)
+        if listed.error and listed.failed_at >= listed.fetched_at:
+            raise HTTPException(502, f"The provider's model list could not be read: {listed.error}")
+    return {"provider": provider_id, "models": [{"id": m, "kind": k} for k, m in listed.models],
+            **listed.as_json(), "cached": cached}
 
 
 def _test_model(provider: dict[str, Any], requested: str | None) -> str:
