@@ -250,3 +250,17 @@ def test_start_creates_the_preset_provider_and_uses_the_real_client(admin: httpx
         assert provider["type"] == "claude-code" and not provider["base_url"]  # the type's default
     finally:
         admin.delete("/api/providers/claude-code")
+
+
+def test_the_catalog_says_how_each_preset_signs_in(admin: httpx.Client) -> None:
+    """The dashboard's "Connect" button: each preset's flow and the calls that run it."""
+    answer = admin.get("/api/models/catalog")
+    assert answer.status_code == 200, answer.text
+    types = {t["type"]: t for t in answer.json()["types"]}
+    assert types["claude-code"]["login"] == {"flow": "pkce", "start": "/api/oauth/claude-code/start",
+                                             "finish": "/api/oauth/claude-code/callback"}
+    assert types["codex"]["login"]["flow"] == "pkce"
+    for name in ("github-copilot", "qwen-code"):
+        assert types[name]["login"] == {"flow": "device", "start": f"/api/oauth/{name}/device/start",
+                                        "finish": f"/api/oauth/{name}/device/poll"}
+    assert types["openai"]["login"] is None
