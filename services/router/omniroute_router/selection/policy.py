@@ -41,7 +41,8 @@ def _matches(patterns: list[str] | tuple[str, ...], names: set[str], target: Tar
 def check_access(snapshot: ConfigSnapshot, key: ApiKey | None, policies: list[PolicySpec],
                  requested: str, node: Node) -> None:
     """403 when the key's allow-list or a policy forbids this model (every target must pass:
-    a combo is allowed as a whole when its name is allowed)."""
+    a combo is allowed as a whole when its name is allowed), or when no target's provider is
+    allowed."""
     names = {requested, canonical_name(snapshot, requested)}
     leaves = targets(node)
     if key is not None and key.allowed_models is not None and not _matches(key.allowed_models, names, None):
@@ -54,6 +55,11 @@ def check_access(snapshot: ConfigSnapshot, key: ApiKey | None, policies: list[Po
         if blocked:
             raise RoutingError(403, f"The model {requested!r} is blocked by the policy "
                                     f"{policy.name!r}.", code="model_blocked", type_="permission_error")
+    # A combo with an allowed member is served by that member (dispatch skips the others); a
+    # model with none is refused here, as a policy refusal, not as "no account available" (503).
+    if leaves and not any(provider_allowed(policies, t) for t in leaves):
+        raise RoutingError(403, f"The model {requested!r} is served only by providers that a policy "
+                                f"does not allow.", code="provider_not_allowed", type_="permission_error")
 
 
 def provider_allowed(policies: list[PolicySpec], target: Target) -> bool:
