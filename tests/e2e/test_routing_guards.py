@@ -1,6 +1,6 @@
 """What the router refuses or avoids before it calls upstream, across three router replicas:
-- a key whose spend budget is exhausted (spend counted by accounting from real usage events) is
-  refused with 429 in the caller's format, by every replica;
+- a key whose spend budget has no room left for a request's worst case (spend counted by
+  accounting from real usage events) is refused with 429 in the caller's format, by every replica;
 - a connection whose provider said it has no rate-limit headroom left (x-ratelimit-* /
   anthropic-ratelimit-* headers) is skipped until the provider's reset."""
 
@@ -22,8 +22,10 @@ pytestmark = pytest.mark.xdist_group("routing-guards")
 BUDGET_KEY = "sk-omni-budget-00000000000000"
 FREE_KEY = "sk-omni-free-0000000000000000"
 # gpt-4o-mini at the seeded list price ($0.15 / $0.60 per 1M): a 3-word prompt and the mock's
-# 9-word answer cost $0.00000585, so two answers spend $0.0000117 — past this limit.
-TINY_LIMIT_USD = 0.00001
+# 9-word answer cost $0.00000585. A request is reserved its worst case (body bytes / 3 prompt
+# tokens + max_tokens): with max_tokens 16 about $0.000016, so two fit this limit one after the
+# other; after them ($0.0000117 spent) max_tokens 32, or none (4096 reserved), no longer fits.
+TINY_LIMIT_USD = 0.00003
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,8 @@ async def test_exhausted_budget_is_refused_in_every_format_by_every_replica(stac
     client = _openai(stack, BUDGET_KEY)
     for _ in range(2):
         raw = client.chat.completions.with_raw_response.create(
-            model="myopenai/gpt-4o-mini", messages=[{"role": "user", "content": "spend some money"}])
+            model="myopenai/gpt-4o-mini", messages=[{"role": "user", "content": "spend some money"}],
+            max_tokens=16)
         assert raw.parse().choices[0].message.content
         # Accounting counts spend in Redis in the transaction that inserts the row: once the row
         # is there, the router sees the spend.
