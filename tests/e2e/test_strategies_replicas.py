@@ -4,7 +4,9 @@ which upstream answers is asserted, not just that something did.
 - latency-optimized: by the latency the analytics service records (a mock delay per account);
 - cost-optimized: by the pricing table that /api/pricing edits (an edit reorders every replica);
 - fill-first: stays on one step until it fails or hits its rpm, then on the NEXT step, where
-  lkgp (same steps, same failures) goes back to the first."""
+  lkgp (same steps, same failures) goes back to the first;
+- the others (priority, round-robin, least-used, weighted, random, p2c): the order each gives
+  with the replicas taking turns (their counters are shared)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from tests.mocks.server import MockServer
 pytestmark = pytest.mark.xdist_group("strategies-replicas")
 
 REPLICAS = 2
+OTHERS = ("priority", "round-robin", "least-used", "weighted", "random", "p2c")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,7 @@ def stack(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -
             provider("listprice", kind="openai"),
             provider("compat"),
             provider("a"), provider("b"), provider("c", settings={"rpm": 3}),
+            provider("d"), provider("e"), provider("f"),
         ],
         "keys": [{"name": "strategies", "key": "sk-omni-strategies-00000000"}],
         "combos": [
@@ -49,6 +53,8 @@ def stack(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -
              "models": ["listprice/mock-text", "compat/mock-text"]},
             {"name": "ff", "strategy": "fill-first", "models": ["a/mock-text", "b/mock-text", "c/mock-text"]},
             {"name": "lk", "strategy": "lkgp", "models": ["a/mock-text", "b/mock-text", "c/mock-text"]},
+            *({"name": f"s-{strategy}", "strategy": strategy, "models": ["d/mock-text", "e/mock-text", "f/mock-text"],
+               **({"weights": [0, 1, 0]} if strategy == "weighted" else {})} for strategy in OTHERS),
         ],
         # Failures must not cool the accounts down for longer than a test step.
         "routing": {"resilience": {"cooldown": {"base_s": 0.001},
@@ -141,3 +147,24 @@ async def test_fill_first_moves_to_the_next_step_where_lkgp_returns_to_the_first
     # c's account allows 3 requests a minute: the third fills it, then fill-first wraps to a.
     assert await _answered_by(stack, 0, "ff") == "c"
     assert [await _answered_by(stack, r, "ff") for r in range(REPLICAS)] == ["a", "a"]
+
+
+@pytest.mark.parametrize("strategy", OTHERS)
+async def test_the_order_of_the_other_strategies_across_replicas(stack: RoutingStack, strategy: str) -> None:
+    turns = 30 if strategy in ("random", "p2c") else 6
+    answered = [await _answered_by(stack, i % REPLICAS, f"s-{strategy}") for i in range(turns)]
+    if strategy == "priority":
+        assert answered == ["d"] * turns
+        SCRIPTED["sk-d"] = "mock-503"
+        try:
+            assert [await _answered_by(stack, r, "s-priority") for r in range(REPLICAS)] == ["e", "e"]
+        finally:
+            del SCRIPTED["sk-d"]
+    elif strategy in ("round-robin", "least-used"):   # one shared counter / shared use counts
+        assert answered == ["d", "e", "f", "d", "e", "f"]
+    elif strategy == "weighted":   # weights 0, 1, 0: only e is ever drawn first
+        assert answered == ["e"] * turns
+    elif strategy == "random":
+        assert set(answered) == {"d", "e", "f"}
+    else:   # p2c: of two drawn at random, the less used first: the load stays even
+        assert min(answered.count(s) for s in "def") >= 6, answered
