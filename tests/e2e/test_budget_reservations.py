@@ -3,7 +3,8 @@
   across the replicas, accounting killed with -9 in the middle: at most K admitted, the final
   spend within the budget and equal to the sum of the key's usage rows;
 - a router killed with -9 while it holds reservations: they expire, the budget is whole again,
-  nothing counted twice.
+  nothing counted twice;
+- a spent budget refuses embeddings, images and transcriptions as it refuses chat.
 
 Prices are set so that every admitted request really costs C: chat at $1000 per million output
 tokens with max_tokens 4 (the mock answers 4 words, input free), embeddings of 10 words at $400
@@ -47,12 +48,15 @@ PROBE_LIMIT_USD = 1.0
 def stack(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutingStack]:
     config = {
         "providers": [{"id": "myopenai", "type": "openai", "base_url": f"{mock_upstream.url}/v1",
-                       "models": ["gpt-4o-mini", "text-embedding-3-small", "mock-slow-30000"],
+                       "models": ["gpt-4o-mini", "text-embedding-3-small", "mock-slow-30000",
+                                  "dall-e-3", "whisper-1"],
                        "connections": [{"name": "primary", "api_key": "sk-upstream-1"}]}],
         "keys": [{"name": "exact", "key": "sk-omni-exact-000000000000000",
                   "budget": {"limit": float(K * COST), "period": "daily"}},
                  {"name": "held", "key": "sk-omni-held-0000000000000000",
                   "budget": {"limit": float(3 * COST), "period": "daily"}},
+                 {"name": "media", "key": "sk-omni-media-000000000000000",
+                  "budget": {"limit": float(COST), "period": "weekly"}},
                  {"name": "probe", "key": "sk-omni-probe-000000000000000",
                   "budget": {"limit": PROBE_LIMIT_USD, "period": "daily"}},
                  {"name": "free", "key": "sk-omni-free-0000000000000000"}],
@@ -94,10 +98,15 @@ async def _until_everyone_prices_anew(stack: RoutingStack) -> None:
 
 
 async def _embed(stack: RoutingStack, replica: int, key: str) -> Answer:
-    body = {"model": EMBED, "input": EMBED_INPUT}
+    return await _operation(stack, replica, key, common_pb2.OPERATION_EMBEDDINGS,
+                            {"model": EMBED, "input": EMBED_INPUT})
+
+
+async def _operation(stack: RoutingStack, replica: int, key: str, operation: common_pb2.Operation,
+                     body: dict[str, str], attachment: common_pb2.Attachment | None = None) -> Answer:
     request = router_pb2.ChatRequest(request_id=uuid.uuid4().hex, key_id=stack.key_ids[key],
                                      client_format=common_pb2.OPENAI_CHAT, body=orjson.dumps(body),
-                                     model=EMBED, operation=common_pb2.OPERATION_EMBEDDINGS)
+                                     model=body["model"], operation=operation, attachment=attachment)
     answer = Answer()
     async with grpc.aio.insecure_channel(stack.router_addrs[replica % len(stack.router_addrs)]) as channel:
         whole = await router_pb2_grpc.RouterStub(channel).ChatWhole(request, timeout=30)
@@ -212,3 +221,22 @@ async def test_a_killed_routers_reservations_expire_and_the_budget_is_whole_agai
     finally:
         await client.aclose()
         doomed.stop()
+
+
+async def test_a_spent_budget_refuses_every_priced_operation(stack: RoutingStack) -> None:
+    spent = await stack.chat(0, CHAT, "spend it all", key="media", max_tokens=4)  # costs the limit
+    assert spent.error is None
+    await _wait_rows(stack, "media", 1)
+    audio = common_pb2.Attachment(data=b"RIFF0000WAVEfmt ", filename="a.wav", content_type="audio/wav")
+    answers = [
+        await stack.chat(1, CHAT, "more", key="media", max_tokens=1),
+        await stack.chat(2, CHAT, "more", key="media", max_tokens=1, stream=True),
+        await _embed(stack, 0, "media"),
+        await _operation(stack, 1, "media", common_pb2.OPERATION_IMAGES,
+                         {"model": "myopenai/dall-e-3", "prompt": "a cat"}),
+        await _operation(stack, 2, "media", common_pb2.OPERATION_TRANSCRIPTION,
+                         {"model": "myopenai/whisper-1"}, audio),
+    ]
+    assert _admitted(answers) == 0
+    assert all(a.error is not None and "weekly budget" in a.error.message
+               and a.error.headers["x-budget-remaining-usd"] == "0" for a in answers)

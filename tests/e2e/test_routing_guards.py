@@ -88,6 +88,9 @@ async def test_exhausted_budget_is_refused_in_every_format_by_every_replica(stac
     assert "Budget exhausted" in error.message and "daily budget" in error.message
     assert int(error.response.headers["retry-after"]) > 0  # until the day resets
     assert error.response.headers["x-should-retry"] == "false"
+    assert error.response.headers["x-budget-limit-usd"] == "0.00003"
+    assert 0 < float(error.response.headers["x-budget-remaining-usd"]) < TINY_LIMIT_USD
+    assert "remains" in error.message  # the remaining budget in the body too
 
     claude = anthropic.Anthropic(base_url=stack.gateway.url, api_key=BUDGET_KEY, max_retries=0)
     with pytest.raises(anthropic.RateLimitError) as refused_anthropic:
