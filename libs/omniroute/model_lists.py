@@ -93,15 +93,15 @@ class ModelLists:
         self._env = env
 
     async def read(self, provider: str) -> ModelList | None:
-        raw = await self._redis.get(key(self._env, provider))
-        return ModelList.loads(raw) if raw else None
+        return _parsed(await self._redis.get(key(self._env, provider)))
 
     async def read_all(self, providers: Iterable[str]) -> dict[str, ModelList]:
         names = list(providers)
         if not names:
             return {}
         raws = await self._redis.mget([key(self._env, p) for p in names])
-        return {name: ModelList.loads(raw) for name, raw in zip(names, raws, strict=True) if raw}
+        parsed = {name: _parsed(raw) for name, raw in zip(names, raws, strict=True)}
+        return {name: listed for name, listed in parsed.items() if listed is not None}
 
     async def succeeded(self, provider: str, models: Iterable[tuple[str, str]], source: str,
                         config: str) -> ModelList:
@@ -116,3 +116,13 @@ class ModelLists:
         listed = ModelList(provider, last.models, last.source, last.fetched_at, error, time.time(), config)
         await self._redis.set(key(self._env, provider), listed.dumps(), ex=KEPT_S)
         return listed
+
+
+def _parsed(raw: bytes | str | None) -> ModelList | None:
+    """None for no document, or one this version cannot read (an older layout: read again)."""
+    if not raw:
+        return None
+    try:
+        return ModelList.loads(raw)
+    except (ValueError, KeyError, TypeError):
+        return None

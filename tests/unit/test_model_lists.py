@@ -6,7 +6,7 @@ from __future__ import annotations
 from omniroute.catalog import provider_type
 from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Provider
-from omniroute.model_lists import ModelList, fingerprint, kind_of
+from omniroute.model_lists import ModelList, _parsed, fingerprint, kind_of
 from omniroute_admin.features.model_discovery import REFRESH_S, RETRY_S, due
 from omniroute_router.models import list_models
 
@@ -44,3 +44,10 @@ def test_the_listing_merges_and_filters_per_key() -> None:
     assert everything == {("p/declared", "chat"), ("p/emb", "embedding"), ("p/found", "chat"),
                           ("p/pic", "image"), ("c", "combo"), ("al", "alias")}
     assert {m.id for m in list_models(snapshot, discovered, "k").models} == {"p/declared", "p/found", "al"}
+
+
+def test_a_document_round_trips_and_an_unreadable_one_is_none() -> None:
+    listed = ModelList("p", (("chat", "m"),), "provider", 1.0, "503 x", 2.0, "cfg")
+    assert _parsed(listed.dumps()) == listed
+    assert _parsed(b'{"provider": "p", "models": [{"id": "m"}]}') is None   # the layout before
+    assert _parsed(None) is None
