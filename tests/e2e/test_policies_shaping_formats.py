@@ -75,29 +75,40 @@ def admin(gateway: Gateway) -> Iterator[httpx.Client]:
 
 # --- each SDK, asked once: the answer's model and text, or its error -----------------------------
 
-def ask(gateway: Gateway, client_name: str, model: str, text: str, system: str | None = None) -> tuple[str, str]:
-    """One whole answer through the client's SDK: (the model it names, its text)."""
+def ask(gateway: Gateway, client_name: str, model: str, text: str, system: str | None = None,
+        parts: bool = False) -> tuple[str, str]:
+    """One whole answer through the client's SDK: (the model it names, its text). With `parts`,
+    the system prompt is sent as content parts where the format has them (Anthropic's system
+    blocks, with cache_control; a Responses developer item; Gemini's Content)."""
     url, key = gateway.url, gateway.api_key
     if client_name in ("openai_chat", "openai_responses"):
         sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=TIMEOUT_S)
         if client_name == "openai_chat":
-            system_turn = [{"role": "system", "content": system}] if system else []
+            content: Any = [{"type": "text", "text": system}] if parts else system
+            system_turn = [{"role": "system", "content": content}] if system else []
             chat = sdk.chat.completions.create(model=model, messages=[
                 *system_turn, {"role": "user", "content": text}])  # type: ignore[list-item]
             return chat.model, chat.choices[0].message.content or ""
+        if parts and system:
+            response = sdk.responses.create(model=model, input=[
+                {"role": "developer", "content": [{"type": "input_text", "text": system}]},
+                {"role": "user", "content": text}])
+            return response.model, response.output_text
         response = sdk.responses.create(model=model, input=text, instructions=system)
         return response.model, response.output_text
     if client_name == "anthropic":
         claude = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=TIMEOUT_S)
-        extra: dict[str, Any] = {"system": system} if system else {}
+        blocks = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+        extra: dict[str, Any] = {"system": blocks if parts else system} if system else {}
         message = claude.messages.create(model=model, max_tokens=256, messages=[
             {"role": "user", "content": text}], **extra)
         return message.model, "".join(b.text for b in message.content if b.type == "text")
     if client_name == "gemini":
         google = genai.Client(api_key=key, http_options=gt.HttpOptions(
             base_url=url, api_version="v1beta", timeout=int(TIMEOUT_S * 1000)))
+        instruction: Any = gt.Content(parts=[gt.Part(text=system)]) if parts and system else system
         answer = google.models.generate_content(model=model, contents=text,
-                                                config=gt.GenerateContentConfig(system_instruction=system))
+                                                config=gt.GenerateContentConfig(system_instruction=instruction))
         return answer.model_version or "", answer.text or ""
     local = ollama.Client(host=url, headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT_S)
     system_turn = [{"role": "system", "content": system}] if system else []
@@ -271,13 +282,14 @@ def system_prompt(admin: httpx.Client, gateway: Gateway, mock_upstream: MockServ
 
 
 @pairs
-@pytest.mark.parametrize("own_system", [False, True], ids=["alone", "with-callers"])
+@pytest.mark.parametrize("own_system", ["", "text", "parts"], ids=["alone", "with-callers", "with-callers-parts"])
 def test_the_global_system_prompt_reaches_the_upstream_once(gateway: Gateway, mock_upstream: MockServer,
                                                             system_prompt: tuple[str, str], client_name: str,
-                                                            provider: str, own_system: bool) -> None:
+                                                            provider: str, own_system: str) -> None:
     prefix, suffix = system_prompt
     marker, own = f"ask-{uuid.uuid4().hex}", f"OWN-{uuid.uuid4().hex}"
-    ask(gateway, client_name, f"{provider}/mock-text", marker, system=own if own_system else None)
+    ask(gateway, client_name, f"{provider}/mock-text", marker, system=own if own_system else None,
+        parts=own_system == "parts")
     family = FAMILIES[provider]
     sent = received(mock_upstream, family, marker)
     system = system_text(family, sent.body)

@@ -36,20 +36,39 @@ def shape(body: Json, settings: RoutingSettings) -> bool:
 
 
 def _system_prompt(body: Json, settings: SystemPromptSettings) -> bool:
+    """The prefix before the caller's system prompt, the suffix after it: around the leading
+    system (or developer) messages, whose content may be text or parts (Anthropic's system
+    blocks); alone, first, when the caller sent none."""
     if not settings.enabled or not (settings.prefix or settings.suffix):
         return False
     messages = body.get("messages")
     if not isinstance(messages, list):
         return False
-    first = messages[0] if messages else None
-    if isinstance(first, dict) and first.get("role") in ("system", "developer") \
-            and isinstance(first.get("content"), str):
-        parts = [settings.prefix, first["content"], settings.suffix]
-        messages[0] = {**first, "content": "\n\n".join(p for p in parts if p)}
-    else:
+    lead = 0
+    while lead < len(messages) and _is_system(messages[lead]):
+        lead += 1
+    if not lead:
         text = "\n\n".join(p for p in (settings.prefix, settings.suffix) if p)
         messages.insert(0, {"role": "system", "content": text})
+        return True
+    if settings.prefix:
+        messages[0] = _with_text(messages[0], settings.prefix, first=True)
+    if settings.suffix:
+        messages[lead - 1] = _with_text(messages[lead - 1], settings.suffix, first=False)
     return True
+
+
+def _is_system(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("role") in ("system", "developer")
+
+
+def _with_text(message: Json, text: str, *, first: bool) -> Json:
+    content = message.get("content")
+    if isinstance(content, list):
+        part = {"type": "text", "text": text}
+        return {**message, "content": [part, *content] if first else [*content, part]}
+    own = content if isinstance(content, str) else ""
+    return {**message, "content": "\n\n".join(p for p in ((text, own) if first else (own, text)) if p)}
 
 
 def _thinking(body: Json, settings: ThinkingBudgetSettings) -> bool:

@@ -9,7 +9,7 @@ import orjson
 from omniroute.config.routing_spec import RoutingSettings
 from omniroute.config.snapshot import ConfigSnapshot
 from omniroute.v1 import common_pb2
-from omniroute_router.pipeline.shaping import shaping
+from omniroute_router.pipeline.shaping import shape, shaping
 
 from .stages import Answering, make_call, run
 
@@ -33,3 +33,19 @@ async def test_a_shaped_body_replaces_the_native_one() -> None:
     assert orjson.loads(call.shaped.body)["messages"][0] == {"role": "system", "content": "Be brief."}
     assert call.body["messages"][0]["role"] == "system" and not call.usage_chunk
     assert call.request.native_body == b"native"  # the caller's request itself is left alone
+
+
+def test_the_system_prompt_goes_around_the_callers_whole_system_prompt() -> None:
+    """Prefix first, suffix after the caller's leading system messages, whether their content is
+    text or parts (Anthropic's system blocks, a Responses developer item after instructions)."""
+    settings = RoutingSettings.model_validate({"system_prompt": {"enabled": True, "prefix": "PRE",
+                                                                 "suffix": "SUF"}})
+    blocks = [{"type": "text", "text": "OWN", "x_omniroute": {"cache_control": {"type": "ephemeral"}}}]
+    body = {"messages": [{"role": "system", "content": "INS"}, {"role": "developer", "content": blocks},
+                         {"role": "user", "content": "hi"}]}
+    assert shape(body, settings)
+    assert body["messages"][:2] == [
+        {"role": "system", "content": "PRE\n\nINS"},
+        {"role": "developer", "content": [*blocks, {"type": "text", "text": "SUF"}]}]
+    alone = {"messages": [{"role": "user", "content": "hi"}]}
+    assert shape(alone, settings) and alone["messages"][0] == {"role": "system", "content": "PRE\n\nSUF"}
