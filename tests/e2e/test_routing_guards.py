@@ -74,6 +74,7 @@ async def test_exhausted_budget_is_refused_in_every_format_by_every_replica(stac
             model="myopenai/gpt-4o-mini", messages=[{"role": "user", "content": "spend some money"}],
             max_tokens=16)
         assert raw.parse().choices[0].message.content
+        assert 0 <= float(raw.headers["x-budget-remaining-usd"]) < TINY_LIMIT_USD  # after its hold
         # Accounting counts spend in Redis in the transaction that inserts the row: once the row
         # is there, the router sees the spend.
         row = stack.gateway.usage_row(raw.headers["x-request-id"], timeout=20)

@@ -86,6 +86,9 @@ class BudgetGate:
                                     "shortly.", code="budget_unavailable", type_="server_error",
                                retry_after_s=1.0) from exc
         if reservation.admitted:
+            # Like x-ratelimit-remaining: what is left once this request's worst case is held.
+            left = from_nanos(max(reservation.remaining_nanos(limit) - worst, 0))
+            call.headers.update({"x-budget-remaining-usd": _usd(left), "x-budget-reset": period_end.isoformat()})
             return True
         raise _refusal(key.id, budget, reservation, worst, period_end, now)
 

@@ -112,10 +112,14 @@ async def test_a_request_that_does_not_fit_is_a_429_with_the_remaining_budget() 
 
 
 async def test_the_hold_is_settled_to_the_real_cost_or_released() -> None:
-    holds = FakeHolds()
+    holds = FakeHolds(spent=100_000_000)
     gate = _gate(holds)
     answered = Answering([start_event(), response(), usage(input_tokens=100, output_tokens=50)])
-    assert len(await run(gate, _call(), answered)) == 3
+    call = _call()
+    assert len(await run(gate, call, answered)) == 3
+    # $1 - $0.10 spent - the worst case held ($0.002 for 1000 output tokens + the prompt)
+    assert Decimal(call.headers["x-budget-remaining-usd"]) == Decimal("0.898") - Decimal(7) / 1_000_000
+    assert call.headers["x-budget-reset"].endswith("+00:00")
     reserve, settle = holds.calls
     assert reserve[0] == "reserve" and reserve[2] == 1_000_000_000 and reserve[4] == 660
     assert settle == ("settle", "r1", 100 * 1_000 + 50 * 2_000, SETTINGS.budget_settled_hold_s)
