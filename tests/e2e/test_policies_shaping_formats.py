@@ -59,7 +59,8 @@ def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory)
         "providers": [{"id": pid, "type": family, "base_url": urls[family], "models": ["mock-text"],
                        "connections": [{"name": "main", "api_key": f"{pid}-upstream"}]}
                       for pid, family in FAMILIES.items()],
-        "combos": [{"name": "pol-combo", "models": ["myanthropic/mock-text", "myopenai/mock-text"]}],
+        "combos": [{"name": "pol-combo", "models": ["myanthropic/mock-text", "myopenai/mock-text"]},
+                   {"name": "pol-anthropic", "models": ["myanthropic/mock-text"]}],
         "keys": [{"name": "policies", "key": API_KEY}],
     }
     with running_gateway(tmp_path_factory.mktemp("policies"), config, api_key=API_KEY) as running:
@@ -261,6 +262,24 @@ def test_a_provider_not_allowed_is_refused_and_a_combo_skips_it(gateway: Gateway
     assert model.removeprefix("models/") == "pol-combo"
     received(mock_upstream, "openai", marker)
     assert not [r for r in mock_upstream.requests(family="anthropic") if marker in r.raw_body.decode()]
+
+
+@clients
+def test_a_combo_of_providers_not_allowed_falls_back_to_the_fallback_model(
+        gateway: Gateway, admin: httpx.Client, mock_upstream: MockServer, policy: Any, client_name: str) -> None:
+    allowed = [pid for pid in FAMILIES if pid != "myanthropic"]
+    policy({"name": "allowed", "allow_providers": allowed}, "pol-anthropic", 403)
+    assert_refused(gateway, client_name, "pol-anthropic", "provider_not_allowed", "does not allow")
+    put(admin, "/api/routing/fallback-model", {"model": "myopenai/mock-text"})
+    try:
+        settle(lambda: openai_status(gateway, "pol-anthropic") == 200)
+        marker = f"fallback-{uuid.uuid4().hex}"
+        _, text = ask(gateway, client_name, "pol-anthropic", marker)
+        assert text == "Hello from mock openai! This is a scripted reply."
+        received(mock_upstream, "openai", marker)
+    finally:
+        put(admin, "/api/routing/fallback-model", {"model": None})
+        settle(lambda: openai_status(gateway, "pol-anthropic") == 403)
 
 
 # --- request shaping: the global system prompt ----------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute_router.errors import RoutingError
-from omniroute_router.selection.resolve import Node, Target, canonical_name, resolve, targets
+from omniroute_router.selection.resolve import ComboNode, Node, Target, canonical_name, resolve, targets
 
 
 def check_key(snapshot: ConfigSnapshot, key_id: str) -> ApiKey | None:
@@ -55,11 +55,23 @@ def check_access(snapshot: ConfigSnapshot, key: ApiKey | None, policies: list[Po
         if blocked:
             raise RoutingError(403, f"The model {requested!r} is blocked by the policy "
                                     f"{policy.name!r}.", code="model_blocked", type_="permission_error")
-    # A combo with an allowed member is served by that member (dispatch skips the others); a
-    # model with none is refused here, as a policy refusal, not as "no account available" (503).
-    if leaves and not any(provider_allowed(policies, t) for t in leaves):
+    # A combo with an allowed member (or fallback model) is served by it, dispatch skips the
+    # others; a model with none is refused here, as a policy refusal, not as "no account" (503).
+    if leaves and not any(provider_allowed(policies, t) for t in leaves) and not any(
+            provider_allowed(policies, t) for t in _fallback_targets(snapshot, node, requested)):
         raise RoutingError(403, f"The model {requested!r} is served only by providers that a policy "
                                 f"does not allow.", code="provider_not_allowed", type_="permission_error")
+
+
+def _fallback_targets(snapshot: ConfigSnapshot, node: Node, requested: str) -> list[Target]:
+    """The targets of the fallback model, which a combo falls back to (selection/plan.py)."""
+    fallback = snapshot.routing.fallback_model
+    if not isinstance(node, ComboNode) or not fallback or fallback == requested:
+        return []
+    try:
+        return targets(resolve(snapshot, fallback))
+    except RoutingError:
+        return []
 
 
 def provider_allowed(policies: list[PolicySpec], target: Target) -> bool:
