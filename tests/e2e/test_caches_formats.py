@@ -75,6 +75,22 @@ def test_a_repeat_is_answered_without_the_upstream(gateway: Gateway, mock_upstre
     assert second == first
     assert _upstream_calls(mock_upstream, marker) == 1
     assert _cache_hits(gateway, model, 2) == [False, True]
+@client_names
+@routes
+def test_the_semantic_cache_hits_paraphrases_and_misses_other_questions(
+        gateway: Gateway, mock_upstream: MockServer, client_name: str, route: str) -> None:
+    """The router's default embedder is the bundled sentence model (requirements.txt)."""
+    marker = uuid.uuid4().hex  # in the model only: a marker in the prompt would change its meaning
+    client = _client(gateway, client_name, ASK["semantic"](marker))
+    model = _model(client_name, route, marker)
+    first = client.chat(model, [Ask("How do I reverse a list in Python?")], False)
+    assert client.chat(model, [Ask("What's the way to reverse a Python list?")], False) == first
+    assert _upstream_calls(mock_upstream, marker) == 1
+    client.chat(model, [Ask("How do I sort a list in Python?")], False)
+    assert _upstream_calls(mock_upstream, marker) == 2
+    assert _cache_hits(gateway, model, 3) == [False, True, False]
+
+
 def _refused(client: FormatClient, model: str, prompt: str, stream: bool) -> tuple[int | None, Result | None]:
     try:
         return None, client.chat(model, [Ask(prompt)], stream)

