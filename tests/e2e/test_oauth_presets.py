@@ -17,7 +17,7 @@ import pytest
 
 from omniroute.catalog import provider_type
 from tests.mocks.oauth import OAuthServer
-from tests.mocks.oauth_presets import CODEX_ACCOUNT, PROFILES
+from tests.mocks.oauth_presets import CODE_ASSIST_PROJECT, CODEX_ACCOUNT, PROFILES
 from tests.support import Gateway
 
 pytestmark = pytest.mark.xdist_group("gateway")
@@ -31,7 +31,8 @@ class Preset:
 
 
 PRESETS = [Preset("claude-code", "claude-opus-4-6", "/v1"), Preset("codex", "gpt-5-codex", "/backend-api/codex"),
-           Preset("github-copilot", "gpt-4.1", ""), Preset("qwen-code", "qwen3-coder-plus", "/v1")]
+           Preset("github-copilot", "gpt-4.1", ""), Preset("qwen-code", "qwen3-coder-plus", "/v1"),
+           Preset("gemini-cli", "gemini-2.5-pro", "/v1internal")]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_preset_connects_refreshes_and_calls_with_its_headers(
 
     # The mock refuses a live token without the preset's headers: the check above was real.
     token = next(iter(server.state.access))
-    bare = httpx.post(f"{server.url}{chosen.api_path}/{_endpoint(kind.family)}", timeout=10,
+    bare = httpx.post(f"{server.url}{chosen.api_path}{_endpoint(kind.family)}", timeout=10,
                       headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"},
                       json={"model": chosen.model, "messages": [{"role": "user", "content": "hi"}],
                             "input": "hi", "max_tokens": 8})
@@ -137,7 +138,8 @@ def wait_served(gateway: Gateway, model: str) -> httpx.Response:
 
 
 def _endpoint(family: str) -> str:
-    return {"anthropic": "messages", "openai-responses": "responses"}.get(family, "chat/completions")
+    return {"anthropic": "/messages", "openai-responses": "/responses",
+            "gemini-code-assist": ":generateContent"}.get(family, "/chat/completions")
 
 
 def test_codex_connection_names_the_chatgpt_account(
@@ -259,8 +261,41 @@ def test_the_catalog_says_how_each_preset_signs_in(admin: httpx.Client) -> None:
     types = {t["type"]: t for t in answer.json()["types"]}
     assert types["claude-code"]["login"] == {"flow": "pkce", "start": "/api/oauth/claude-code/start",
                                              "finish": "/api/oauth/claude-code/callback"}
-    assert types["codex"]["login"]["flow"] == "pkce"
+    assert types["codex"]["login"]["flow"] == types["gemini-cli"]["login"]["flow"] == "pkce"
     for name in ("github-copilot", "qwen-code"):
         assert types[name]["login"] == {"flow": "device", "start": f"/api/oauth/{name}/device/start",
                                         "finish": f"/api/oauth/{name}/device/poll"}
     assert types["openai"]["login"] is None
+
+
+def test_gemini_cli_onboards_once_and_wraps_code_assist_bodies(gateway: Gateway, admin: httpx.Client) -> None:
+    """A new Google account has no Code Assist project: the first call onboards it
+    (loadCodeAssist, then onboardUser until its operation is done); every call then names the
+    project in Code Assist's wrapper, and its wrapped answers come back plain, whole or streamed."""
+    chosen = PRESETS[4]
+    with OAuthServer(PROFILES[chosen.type]) as server:
+        created = admin.post("/api/providers", json={
+            "id": "pv-gemini-cli", "type": "gemini-cli", "base_url": f"{server.url}{chosen.api_path}",
+            "settings": {"oauth": {"authorize_url": f"{server.url}/authorize", "token_url": f"{server.url}/token"}}})
+        assert created.status_code == 201, created.text
+        try:
+            connect(admin, server, "pv-gemini-cli", "gemini-cli")
+            answer = wait_served(gateway, "gc/gemini-2.5-pro")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["choices"][0]["message"]["content"] == "Hello from Code Assist"
+            assert answer.json()["usage"]["total_tokens"] == 7
+            assert server.state.onboard_calls == 2 and server.state.onboarded
+            sent = server.app.state.recorder.last(path=":generateContent").body
+            assert sent["project"] == CODE_ASSIST_PROJECT and sent["model"] == "gemini-2.5-pro"
+            assert sent["request"]["contents"][0]["parts"] == [{"text": "hi"}]
+            loads = server.state.load_calls
+            with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=30,
+                              headers={"authorization": f"Bearer {gateway.api_key}"},
+                              json={"model": "gc/gemini-2.5-pro", "stream": True,
+                                    "messages": [{"role": "user", "content": "hi"}]}) as streamed:
+                assert streamed.status_code == 200
+                text = streamed.read().decode()
+            assert "Hello from " in text and "Code Assist" in text and "data: [DONE]" in text
+            assert server.state.onboard_calls == 2 and server.state.load_calls <= loads + 1  # kept
+        finally:
+            admin.delete("/api/providers/pv-gemini-cli")

@@ -18,6 +18,10 @@ headers every API call must carry. The default profile accepts any well-formed O
   breaks the profile's rules (Claude Code's system prompt; the Codex backend's instructions, store,
   stream, no max_output_tokens), then that family's mock answers (expired or revoked tokens are
   refused like a provider would).
+- Google's Code Assist (Gemini CLI): ``POST /v1internal:loadCodeAssist`` (no project until
+  onboarded), ``:onboardUser`` (a long-running operation, done on the second call, with the
+  project), ``:generateContent`` and ``:streamGenerateContent?alt=sse`` ({"model", "project",
+  "request"} in, {"response", "traceId"} out; 403 for another project).
 - Test controls: ``POST /_oauth/config`` ``{"expires_in", "fail_refresh", "refresh_delay_ms"}``,
   ``POST /_oauth/revoke`` (every access token), ``GET /_oauth/stats`` → ``{"refreshes", "issued"}``.
 """
@@ -45,7 +49,7 @@ from starlette.routing import Route
 
 from . import anthropic, openai_chat, openai_responses
 from .common import Recorder
-from .serving import json_response
+from .serving import json_response, receive
 
 
 @dataclass
@@ -69,6 +73,9 @@ class Profile:
     body_values: dict[str, Any] = field(default_factory=dict)
     body_required: tuple[str, ...] = ()
     body_refused: tuple[str, ...] = ()
+    # Google's Code Assist (Gemini CLI): the project onboarding gives the account; every
+    # generate call must name it in the wrapper ({"model", "project", "request"}).
+    code_assist_project: str = ""
 
 
 def _id_token(claims: dict[str, Any]) -> str:
@@ -91,6 +98,9 @@ class OAuthState:
         self.refresh_delay_ms = 0
         self.refreshes = 0
         self.counter = itertools.count(1)
+        self.onboarded = False   # Code Assist: the account has its project
+        self.onboard_calls = 0
+        self.load_calls = 0
 
     def issue(self) -> dict[str, Any]:
         n = next(self.counter)
@@ -293,6 +303,74 @@ async def responses(request: Request) -> Response:
     return _refused(request) or await _body_refused(request) or await openai_responses.responses(request)
 
 
+def _google_error(status: int, reason: str, message: str) -> Response:
+    return json_response({"error": {"code": status, "message": message, "status": reason}}, status)
+
+
+async def load_code_assist(request: Request) -> Response:
+    """The account's tier and project; none until onboarded (then the tiers it may choose)."""
+    state: OAuthState = request.app.state.oauth
+    if (denied := _refused(request)) is not None:
+        return denied
+    state.load_calls += 1
+    if state.onboarded:
+        return json_response({"currentTier": {"id": "free-tier", "name": "Gemini Code Assist for individuals"},
+                              "cloudaicompanionProject": state.profile.code_assist_project})
+    return json_response({"allowedTiers": [{"id": "free-tier", "isDefault": True},
+                                           {"id": "standard-tier", "userDefinedCloudaicompanionProject": True}]})
+
+
+async def onboard_user(request: Request) -> Response:
+    """A long-running operation: not done on the first call, done (with the project) after."""
+    state: OAuthState = request.app.state.oauth
+    if (denied := _refused(request)) is not None:
+        return denied
+    body = await _body(request)
+    if body.get("tierId") != "free-tier" or not isinstance(body.get("metadata"), dict):
+        return _google_error(400, "INVALID_ARGUMENT", "tierId and metadata are required")
+    state.onboard_calls += 1
+    if state.onboard_calls == 1:
+        return json_response({"name": "operations/onboard-1", "done": False})
+    state.onboarded = True
+    project = state.profile.code_assist_project
+    return json_response({"name": "operations/onboard-1", "done": True,
+                          "response": {"cloudaicompanionProject": {"id": project, "name": project}}})
+
+
+def _code_assist_answer(model: str, text: str, final: bool) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    answer: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
+    if final:
+        candidate["finishReason"] = "STOP"
+        answer["usageMetadata"] = {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7}
+    return {"response": answer, "traceId": secrets.token_hex(4)}
+
+
+async def code_assist_generate(request: Request) -> Response:
+    """generateContent / streamGenerateContent?alt=sse: the wrapped request, the wrapped answer."""
+    state: OAuthState = request.app.state.oauth
+    await receive(request, "code-assist")  # recorded, as the family mocks record theirs
+    if (denied := _refused(request)) is not None:
+        return denied
+    body = await _body(request)
+    inner = body.get("request")
+    if not isinstance(inner, dict) or not isinstance(inner.get("contents"), list) or "contents" in body:
+        return _google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload: expected {model, project, request}")
+    if not state.onboarded or body.get("project") != state.profile.code_assist_project:
+        return _google_error(403, "PERMISSION_DENIED", "The caller does not have permission")
+    model = str(body.get("model") or "")
+    if not model or model.startswith("models/"):
+        return _google_error(400, "INVALID_ARGUMENT", f"unknown model {model!r}")
+    if request.url.path.endswith(":generateContent"):
+        return json_response(_code_assist_answer(model, "Hello from Code Assist", final=True))
+    if request.query_params.get("alt") != "sse":
+        return _google_error(400, "INVALID_ARGUMENT", "streams are alt=sse")
+    frames = [_code_assist_answer(model, "Hello from ", final=False),
+              _code_assist_answer(model, "Code Assist", final=True)]
+    return Response(b"".join(b"data: " + orjson.dumps(f) + b"\r\n\r\n" for f in frames),
+                    media_type="text/event-stream")
+
+
 async def configure(request: Request) -> Response:
     state: OAuthState = request.app.state.oauth
     body = await request.json()
@@ -321,6 +399,10 @@ def create_app(profile: Profile | None = None) -> Starlette:
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/backend-api/codex/responses", responses, methods=["POST"]),
+        Route("/v1internal:loadCodeAssist", load_code_assist, methods=["POST"]),
+        Route("/v1internal:onboardUser", onboard_user, methods=["POST"]),
+        Route("/v1internal:generateContent", code_assist_generate, methods=["POST"]),
+        Route("/v1internal:streamGenerateContent", code_assist_generate, methods=["POST"]),
         Route("/_oauth/config", configure, methods=["POST"]),
         Route("/_oauth/revoke", revoke, methods=["POST"]),
         Route("/_oauth/stats", stats, methods=["GET"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from .oauth import Profile
 
 CODEX_ACCOUNT = "acct-mock-7f3a"
+CODE_ASSIST_PROJECT = "mock-companion-4821"
 
 PROFILES: dict[str, Profile] = {
     # Claude Code: PKCE; the code page shows "code#state"; JSON token endpoint that wants state;
@@ -34,6 +35,11 @@ PROFILES: dict[str, Profile] = {
     "github-copilot": Profile(
         client_id="Ov23li8tweQw6odWQebz", refresh_tokens=False,
         api_headers={"Copilot-Integration-Id": "vscode-chat", "Editor-Version": ""}),
+    # Gemini CLI: Google's installed-app client (its published secret goes with every grant),
+    # PKCE with offline access; Code Assist's wrapped bodies with the onboarded project.
+    "gemini-cli": Profile(
+        client_id="681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com",
+        authorize_params={"access_type": "offline"}, code_assist_project=CODE_ASSIST_PROJECT),
     # Qwen: device flow with PKCE; DashScope's OAuth auth type header.
     "qwen-code": Profile(
         client_id="f0304373b74a44d2b584a3fb70ca9e56", device_pkce=True,

@@ -57,7 +57,9 @@ _BY_PROTO_NAME: dict[str, WireFormat] = {wire.proto_name: wire for wire in FORMA
 # assemblyai: transcription only) speak none.
 FAMILY_FORMATS: dict[str, WireFormat] = {
     "openai": OPENAI_CHAT, "openai-responses": OPENAI_RESPONSES, "anthropic": ANTHROPIC,
-    "gemini": GEMINI, "ollama": OLLAMA}
+    "gemini": GEMINI, "ollama": OLLAMA,
+    # Google's Code Assist (the Gemini CLI's API): Gemini bodies in a wrapper the family adds.
+    "gemini-code-assist": GEMINI}
 
 
 def wire_format(name: str) -> WireFormat:

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import orjson
 
 from omniroute import ssrf
@@ -16,7 +17,15 @@ from omniroute.v1 import common_pb2, executor_pb2
 from omniroute_executor import upstream, upstream_errors
 from omniroute_executor.clients import HttpClients
 from omniroute_executor.families import type_rules
-from omniroute_executor.families.base import Family, add_caller_headers, with_query_key
+from omniroute_executor.families.base import (
+    Family,
+    Json,
+    PostJson,
+    UpstreamRefused,
+    add_caller_headers,
+    json_headers,
+    with_query_key,
+)
 from omniroute_executor.provider_body import ProviderBody
 from omniroute_executor.relay import error_event, relay_collected, relay_stream, relay_whole, too_slow
 
@@ -34,6 +43,23 @@ class ChatUpstream:
                    sent: ProviderBody) -> AsyncIterator[common_pb2.AnswerEvent]:
         target = request.target
         stream, caller_headers = request.chat.stream, request.chat.caller_headers
+        limit_s = target.timeout_s or self.default_timeout_s
+        if family.find_params is not None:
+            try:
+                async with asyncio.timeout(limit_s):
+                    found = await family.find_params(target, self._post_json(target, limit_s))
+            except UpstreamRefused as exc:
+                yield error_event(_refusal(family, exc))
+                return
+            except upstream.Unreachable as exc:
+                yield error_event(exc.error)
+                return
+            except TimeoutError:
+                yield error_event(too_slow(limit_s, "answer"))
+                return
+            target = executor_pb2.Target()
+            target.CopyFrom(request.target)
+            target.params.update(found)
         rules = type_rules.rules_of(target)
         # An API that only streams is streamed to, and its answer collected for a caller that
         # did not ask to stream (relay_collected).
@@ -54,7 +80,6 @@ class ChatUpstream:
         # The read timeout bounds each socket read, so an upstream that trickles a byte now and
         # then never trips it. `limit_s` also bounds, as a whole: the wait for the headers, a
         # whole (non-streamed) body, and the wait for each complete stream event.
-        limit_s = target.timeout_s or self.default_timeout_s
         try:
             async with asyncio.timeout(limit_s):
                 answer = await upstream.post(self.direct, self.proxied, target.proxy_url, url,
@@ -81,6 +106,36 @@ class ChatUpstream:
             yield error_event(too_slow(limit_s, "event" if stream else "body"))
         finally:
             await answer.close()
+
+
+    def _post_json(self, target: executor_pb2.Target, limit_s: float) -> PostJson:
+        """A family's own POST before the chat call, with the target's credential and proxy."""
+        async def post(url: str, body: Json) -> tuple[int, Json]:
+            if refused := ssrf.refusal(url, allow_private=self.allow_private):
+                raise upstream.Unreachable(common_pb2.Error(
+                    status=502, type="server_error", code="upstream_address_refused", retryable=True,
+                    message=f"the upstream address is refused: {refused}"))
+            headers = json_headers(target, {"authorization": f"Bearer {target.api_key}"})
+            answer = await upstream.post(self.direct, self.proxied, target.proxy_url, url,
+                                         orjson.dumps(body), headers, limit_s)
+            try:
+                raw = await answer.read()
+            finally:
+                await answer.close()
+            try:
+                parsed = orjson.loads(raw) if raw else {}
+            except orjson.JSONDecodeError:
+                parsed = {}
+            return answer.status, parsed if isinstance(parsed, dict) else {}
+        return post
+
+
+def _refusal(family: Family, exc: UpstreamRefused) -> common_pb2.Error:
+    """A family's own call refused: classified as the chat call's status would be (a 401 lets
+    the router refresh the OAuth token)."""
+    raw = orjson.dumps(exc.answer)
+    error_type, message = family.module.parse_error(exc.status, raw)
+    return upstream_errors.classify_status(exc.status, error_type, message, httpx.Headers(), raw)
 
 
 async def _status_error(family: Family, answer: upstream.UpstreamAnswer, limit_s: float) -> common_pb2.Error:

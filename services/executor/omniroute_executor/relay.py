@@ -41,6 +41,9 @@ async def relay_whole(family: Family, answer: upstream.UpstreamAnswer, sent: Pro
     except orjson.JSONDecodeError:
         yield error_event(upstream_errors.bad_stream("the upstream answer is not valid JSON"))
         return
+    if family.unwrap is not None and isinstance(parsed, dict):
+        parsed = family.unwrap(parsed)
+        raw = orjson.dumps(parsed)
     async for event in _whole_answer(family, parsed, raw, sent):
         yield event
 
@@ -78,6 +81,8 @@ async def _complete_stream(family: Family, answer: upstream.UpstreamAnswer,
                 return events, upstream_errors.bad_stream("the upstream stream sent invalid JSON")
             if not isinstance(data, dict):
                 continue
+            if family.unwrap is not None:
+                data = family.unwrap(data)
             try:
                 decoder.feed(name, data)
             except UpstreamStreamError as exc:
@@ -139,6 +144,9 @@ async def relay_stream(family: Family, answer: upstream.UpstreamAnswer, sent: Pr
                 return
             if not isinstance(data, dict):
                 continue
+            if family.unwrap is not None:
+                data = family.unwrap(data)
+                text = orjson.dumps(data).decode()
             try:
                 chunks = decoder.feed(name, data)
             except UpstreamStreamError as exc:

@@ -32,7 +32,7 @@ def test_the_edge_client_formats_are_built_from_the_registry() -> None:
 
 def test_each_family_speaks_a_registry_format() -> None:
     expected = {"openai": "openai_chat", "openai-responses": "openai_responses", "anthropic": "anthropic",
-                "gemini": "gemini", "ollama": "ollama"}
+                "gemini": "gemini", "gemini-code-assist": "gemini", "ollama": "ollama"}
     assert {name: family.wire_format.name for name, family in FAMILIES.items()} == expected
     for family in FAMILIES.values():
         assert family.wire_format is registry.FORMATS[family.wire_format.name]

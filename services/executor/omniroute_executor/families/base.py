@@ -7,7 +7,7 @@ family's name: translator module and framing), and how a complete stream ends. E
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -17,6 +17,17 @@ from omniroute.formats.registry import WireFormat, family_format
 from omniroute.v1 import common_pb2, executor_pb2
 
 Json = dict[str, Any]
+# (url, JSON body) → (status, JSON answer): a POST the executor makes for a family before the call.
+PostJson = Callable[[str, Json], Awaitable[tuple[int, Json]]]
+
+
+class UpstreamRefused(Exception):
+    """A family's own call before the chat call was refused: status and answer, classified as
+    the chat call's own error would be."""
+
+    def __init__(self, status: int, answer: Json) -> None:
+        super().__init__(f"the upstream answered {status}")
+        self.status, self.answer = status, answer
 
 
 def put_model_field(body: Json, model: str) -> None:
@@ -114,6 +125,12 @@ class Family:
     # The whole answer built from a complete stream's (event name, data), for an API that only
     # streams (catalog RequestRules.stream) and a caller that did not ask to; None: not possible.
     collect: Callable[[list[tuple[str, Json]]], Json] | None = None
+    # An API whose answers (each stream event too) wrap the format's: the inner one, which every
+    # other hook, the decoder and a passthrough caller see (Code Assist's {"response": …}).
+    unwrap: Callable[[Json], Json] | None = None
+    # Target params the upstream itself must be asked for first (Code Assist's project), merged
+    # into target.params before prepare; may raise UpstreamRefused.
+    find_params: Callable[[executor_pb2.Target, PostJson], Awaitable[dict[str, str]]] | None = None
     # The upstream API's wire format, the one omniroute.formats.registry says the family of this
     # name speaks (the router reads the same map): its translator, framing and proto value.
     wire_format: WireFormat = field(init=False)
