@@ -23,7 +23,7 @@ from omniroute_executor.families.base import Family, Json, PostJson, UpstreamRef
 
 CLIENT_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
 ONBOARD_POLLS, ONBOARD_POLL_S = 10, 1.0
-_projects: dict[str, str] = {}  # connection + token digest → project id
+_projects: dict[str, tuple[str, str]] = {}  # connection → (its token's digest, project id)
 
 
 def _prepare(target: executor_pb2.Target, stream: bool, body: Json) -> tuple[str, dict[str, str]]:
@@ -40,22 +40,20 @@ def _unwrap(data: Json) -> Json:
     return inner if isinstance(inner, dict) else data
 
 
-def _cache_key(target: executor_pb2.Target) -> str:
-    token = hashlib.sha256(target.api_key.encode()).hexdigest()[:16]
-    return f"{target.provider_id}:{target.connection}:{token}"
-
-
 async def _project(target: executor_pb2.Target, post: PostJson) -> dict[str, str]:
     """{"project": the account's Code Assist project} (loadCodeAssist; onboardUser when it has
     none). Raises UpstreamRefused with the API's answer when a step is refused."""
-    key = _cache_key(target)
-    if key not in _projects:
+    connection = f"{target.provider_id}:{target.connection}"
+    token = hashlib.sha256(target.api_key.encode()).hexdigest()[:16]
+    known = _projects.get(connection)
+    if known is None or known[0] != token:  # a new token may be another account's
         status, loaded = await post(f"{target.base_url}:loadCodeAssist", {"metadata": CLIENT_METADATA})
         if status >= 400:
             raise UpstreamRefused(status, loaded)
         found = loaded.get("cloudaicompanionProject")
-        _projects[key] = found if isinstance(found, str) and found else await _onboard(target, post, loaded)
-    return {"project": _projects[key]}
+        known = (token, found if isinstance(found, str) and found else await _onboard(target, post, loaded))
+        _projects[connection] = known
+    return {"project": known[1]}
 
 
 async def _onboard(target: executor_pb2.Target, post: PostJson, loaded: Json) -> str:
