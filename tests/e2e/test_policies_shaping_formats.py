@@ -409,3 +409,15 @@ def test_each_thinking_mode_reaches_the_upstream_in_its_field(gateway: Gateway, 
         body = received(mock_upstream, family, marker).body
         assert upstream_thinking(family, body) == in_family(family, client_name, BUDGET,
                                                             str(budget_to_effort(BUDGET))), body
+    if thinking_mode == "custom" and client_name == "anthropic":
+        # Claude's own thinking modes give way to the custom budget too (adaptive has no budget).
+        for kind in ("adaptive", "disabled"):
+            marker = f"{kind}-{uuid.uuid4().hex}"
+            claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.api_key, max_retries=0,
+                                         timeout=TIMEOUT_S)
+            thinking: Any = {"type": kind}
+            claude.messages.create(model=f"{provider}/mock-text", max_tokens=8192, thinking=thinking,
+                                   messages=[{"role": "user", "content": marker}])
+            body = received(mock_upstream, family, marker).body
+            assert upstream_thinking(family, body) == in_family(family, "", BUDGET,
+                                                                str(budget_to_effort(BUDGET))), body

@@ -77,6 +77,9 @@ def _thinking(body: Json, settings: ThinkingBudgetSettings) -> bool:
     asked = requested_budget(body)
     if settings.mode == "custom":
         budget = settings.budget_tokens
+        # Always this budget: an Anthropic caller's own thinking mode (adaptive, disabled) would
+        # otherwise win on an Anthropic upstream, which then never sees the budget.
+        ext(body).pop("thinking_mode", None)
     elif asked is None or isinstance(ext(body).get("thinking_budget"), int):
         return False  # auto/adaptive only fill in a budget the caller left open
     elif settings.mode == "auto":

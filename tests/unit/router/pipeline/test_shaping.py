@@ -49,3 +49,10 @@ def test_the_system_prompt_goes_around_the_callers_whole_system_prompt() -> None
         {"role": "developer", "content": [*blocks, {"type": "text", "text": "SUF"}]}]
     alone = {"messages": [{"role": "user", "content": "hi"}]}
     assert shape(alone, settings) and alone["messages"][0] == {"role": "system", "content": "PRE\n\nSUF"}
+
+
+def test_a_custom_budget_replaces_claudes_own_thinking_mode() -> None:
+    settings = RoutingSettings.model_validate({"thinking_budget": {"mode": "custom", "budget_tokens": 5000}})
+    body = {"messages": [{"role": "user", "content": "hi"}], "x_omniroute": {"thinking_mode": "adaptive"}}
+    assert shape(body, settings)
+    assert body["x_omniroute"] == {"thinking_budget": 5000} and body["reasoning_effort"] == "medium"
