@@ -297,5 +297,14 @@ def test_gemini_cli_onboards_once_and_wraps_code_assist_bodies(gateway: Gateway,
                 text = streamed.read().decode()
             assert "Hello from " in text and "Code Assist" in text and "data: [DONE]" in text
             assert server.state.onboard_calls == 2 and server.state.load_calls <= loads + 1  # kept
+            # A Gemini client's own body goes through in the wrapper, its answer comes back plain.
+            native = httpx.post(f"{gateway.url}/v1beta/models/gc/gemini-2.5-pro:generateContent", timeout=30,
+                                headers={"x-goog-api-key": gateway.api_key},
+                                json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                                      "generationConfig": {"temperature": 0.1}})
+            assert native.status_code == 200, native.text
+            assert native.json()["candidates"][0]["content"]["parts"] == [{"text": "Hello from Code Assist"}]
+            sent = server.app.state.recorder.last(path=":generateContent").body
+            assert sent["request"]["generationConfig"] == {"temperature": 0.1} and "model" not in sent["request"]
         finally:
             admin.delete("/api/providers/pv-gemini-cli")
