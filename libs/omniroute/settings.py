@@ -73,6 +73,14 @@ class Settings:
         "OMNIROUTE_BUDGET_SETTLED_HOLD_S", "900")))
     budget_default_max_tokens: int = field(default_factory=lambda: int(os.environ.get(
         "OMNIROUTE_BUDGET_DEFAULT_MAX_TOKENS", "4096")))
+    # Accounting: where budget threshold alerts are POSTed ("" = NATS event only), the shared
+    # secret that signs them, and the first retry delay (doubled per attempt; omniroute.alerts).
+    budget_alert_webhook_url: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_BUDGET_ALERT_WEBHOOK_URL", ""))
+    budget_alert_webhook_secret: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_BUDGET_ALERT_WEBHOOK_SECRET", ""), repr=False)
+    budget_alert_retry_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_BUDGET_ALERT_RETRY_S", "1")))
     # Redis down: refuse (503 state_store_unavailable, the default) or serve without limits,
     # caches and breakers (omniroute_router.stateless).
     state_fail_open: bool = field(default_factory=lambda: _flag("OMNIROUTE_STATE_FAIL_OPEN", False))

@@ -39,6 +39,7 @@ PERIODS = ("daily", "weekly", "monthly")
 NANOS_PER_USD = 1_000_000_000
 _KEEP_AFTER_PERIOD = timedelta(days=8)  # a closed period's counter stays readable a while
 COUNTED_TTL_S = 86_400  # how long an in-doubt batch's markers guard against a second count
+DEFAULT_ALERT_AT = (0.5, 0.8, 1.0)
 
 
 class KeyWithBudget(Protocol):
@@ -56,6 +57,8 @@ class Budget:
     limit_usd: Decimal
     period: str = "monthly"
     warn_at: float = 0.8
+    # Spend shares that send a budget alert once per period each (omniroute.alerts).
+    alert_at: tuple[float, ...] = DEFAULT_ALERT_AT
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Budget | None:
@@ -73,10 +76,28 @@ class Budget:
         if period not in PERIODS:
             return None
         warn_at = float(raw.get("warnAt", raw.get("warn_at", 0.8)) or 0.8)
-        return cls(limit_usd=limit, period=period, warn_at=min(max(warn_at, 0.0), 1.0))
+        return cls(limit_usd=limit, period=period, warn_at=min(max(warn_at, 0.0), 1.0),
+                   alert_at=parse_alert_at(raw.get("alertAt", DEFAULT_ALERT_AT)))
 
     def as_json(self) -> dict[str, Any]:
-        return {"limit": float(self.limit_usd), "period": self.period, "warnAt": self.warn_at}
+        stored: dict[str, Any] = {"limit": float(self.limit_usd), "period": self.period,
+                                  "warnAt": self.warn_at}
+        if self.alert_at != DEFAULT_ALERT_AT:  # the default goes unsaid, as in earlier rows
+            stored["alertAt"] = list(self.alert_at)
+        return stored
+
+
+def parse_alert_at(raw: Any) -> tuple[float, ...]:
+    """Alert thresholds as sorted distinct shares in (0, 1]; anything unusable is left out."""
+    values: set[float] = set()
+    for item in raw if isinstance(raw, list | tuple) else ():
+        try:
+            share = float(item)
+        except (TypeError, ValueError):
+            continue
+        if 0 < share <= 1:
+            values.add(round(share, 4))
+    return tuple(sorted(values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +138,9 @@ class BudgetStatus:
                 f"${self.budget.limit_usd:.2f} {self.budget.period} budget.{reset}")
 
     def as_json(self) -> dict[str, Any]:
-        return {"keyId": self.key_id, **(self.budget.as_json() if self.budget else {"limit": None}),
+        limit = ({**self.budget.as_json(), "alertAt": list(self.budget.alert_at)} if self.budget
+                 else {"limit": None})
+        return {"keyId": self.key_id, **limit,
                 "spent": float(self.spent_usd),
                 "remaining": None if self.remaining_usd is None else float(self.remaining_usd),
                 "exhausted": self.exhausted, "warning": self.warning,

@@ -14,6 +14,7 @@ from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
 from omniroute.telemetry import gauges, metrics
 from omniroute_accounting import maintenance
+from omniroute_accounting.alerting import BudgetAlerts
 from omniroute_accounting.prices import PriceSource
 from omniroute_accounting.recorder import Recorder
 
@@ -32,7 +33,8 @@ async def main() -> None:
     redis_client = limits.connect(config)
     prices = PriceSource(pool, config)
     await prices.start(nats_client)
-    recorder = Recorder(config, pool, redis_client, lambda: prices.current)
+    alerts = BudgetAlerts(config, pool, redis_client, nats_client)
+    recorder = Recorder(config, pool, redis_client, lambda: prices.current, alerts=alerts)
     # Postgres is the truth: bring the counters up to it before counting anything new.
     try:
         await maintenance.rebuild_spend(config, pool, redis_client)
@@ -54,6 +56,7 @@ async def main() -> None:
             maintenance.run(config, pool, redis_client, stop, recorder.rebuild_wanted),
             health.run_until(server, stop))
     finally:
+        await alerts.drain()
         await prices.stop()
         await pool.close()
         await redis_client.aclose()

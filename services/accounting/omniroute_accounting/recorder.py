@@ -5,7 +5,8 @@ Order inside the handler, and why:
 2. in one transaction: INSERT … RETURNING the request ids that are new, add those costs to the
    Redis spend counters and drop the router's holds of those requests in the same script
    (marker-guarded, see omniroute.limits.budget), COMMIT;
-3. drop the markers and record metrics for the new rows only.
+3. drop the markers and record metrics for the new rows only;
+4. claim and send the budget alerts whose thresholds the added spend reached (alerting.py).
 The consumer acks after the handler returns, so an exception at any step means redelivery,
 and steps 2 and 3 make a redelivery add nothing twice.
 """
@@ -28,6 +29,7 @@ from omniroute.store import usage_repo
 from omniroute.store.pricing import to_nanos
 from omniroute.telemetry.metrics import UsageMetrics
 from omniroute.v1 import events_pb2
+from omniroute_accounting.alerting import BudgetAlerts
 from omniroute_accounting.prices import PriceView
 
 log = logging.getLogger("omniroute.accounting")
@@ -59,12 +61,14 @@ def price(event: events_pb2.UsageEvent, view: PriceView) -> Decimal | None:
 
 class Recorder:
     def __init__(self, settings: Settings, pool: AsyncConnectionPool, client: redis.Redis,
-                 prices: Callable[[], PriceView], metrics: UsageMetrics | None = None) -> None:
+                 prices: Callable[[], PriceView], metrics: UsageMetrics | None = None,
+                 alerts: BudgetAlerts | None = None) -> None:
         self._settings = settings
         self._pool = pool
         self._redis = client
         self._prices = prices
         self._metrics = metrics or UsageMetrics.create()
+        self._alerts = alerts
         # Set when Redis missed spend; maintenance then rebuilds the counters from Postgres.
         self.rebuild_wanted = asyncio.Event()
         self._unpriced_seen: set[tuple[str, str]] = set()
@@ -92,6 +96,10 @@ class Recorder:
                 await budget.forget_counted(self._redis, self._settings.env, counted)
             except Exception as exc:  # the markers expire on their own
                 log.warning("could not drop spend markers: %s", exc)
+        if counted and self._alerts is not None:
+            paid = set(counted)
+            await self._alerts.check(event.key_id for event in events
+                                     if event.request_id in paid and costs[event.request_id] > 0)
         inserted = len(new_ids)
         for event in events:
             if event.request_id in new_ids:

@@ -118,6 +118,9 @@ class BudgetSpec(BaseModel):
     limit: Decimal | None = Field(ge=0, le=10_000_000)  # null removes the budget
     period: Literal["daily", "weekly", "monthly"] = "monthly"
     warn_at: float = Field(default=0.8, alias="warnAt", ge=0, le=1)
+    # Shares of the limit that send a budget alert (webhook and NATS), once per period each.
+    alert_at: list[float] = Field(default=list(budgets.DEFAULT_ALERT_AT), alias="alertAt",
+                                  max_length=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +150,8 @@ async def get_budgets(state: StateDep, key_id: str | None = Query(None, alias="k
 @router.post("/api/usage/budget")
 async def set_budget(spec: BudgetSpec, state: StateDep) -> dict[str, Any]:
     budget = None if spec.limit is None else budgets.Budget(
-        limit_usd=spec.limit, period=spec.period, warn_at=spec.warn_at)
+        limit_usd=spec.limit, period=spec.period, warn_at=spec.warn_at,
+        alert_at=budgets.parse_alert_at(spec.alert_at))
     async with state.pool.connection() as conn:
         if not await budget_repo.set_budget(conn, spec.key_id, budget):
             raise HTTPException(404, f"No key {spec.key_id!r}.")

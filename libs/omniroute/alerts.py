@@ -1,0 +1,155 @@
+"""Budget alerts: a key's spend crossed one of its budget's thresholds (Budget.alert_at, e.g.
+50 %, 80 %, 100 %) in the current period.
+
+Exactly once per key, period and threshold, however many accounting replicas add spend: after a
+batch's spend is added, `claim` reads the key's counter and, in the same Lua script, SET NX's a
+marker per threshold the spend has reached. Only the replica whose SET succeeded sends that alert
+(an event on NATS `<env>.budget.alert` and the webhook). The check is on the level, not the edge:
+a replica that died between adding spend and claiming leaves the claim to the next spend.
+
+The webhook is Slack-compatible JSON (`text`) with the alert's fields beside it, retried with
+exponential backoff, and signed: `X-OmniRoute-Signature: sha256=<hex HMAC-SHA256(secret,
+"<timestamp>." + body)>` with the Unix time in `X-OmniRoute-Timestamp` (docs/API.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import redis.asyncio as redis
+
+from omniroute.limits.budget import NANOS_PER_USD, Budget, from_nanos, period_bounds, spend_key
+
+log = logging.getLogger("omniroute.alerts")
+
+SUBJECT_SUFFIX = "budget.alert"
+SIGNATURE_HEADER = "X-OmniRoute-Signature"
+TIMESTAMP_HEADER = "X-OmniRoute-Timestamp"
+ALERT_ID_HEADER = "X-OmniRoute-Alert-Id"  # the same on every retry: receivers may dedupe on it
+_CLAIM_KEEP = timedelta(days=8)  # a claim outlives its period, so a late batch cannot re-send
+
+
+def claim_key(env: str, key_id: str, period: str, start: datetime, share: float) -> str:
+    return f"{env}:budget:alerted:{key_id}:{period}:{start:%Y%m%d}:{share:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    key_id: str
+    key_name: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    threshold: float        # share of the limit, e.g. 0.8
+    limit_usd: Decimal
+    spent_usd: Decimal
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.key_id}:{self.period}:{self.period_start:%Y%m%d}:{self.threshold:g}"
+
+    @property
+    def text(self) -> str:
+        name = f"{self.key_name} ({self.key_id})" if self.key_name else self.key_id
+        return (f"OmniRoute budget alert: API key {name} has spent ${self.spent_usd:.2f} of its "
+                f"${self.limit_usd:.2f} {self.period} budget ({self.threshold:.0%} threshold "
+                f"reached; the period resets at {self.period_end:%Y-%m-%d %H:%M} UTC).")
+
+    def as_json(self) -> dict[str, Any]:
+        """The webhook body and the NATS event: Slack reads `text`, other receivers the rest."""
+        return {"text": self.text, "type": "budget.threshold", "alertId": self.alert_id,
+                "keyId": self.key_id, "keyName": self.key_name, "period": self.period,
+                "periodStart": self.period_start.isoformat(),
+                "periodEnd": self.period_end.isoformat(), "threshold": self.threshold,
+                "limitUsd": float(self.limit_usd), "spentUsd": float(self.spent_usd)}
+
+
+# KEYS[1] the spend counter, KEYS[2..] one claim per threshold. ARGV[1] claim TTL, ARGV[2..] the
+# thresholds in nano-dollars. Returns {spend, index of each threshold claimed now...}.
+_CLAIM = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local claimed = {spent}
+for i = 2, #KEYS do
+  if spent >= tonumber(ARGV[i]) and redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    claimed[#claimed + 1] = i - 1
+  end
+end
+return claimed
+"""
+
+
+async def claim(client: redis.Redis, env: str, key_id: str, key_name: str, budget: Budget,
+                now: datetime) -> list[Alert]:
+    """The alerts this caller must send now: thresholds reached and not claimed before."""
+    if not budget.alert_at or budget.limit_usd <= 0:
+        return []
+    start, end = period_bounds(budget.period, now)
+    limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+    keys = [spend_key(env, key_id, budget.period, start)]
+    keys += [claim_key(env, key_id, budget.period, start, share) for share in budget.alert_at]
+    ttl = max(3600, int((end + _CLAIM_KEEP - now).total_seconds()))
+    args = [ttl, *(int(limit_nanos * Decimal(str(share))) for share in budget.alert_at)]
+    spent, *indexes = await client.eval(_CLAIM, len(keys), *keys, *args)  # type: ignore[misc]
+    return [Alert(key_id=key_id, key_name=key_name, period=budget.period, period_start=start,
+                  period_end=end, threshold=budget.alert_at[int(index) - 1],
+                  limit_usd=budget.limit_usd, spent_usd=from_nanos(int(spent)))
+            for index in indexes]
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=` + hex HMAC-SHA256 of "<timestamp>." + body, keyed with the shared secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+class WebhookSender:
+    """POSTs alerts to one URL; a failure (network, non-2xx) is retried after 1×, 2×, 4×, …
+    `base_delay_s`, `attempts` times in all."""
+
+    def __init__(self, url: str, secret: str, attempts: int = 6, base_delay_s: float = 1.0,
+                 timeout_s: float = 10.0) -> None:
+        self._url = url
+        self._secret = secret
+        self._attempts = max(attempts, 1)
+        self._base_delay_s = base_delay_s
+        self._timeout_s = timeout_s
+
+    def headers(self, alert: Alert, body: bytes) -> dict[str, str]:
+        timestamp = str(int(time.time()))  # fresh per attempt: receivers may bound its age
+        headers = {"content-type": "application/json", TIMESTAMP_HEADER: timestamp,
+                   ALERT_ID_HEADER: alert.alert_id}
+        if self._secret:
+            headers[SIGNATURE_HEADER] = signature(self._secret, timestamp, body)
+        return headers
+
+    async def send(self, alert: Alert) -> bool:
+        """True once the receiver answered 2xx; False after the last attempt failed."""
+        body = json.dumps(alert.as_json(), separators=(",", ":")).encode()
+        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+            for attempt in range(self._attempts):
+                try:
+                    response = await client.post(self._url, content=body,
+                                                 headers=self.headers(alert, body))
+                    if response.is_success:
+                        return True
+                    problem = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    problem = str(exc) or type(exc).__name__
+                if attempt + 1 < self._attempts:
+                    delay = self._base_delay_s * 2 ** attempt
+                    log.warning("budget alert %s: webhook failed (%s); retrying in %.1f s",
+                                alert.alert_id, problem, delay)
+                    await asyncio.sleep(delay)
+        log.error("budget alert %s: webhook failed %d times; given up", alert.alert_id,
+                  self._attempts)
+        return False

@@ -1,0 +1,83 @@
+"""Budget threshold alerts, checked by accounting right after it added a batch's spend (see
+omniroute.alerts for the once-only claim and the webhook). A failure here never fails the batch:
+its rows are committed, and the next spend of the key claims what was missed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as redis
+from nats.aio.client import Client as NATS
+from psycopg_pool import AsyncConnectionPool
+
+from omniroute import alerts
+from omniroute.limits.budget import Budget
+from omniroute.settings import Settings
+
+log = logging.getLogger("omniroute.accounting")
+
+
+class BudgetAlerts:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, client: redis.Redis,
+                 nats_client: NATS | None) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._redis = client
+        self._nats = nats_client
+        self._webhook = (alerts.WebhookSender(settings.budget_alert_webhook_url,
+                                              settings.budget_alert_webhook_secret,
+                                              base_delay_s=settings.budget_alert_retry_s)
+                         if settings.budget_alert_webhook_url else None)
+        self._deliveries: set[asyncio.Task[bool]] = set()
+
+    async def check(self, key_ids: Iterable[str], now: datetime | None = None) -> list[alerts.Alert]:
+        """Claim and send the thresholds these keys' spend has reached; returns those sent."""
+        ids = sorted(set(key_ids))
+        if not ids:
+            return []
+        try:
+            claimed = await self._claim(ids, now or datetime.now(UTC))
+        except Exception as exc:
+            log.warning("budget alert check failed (%s); the next spend retries it", exc)
+            return []
+        for alert in claimed:
+            await self._send(alert)
+        return claimed
+
+    async def _claim(self, key_ids: list[str], now: datetime) -> list[alerts.Alert]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT id, name, budget FROM api_keys WHERE id = ANY(%s) AND budget IS NOT NULL",
+                (key_ids,))
+            rows: list[tuple[str, str | None, dict[str, Any]]] = await cursor.fetchall()
+        claimed: list[alerts.Alert] = []
+        for key_id, name, raw in rows:
+            budget = Budget.parse(raw)
+            if budget is not None:
+                claimed += await alerts.claim(self._redis, self._settings.env, key_id, name or "",
+                                              budget, now)
+        return claimed
+
+    async def _send(self, alert: alerts.Alert) -> None:
+        log.info("%s", alert.text)
+        if self._nats is not None:
+            try:
+                await self._nats.publish(self._settings.subject(alerts.SUBJECT_SUFFIX),
+                                         json.dumps(alert.as_json()).encode())
+            except Exception as exc:
+                log.error("budget alert %s: NATS publish failed: %s", alert.alert_id, exc)
+        if self._webhook is not None:
+            # Retries take a while: they must not hold up the consumer's batches.
+            task = asyncio.create_task(self._webhook.send(alert))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Give webhook deliveries in flight a moment to finish (at shutdown, and in tests)."""
+        if self._deliveries:
+            await asyncio.wait(list(self._deliveries), timeout=timeout_s)
