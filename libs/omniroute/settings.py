@@ -73,6 +73,18 @@ class Settings:
         "OMNIROUTE_BUDGET_SETTLED_HOLD_S", "900")))
     budget_default_max_tokens: int = field(default_factory=lambda: int(os.environ.get(
         "OMNIROUTE_BUDGET_DEFAULT_MAX_TOKENS", "4096")))
+    # Budget periods (daily, weekly, monthly) start at midnight in this IANA time zone.
+    budget_timezone: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_BUDGET_TIMEZONE", "UTC"))
+    # What a model without a price in the pricing table is charged (accounting and the router's
+    # reservation alike), per million input / output tokens, per image and per audio second.
+    default_price_input_per_mtok: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_DEFAULT_PRICE_INPUT_PER_MTOK", "3"))
+    default_price_output_per_mtok: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_DEFAULT_PRICE_OUTPUT_PER_MTOK", "15"))
+    default_price_per_image: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_DEFAULT_PRICE_PER_IMAGE", "0.08"))
+    default_price_per_audio_second: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_DEFAULT_PRICE_PER_AUDIO_SECOND", "0.0002"))
     # Accounting: where budget threshold alerts are POSTed ("" = NATS event only), the shared
     # secret that signs them, and the first retry delay (doubled per attempt; omniroute.alerts).
     budget_alert_webhook_url: str = field(default_factory=lambda: os.environ.get(

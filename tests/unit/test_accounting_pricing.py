@@ -6,7 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from omniroute.store.pricing import Price, PriceBook, seed_prices, to_nanos
+from omniroute.catalog import PROVIDER_TYPES
+from omniroute.settings import Settings
+from omniroute.store.pricing import DefaultPrice, Price, PriceBook, Units, default_price, seed_prices, to_nanos
 
 GPT4O = Price("openai", "gpt-4o", Decimal("2.50"), Decimal("10.00"), Decimal("1.25"))
 
@@ -68,3 +70,63 @@ def test_seed_file_has_the_major_models_with_sane_prices() -> None:
         assert price is not None, model
         assert Decimal(0) < price.input_per_mtok <= price.output_per_mtok
         assert price.cached_per_mtok is None or price.cached_per_mtok < price.input_per_mtok
+
+
+def test_charge_prices_every_token_kind_at_its_own_price() -> None:
+    price = Price("anthropic", "claude", Decimal(3), Decimal(15), cached_per_mtok=Decimal("0.3"),
+                  cache_write_per_mtok=Decimal("3.75"), reasoning_per_mtok=Decimal(20))
+    # 1000 input of which 200 cache reads and 100 cache writes; 500 output of which 300 reasoning
+    units = Units(input_tokens=1000, output_tokens=500, cached_tokens=200, cache_write_tokens=100,
+                  reasoning_tokens=300)
+    expected = (700 * 3 + 200 * Decimal("0.3") + 100 * Decimal("3.75") + 200 * 15 + 300 * 20) / 1_000_000
+    assert price.charge(units) == expected.quantize(Decimal("0.000000001"))
+    # Without their own prices, cache writes are input and reasoning is output.
+    plain = Price("x", "m", Decimal(3), Decimal(15))
+    assert plain.charge(units) == plain.cost(1000, 500)
+
+
+def test_embedding_tokens_are_the_input_price_of_an_embedding_model() -> None:
+    embed = Price("openai", "text-embedding-3-small", Decimal("0.02"), Decimal(0))
+    assert embed.charge(Units(input_tokens=1_000_000)) == Decimal("0.020000000")
+
+
+def test_images_are_priced_by_size_and_quality() -> None:
+    dalle = Price("openai", "dall-e-3", Decimal(0), Decimal(0), per_image={
+        "*": Decimal("0.04"), "1024x1024/hd": Decimal("0.08"), "1792x1024": Decimal("0.08"),
+        "1792x1024/hd": Decimal("0.12")})
+    assert dalle.charge(Units(images=2, image_size="1024x1024", image_quality="hd")) == Decimal("0.16")
+    assert dalle.charge(Units(images=1, image_size="1792x1024", image_quality="standard")) == Decimal("0.08")
+    assert dalle.charge(Units(images=3)) == Decimal("0.12")  # the provider's default size
+    no_default = Price("x", "img", Decimal(0), Decimal(0), per_image={"512x512": Decimal("0.01"),
+                                                                      "1024x1024": Decimal("0.02")})
+    assert no_default.image_price("4096x4096", "") == Decimal("0.02")  # unknown: the dearest
+
+
+def test_audio_is_priced_per_second() -> None:
+    whisper = Price("openai", "whisper-1", Decimal(0), Decimal(0), per_audio_second=Decimal("0.0001"))
+    assert whisper.charge(Units(audio_seconds=90.5)) == Decimal("0.009050000")
+
+
+def test_a_model_without_a_price_is_charged_the_default() -> None:
+    default = DefaultPrice(input_per_mtok=Decimal(3), output_per_mtok=Decimal(15),
+                           per_image=Decimal("0.08"), per_audio_second=Decimal("0.0002"))
+    book = PriceBook([GPT4O])
+    assert book.charge("openai", "gpt-4o", Units(1000, 500, 200), default) == (GPT4O.cost(1000, 500, 200), True)
+    cost, priced = book.charge("openai", "mystery", Units(input_tokens=1_000_000, images=1, audio_seconds=10),
+                               default)
+    assert (cost, priced) == (Decimal("3.082"), False)
+    assert default_price(Settings(env="unit")).input_per_mtok > 0  # never $0 by default
+
+
+def test_the_seed_prices_every_model_of_the_catalog_and_names_its_source() -> None:
+    book = PriceBook(seed_prices()[1])
+    for type_name, provider_type in PROVIDER_TYPES.items():
+        for kind, models in provider_type.models.items():
+            for model in models:
+                price = book.find(type_name, model)
+                assert price is not None, (type_name, kind, model)
+                assert price.source.startswith("https://"), (type_name, model)
+                if kind == "image":
+                    assert price.per_image, model
+                if kind == "audio":
+                    assert price.per_audio_second > 0, model

@@ -158,14 +158,15 @@ class UsageMetrics:
             key_tokens=m.create_counter("omniroute.key.tokens", unit="{token}",
                                         description="Tokens per API key, by direction"),
             key_cost=m.create_counter("omniroute.key.cost.usd", description="Cost per API key in USD"),
-            unpriced=m.create_counter("omniroute.unpriced_requests",
-                                      description="Requests whose model has no price (cost 0)"),
+            unpriced=m.create_counter("omniroute.pricing.unpriced",
+                                      description="Requests whose model has no price (charged the "
+                                                  "configured default price)"),
             genai_tokens=m.create_histogram("gen_ai.client.token.usage", unit="{token}",
                                             description="GenAI semantic convention: tokens per request"),
             genai_duration=m.create_histogram("gen_ai.client.operation.duration", unit="s",
                                               description="GenAI semantic convention: operation time"))
 
-    def record(self, event: events_pb2.UsageEvent, cost: Decimal | None) -> None:
+    def record(self, event: events_pb2.UsageEvent, cost: Decimal | None, unpriced: bool = False) -> None:
         base = {"provider": event.provider or "unknown", "model": event.model or "unknown"}
         status = str(event.status)
         self.requests.add(1, {**base, "status": status})
@@ -182,9 +183,9 @@ class UsageMetrics:
             if count:
                 self.tokens.add(count, {**base, "direction": direction})
                 self.key_tokens.add(count, {**key, "direction": direction})
-        if cost is None:
+        if cost is None or unpriced:
             self.unpriced.add(1, base)
-        elif cost > 0:
+        if cost is not None and cost > 0:
             self.cost.add(float(cost), base)
             self.key_cost.add(float(cost), key)
         if event.cache_hit:

@@ -26,7 +26,7 @@ from omniroute import telemetry
 from omniroute.limits import budget
 from omniroute.settings import Settings
 from omniroute.store import usage_repo
-from omniroute.store.pricing import to_nanos
+from omniroute.store.pricing import DefaultPrice, Units, default_price, to_nanos
 from omniroute.telemetry.metrics import UsageMetrics
 from omniroute.v1 import events_pb2
 from omniroute_accounting.alerting import BudgetAlerts
@@ -50,13 +50,14 @@ def decode(messages: list[Msg]) -> list[events_pb2.UsageEvent]:
     return events
 
 
-def price(event: events_pb2.UsageEvent, view: PriceView) -> Decimal | None:
-    """USD for one event; None when the model has no price. A cache hit cost nothing upstream."""
+def price(event: events_pb2.UsageEvent, view: PriceView, default: DefaultPrice) -> tuple[Decimal, bool]:
+    """(USD, priced) for one event, at the configured default price when its model has none
+    (priced False). A cache hit cost nothing upstream."""
     if event.cache_hit:
-        return Decimal(0)
-    usage = event.usage
-    return view.book.cost(view.provider_type(event.provider), event.model, usage.input_tokens,
-                          usage.output_tokens, usage.cached_tokens)
+        return Decimal(0), True
+    cost, known = view.book.charge(view.provider_type(event.provider), event.model,
+                                   Units.of(event.usage), default)
+    return cost, known or event.status >= 400  # a refused request is not an unpriced model
 
 
 class Recorder:
@@ -72,6 +73,7 @@ class Recorder:
         # Set when Redis missed spend; maintenance then rebuilds the counters from Postgres.
         self.rebuild_wanted = asyncio.Event()
         self._unpriced_seen: set[tuple[str, str]] = set()
+        self._default_price = default_price(settings)
 
     async def handle(self, messages: list[Msg]) -> None:
         # One span per batch, linked to each request's trace (context from the NATS headers).
@@ -85,9 +87,10 @@ class Recorder:
 
     async def record(self, events: list[events_pb2.UsageEvent]) -> int:
         view = self._prices()
-        priced = {event.request_id: price(event, view) for event in events}
-        costs = {rid: cost or Decimal(0) for rid, cost in priced.items()}
-        self._warn_unpriced(events, priced)
+        priced = {event.request_id: price(event, view, self._default_price) for event in events}
+        costs = {rid: cost for rid, (cost, _) in priced.items()}
+        unpriced = {rid for rid, (_, known) in priced.items() if not known}
+        self._warn_unpriced(events, unpriced)
         async with self._pool.connection() as conn, conn.transaction():
             new_ids = await usage_repo.insert_usage_rows(conn, events, costs)
             counted = await self._add_spend(events, new_ids, costs)
@@ -104,18 +107,19 @@ class Recorder:
         for event in events:
             if event.request_id in new_ids:
                 new_ids.discard(event.request_id)  # a batch may carry one request twice
-                self._metrics.record(event, priced[event.request_id])
+                self._metrics.record(event, costs[event.request_id],
+                                     unpriced=event.request_id in unpriced)
         log.debug("recorded %d usage events (%d new rows)", len(events), inserted)
         return inserted
 
-    def _warn_unpriced(self, events: list[events_pb2.UsageEvent],
-                       priced: dict[str, Decimal | None]) -> None:
+    def _warn_unpriced(self, events: list[events_pb2.UsageEvent], unpriced: set[str]) -> None:
         for event in events:
             model = (event.provider, event.model)
-            if priced[event.request_id] is None and model not in self._unpriced_seen:
+            if event.request_id in unpriced and model not in self._unpriced_seen:
                 if len(self._unpriced_seen) < 10_000:
                     self._unpriced_seen.add(model)
-                log.warning("no price for %s/%s: its usage is stored with cost 0 (PUT /api/pricing)",
+                log.warning("no price for %s/%s: its usage is charged the default price "
+                            "(OMNIROUTE_DEFAULT_PRICE_*; set one with PUT /api/pricing)",
                             *model)
 
     async def _add_spend(self, events: list[events_pb2.UsageEvent], new_ids: set[str],

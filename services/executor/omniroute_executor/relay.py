@@ -256,7 +256,8 @@ def _usage_proto(usage: object) -> common_pb2.Usage | None:
         return None
     counts = Usage.from_openai(usage)
     return common_pb2.Usage(input_tokens=counts.prompt, output_tokens=counts.completion,
-                            cached_tokens=counts.cached, reasoning_tokens=counts.reasoning)
+                            cached_tokens=counts.cached, reasoning_tokens=counts.reasoning,
+                            cache_write_tokens=counts.cache_creation)
 
 
 def _last_usage(chunks: list[Json]) -> common_pb2.Usage | None:

@@ -70,15 +70,25 @@ async def generate_images(client: httpx.AsyncClient, target: executor_pb2.Target
         answer = json_of(await exchange(client, family, "POST", url, timeout_=limit, headers=headers,
                                         content=orjson.dumps({**body, "model": target.model})))
         usage = _usage_of(answer)
-        return answer, common_pb2.Usage(input_tokens=int(usage.get("input_tokens") or 0),
-                                        output_tokens=int(usage.get("output_tokens") or 0))
+        return answer, _image_usage(answer, body, input_tokens=int(usage.get("input_tokens") or 0),
+                                    output_tokens=int(usage.get("output_tokens") or 0))
     if family == "gemini":  # Imagen
         url = with_query_key(target, f"{target.base_url}/models/{_model_path(target)}:predict")
         raw = json_of(await exchange(client, family, "POST", url, timeout_=limit, headers=headers,
                                      content=orjson.dumps(images.to_imagen(body))))
         try:
-            return images.from_imagen(raw, str(body.get("prompt") or "")), None
+            answer = images.from_imagen(raw, str(body.get("prompt") or ""))
+            return answer, _image_usage(answer, body)
         except FormatError as exc:
             raise refuse(502, exc.message, code="upstream_bad_response") from exc
     raise refuse(400, f"The provider {target.provider_id!r} does not generate images.")
+
+
+def _image_usage(answer: Json, body: Json, **tokens: int) -> common_pb2.Usage:
+    """Images are priced per image by size and quality: how many came back, at the size and
+    quality asked ("" = the provider's default)."""
+    data = answer.get("data")
+    return common_pb2.Usage(images=len(data) if isinstance(data, list) else 0,
+                            image_size=str(body.get("size") or ""),
+                            image_quality=str(body.get("quality") or ""), **tokens)
 

@@ -17,7 +17,7 @@ from omniroute.config.snapshot import ApiKey
 from omniroute.limits.budget import Budget, from_nanos, period_bounds, spend_key
 from omniroute.limits.budget_holds import BudgetHolds, Reservation
 from omniroute.settings import Settings
-from omniroute.store.pricing import to_nanos
+from omniroute.store.pricing import default_price, to_nanos
 from omniroute.v1 import common_pb2
 from omniroute_router.errors import RoutingError
 from omniroute_router.pipeline.budget_cost import answer_nanos, worst_case_nanos
@@ -33,6 +33,7 @@ class BudgetGate:
         self._holds = BudgetHolds(client, settings.env)
         self._settings = settings
         self._hold_s = settings.budget_hold_s or int(settings.upstream_timeout_s) + _HOLD_MARGIN_S
+        self._default_price = default_price(settings)
 
     async def __call__(self, call: Call, next: Next) -> Events:
         budget = Budget.parse(call.key.budget) if call.key else None
@@ -70,7 +71,7 @@ class BudgetGate:
         period_start, period_end = period_bounds(budget.period, now or datetime.now(UTC))
         counter = spend_key(self._settings.env, key.id, budget.period, period_start)
         limit = to_nanos(budget.limit_usd)
-        worst = worst_case_nanos(call, self._settings.budget_default_max_tokens)
+        worst = worst_case_nanos(call, self._settings.budget_default_max_tokens, self._default_price)
         try:
             reservation = await self._holds.reserve(key.id, call.request.request_id, counter, limit,
                                                     worst, self._hold_s)
@@ -96,7 +97,7 @@ class BudgetGate:
                       usage: common_pb2.Usage | None) -> None:
         request_id = call.request.request_id
         # A cache's answer costs nothing (accounting prices it at 0), like a failed request.
-        cost = 0 if call.cache_kind else answer_nanos(call.snapshot, start, usage)
+        cost = 0 if call.cache_kind else answer_nanos(call.snapshot, start, usage, self._default_price)
         try:
             if cost > 0:
                 await self._holds.settle(key_id, request_id, cost, self._settings.budget_settled_hold_s)

@@ -1,16 +1,19 @@
 """What a request may cost at most (reserved before dispatch) and what it did cost (settled when
 the answer ends), in nano-dollars at the config snapshot's price book: the pricing table that
-accounting prices the usage rows with, reloaded on config.changed (no Postgres per request)."""
+accounting prices the usage rows with, through the same price function (Price.charge, the
+configured default price for a model without one), reloaded on config.changed (no Postgres per
+request)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from omniroute.config.snapshot import ConfigSnapshot
-from omniroute.store.pricing import to_nanos
+from omniroute.store.pricing import DefaultPrice, Units, to_nanos
 from omniroute.v1 import common_pb2
 from omniroute_router.pipeline.call import Call
 from omniroute_router.selection.resolve import ComboNode, Node, Target
@@ -19,45 +22,71 @@ from omniroute_router.selection.resolve import ComboNode, Node, Target
 # (JSON syntax included) is more tokens than the prompt has.
 _BYTES_PER_TOKEN = 3
 _MAX_TOKENS_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+# Audio whose length a header does not say: its bytes at 16 kbit/s, below any speech codec's
+# usual rate (MP3 and AAC >= 32, Opus voice ~24), so the seconds are over-, never underestimated.
+_CONSERVATIVE_AUDIO_BYTES_PER_S = 2_000
 
 
-def worst_case_nanos(call: Call, default_max_tokens: int) -> int:
-    """The most this request can cost: its prompt (estimated) plus its largest answer, at the
-    dearest price among the targets it may go to (a combo may fall back to any of them)."""
-    request = call.request
-    prompt_tokens = -(-max(len(request.body), len(request.native_body)) // _BYTES_PER_TOKEN)
-    output_tokens = 0
-    if request.operation == common_pb2.OPERATION_CHAT:
-        output_tokens = _max_output_tokens(request.body, default_max_tokens)
+def worst_case_nanos(call: Call, default_max_tokens: int, default: DefaultPrice) -> int:
+    """The most this request can cost: its prompt (estimated) plus its largest answer, n images
+    at their size and quality, or the upload's audio seconds, at the dearest price among the
+    targets it may go to (a combo may fall back to any of them)."""
+    units = worst_case_units(call.request, default_max_tokens)
     nanos = 0
     for target in _targets(call.resolved):
-        price = call.snapshot.prices.find(target.provider.type, target.model)
-        if price is not None:
-            nanos = max(nanos, to_nanos(price.cost(prompt_tokens, output_tokens)))
+        price, _ = call.snapshot.prices.price_or_default(target.provider.type, target.model, default)
+        nanos = max(nanos, to_nanos(price.charge(units)))
     return nanos
 
 
+def worst_case_units(request: Any, default_max_tokens: int) -> Units:
+    """The largest usage a request (omniroute.v1 ChatRequest) can report."""
+    body = _json(request.body)
+    prompt_tokens = -(-max(len(request.body), len(request.native_body)) // _BYTES_PER_TOKEN)
+    operation = request.operation
+    if operation == common_pb2.OPERATION_IMAGES:
+        return Units(input_tokens=prompt_tokens, images=_int(body.get("n"), 1),
+                     image_size=str(body.get("size") or ""), image_quality=str(body.get("quality") or ""))
+    if operation == common_pb2.OPERATION_TRANSCRIPTION:
+        return Units(audio_seconds=audio_seconds(request.attachment.data))
+    if operation == common_pb2.OPERATION_CHAT:
+        limit = next((body[name] for name in _MAX_TOKENS_FIELDS if isinstance(body.get(name), int)),
+                     default_max_tokens)
+        return Units(input_tokens=prompt_tokens, output_tokens=max(limit, 0) * _int(body.get("n"), 1))
+    return Units(input_tokens=prompt_tokens)  # embeddings: input only
+
+
+def audio_seconds(data: bytes) -> float:
+    """A WAV upload's exact duration from its header; anything else from its size at a bitrate
+    lower than real speech audio has."""
+    if len(data) >= 44 and data[:4] == b"RIFF" and data[8:12] == b"WAVE" and data[12:16] == b"fmt ":
+        byte_rate = struct.unpack_from("<I", data, 28)[0]
+        if byte_rate > 0:
+            return max(len(data) - 44, 0) / byte_rate
+    return len(data) / _CONSERVATIVE_AUDIO_BYTES_PER_S
+
+
 def answer_nanos(snapshot: ConfigSnapshot, start: common_pb2.ResponseStart | None,
-                 usage: common_pb2.Usage | None) -> int:
+                 usage: common_pb2.Usage | None, default: DefaultPrice) -> int:
     """The cost accounting will record for this answer (same book, provider type and counts)."""
     if start is None or usage is None:
         return 0
     provider = snapshot.providers.get(start.provider)
-    cost = snapshot.prices.cost(provider.type if provider else start.provider, start.model,
-                                usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-    return 0 if cost is None else to_nanos(cost)
+    cost, _ = snapshot.prices.charge(provider.type if provider else start.provider, start.model,
+                                     Units.of(usage), default)
+    return to_nanos(cost)
 
 
-def _max_output_tokens(body: bytes, default: int) -> int:
+def _json(body: bytes) -> dict[str, Any]:
     try:
         parsed: Any = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
-        parsed = {}
-    if not isinstance(parsed, dict):
-        parsed = {}
-    limit = next((parsed[name] for name in _MAX_TOKENS_FIELDS if isinstance(parsed.get(name), int)), default)
-    choices = parsed.get("n") if isinstance(parsed.get("n"), int) else 1
-    return max(limit, 0) * max(choices, 1)
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _int(value: Any, default: int) -> int:
+    return max(value, 1) if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _targets(node: Node) -> Iterator[Target]:

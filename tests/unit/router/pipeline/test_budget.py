@@ -14,10 +14,10 @@ from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.limits.budget_holds import Reservation
 from omniroute.settings import Settings
-from omniroute.store.pricing import Price, PriceBook
+from omniroute.store.pricing import DefaultPrice, Price, PriceBook
 from omniroute.v1 import common_pb2
 from omniroute_router.pipeline.budget import BudgetGate
-from omniroute_router.pipeline.budget_cost import worst_case_nanos
+from omniroute_router.pipeline.budget_cost import audio_seconds, worst_case_nanos
 from omniroute_router.selection.resolve import ComboNode, Target
 
 from .stages import Answering, error, make_call, provider, response, run, usage
@@ -27,6 +27,7 @@ SETTINGS = Settings(env="unit")
 # $1 per million input tokens, $2 per million output tokens.
 BOOK = PriceBook([Price("openai", "m", Decimal(1), Decimal(2)), Price("openai", "big", Decimal(10), Decimal(20))])
 SNAPSHOT = ConfigSnapshot(providers={"p": provider()}, prices=BOOK)
+NO_DEFAULT = DefaultPrice()
 
 
 class FakeHolds:
@@ -83,14 +84,47 @@ async def test_no_budget_and_free_operations_mean_no_redis_call() -> None:
 def test_the_worst_case_is_the_prompt_plus_max_tokens_at_the_dearest_target() -> None:
     call = _call(body=b'{"max_tokens": 1000, "messages": [{"content": "hello world"}]}')
     prompt_tokens = -(-len(call.request.body) // 3)
-    assert worst_case_nanos(call, 4096) == prompt_tokens * 1_000 + 1000 * 2_000
+    assert worst_case_nanos(call, 4096, NO_DEFAULT) == prompt_tokens * 1_000 + 1000 * 2_000
     call.node = ComboNode(ComboSpec(name="c", models=["p/m", "p/big"]),
                           (Target(SNAPSHOT.providers["p"], "m"), Target(SNAPSHOT.providers["p"], "big")))
-    assert worst_case_nanos(call, 4096) == (prompt_tokens * 1_000 + 1000 * 2_000) * 10
+    assert worst_case_nanos(call, 4096, NO_DEFAULT) == (prompt_tokens * 1_000 + 1000 * 2_000) * 10
     unbounded = _call(body=b'{"n": 2}')
-    assert worst_case_nanos(unbounded, 4096) == 3 * 1_000 + 2 * 4096 * 2_000
+    assert worst_case_nanos(unbounded, 4096, NO_DEFAULT) == 3 * 1_000 + 2 * 4096 * 2_000
     embeddings = _call(body=b'{"input": "abc"}', operation=common_pb2.OPERATION_EMBEDDINGS)
-    assert worst_case_nanos(embeddings, 4096) == 6 * 1_000  # no output tokens
+    assert worst_case_nanos(embeddings, 4096, NO_DEFAULT) == 6 * 1_000  # no output tokens
+
+
+def test_images_reserve_n_images_at_their_size_and_quality() -> None:
+    book = PriceBook([Price("openai", "img", Decimal(0), Decimal(0), per_image={
+        "*": Decimal("0.04"), "1024x1024/hd": Decimal("0.08"), "1792x1024/hd": Decimal("0.12")})])
+    snapshot = dataclasses.replace(SNAPSHOT, prices=book)
+    call = make_call(snapshot=snapshot, operation=common_pb2.OPERATION_IMAGES,
+                     body=b'{"prompt": "x", "n": 3, "size": "1792x1024", "quality": "hd"}')
+    call.node = Target(SNAPSHOT.providers["p"], "img")
+    assert worst_case_nanos(call, 4096, NO_DEFAULT) == 3 * 120_000_000
+    default_size = make_call(snapshot=snapshot, operation=common_pb2.OPERATION_IMAGES, body=b'{"prompt": "x"}')
+    default_size.node = call.node
+    assert worst_case_nanos(default_size, 4096, NO_DEFAULT) == 40_000_000
+
+
+def test_transcription_reserves_the_uploads_audio_seconds() -> None:
+    wav = b"RIFF" + b"\0" * 4 + b"WAVEfmt " + b"\0" * 12 + (32_000).to_bytes(4, "little") + b"\0" * 12
+    assert audio_seconds(wav + b"\0" * 64_000) == 2.0  # 16 kHz 16-bit mono: 32 000 bytes a second
+    assert audio_seconds(b"\xff" * 20_000) == 10.0  # not WAV: 16 kbit/s, more seconds than real
+    book = PriceBook([Price("openai", "whisper", Decimal(0), Decimal(0), per_audio_second=Decimal("0.0001"))])
+    call = make_call(snapshot=dataclasses.replace(SNAPSHOT, prices=book), body=b'{"model": "whisper"}',
+                     operation=common_pb2.OPERATION_TRANSCRIPTION,
+                     attachment=common_pb2.Attachment(data=b"\xff" * 20_000))
+    call.node = Target(SNAPSHOT.providers["p"], "whisper")
+    assert worst_case_nanos(call, 4096, NO_DEFAULT) == 1_000_000  # 10 s x $0.0001
+
+
+def test_a_model_without_a_price_reserves_at_the_default_price() -> None:
+    call = _call(body=b'{"max_tokens": 1000}')
+    call.node = Target(SNAPSHOT.providers["p"], "unpriced-model")
+    assert worst_case_nanos(call, 4096, NO_DEFAULT) == 0
+    default = DefaultPrice(input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))
+    assert worst_case_nanos(call, 4096, default) == 7 * 3_000 + 1000 * 15_000
 
 
 async def test_a_request_that_does_not_fit_is_a_429_with_the_remaining_budget() -> None:
