@@ -54,7 +54,10 @@ async def test_pricing_is_seeded_listed_and_editable(admin: httpx.AsyncClient) -
     assert listed["unit"] == "USD per million tokens"
     gpt4o = [p for p in listed["pricing"] if p["providerType"] == "openai" and p["model"] == "gpt-4o"]
     assert gpt4o == [{"providerType": "openai", "model": "gpt-4o", "input": 2.5, "output": 10.0,
-                      "cached": 1.25}]
+                      "cached": 1.25, "cacheWrite": None, "reasoning": None, "perImage": {},
+                      "perAudioSecond": 0.0, "source": "https://openai.com/api/pricing/"}]
+    dalle = [p for p in listed["pricing"] if p["providerType"] == "openai" and p["model"] == "dall-e-3"]
+    assert dalle[0]["perImage"]["1024x1024/hd"] == 0.08
     edited = await admin.put("/api/pricing", json={"providerType": "openai", "model": "gpt-4o",
                                                    "input": 2.0, "output": 8.0, "cached": None})
     assert edited.status_code == 200, edited.text
@@ -63,7 +66,14 @@ async def test_pricing_is_seeded_listed_and_editable(admin: httpx.AsyncClient) -
     assert many.status_code == 200
     after = (await admin.get("/api/pricing", params={"providerType": "openai", "model": "gpt-4o"})).json()
     assert after["pricing"] == [{"providerType": "openai", "model": "gpt-4o", "input": 2.0,
-                                 "output": 8.0, "cached": None}]
+                                 "output": 8.0, "cached": None, "cacheWrite": None, "reasoning": None,
+                                 "perImage": {}, "perAudioSecond": 0.0, "source": ""}]
+    media = await admin.put("/api/pricing", json={
+        "providerType": "openai", "model": "house-image", "input": 0, "output": 0,
+        "perImage": {"*": 0.05, "1024x1024/hd": 0.09}, "perAudioSecond": 0.0001})
+    assert media.status_code == 200, media.text
+    house = (await admin.get("/api/pricing", params={"model": "house-image"})).json()["pricing"][0]
+    assert (house["perImage"], house["perAudioSecond"]) == ({"*": 0.05, "1024x1024/hd": 0.09}, 0.0001)
     bad = await admin.put("/api/pricing", json={"model": "x", "input": -1, "output": 1})
     assert bad.status_code == 400
 

@@ -82,10 +82,17 @@ class PriceSpec(BaseModel):
     input: Decimal = Field(ge=0, le=100_000)
     output: Decimal = Field(ge=0, le=100_000)
     cached: Decimal | None = Field(default=None, ge=0, le=100_000)
+    cache_write: Decimal | None = Field(default=None, alias="cacheWrite", ge=0, le=100_000)
+    reasoning: Decimal | None = Field(default=None, ge=0, le=100_000)
+    per_image: dict[str, Decimal] = Field(default_factory=dict, alias="perImage", max_length=100)
+    per_audio_second: Decimal = Field(default=Decimal(0), alias="perAudioSecond", ge=0, le=100)
+    source: str = Field(default="", max_length=500)
 
     def price(self) -> Price:
         return Price(provider_type=self.provider_type, model=self.model, input_per_mtok=self.input,
-                     output_per_mtok=self.output, cached_per_mtok=self.cached)
+                     output_per_mtok=self.output, cached_per_mtok=self.cached,
+                     cache_write_per_mtok=self.cache_write, reasoning_per_mtok=self.reasoning,
+                     per_image=self.per_image, per_audio_second=self.per_audio_second, source=self.source)
 
 
 class PriceEdit(BaseModel):
@@ -103,7 +110,8 @@ async def get_pricing(state: StateDep, provider_type: str | None = Query(None, a
 @router.put("/api/pricing")
 @router.post("/api/pricing")
 async def edit_pricing(body: PriceEdit | PriceSpec, state: StateDep) -> dict[str, Any]:
-    """One price ({providerType, model, input, output, cached}) or {"prices": [...]}; upserts."""
+    """One price ({providerType, model, input, output, cached, cacheWrite, reasoning, perImage,
+    perAudioSecond, source}) or {"prices": [...]}; upserts."""
     specs = body.prices if isinstance(body, PriceEdit) else [body]
     await usage.set_prices(state, [spec.price() for spec in specs])
     return {"updated": [spec.price().as_json() for spec in specs]}
