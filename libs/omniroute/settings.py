@@ -73,7 +73,8 @@ class Settings:
         "OMNIROUTE_BUDGET_SETTLED_HOLD_S", "900")))
     budget_default_max_tokens: int = field(default_factory=lambda: int(os.environ.get(
         "OMNIROUTE_BUDGET_DEFAULT_MAX_TOKENS", "4096")))
-    # Budget periods (daily, weekly, monthly) start at midnight in this IANA time zone.
+    # Budget periods (daily, weekly, monthly) start at midnight in this IANA time zone; read by
+    # omniroute.limits.budget.budget_zone in every process (they must all agree).
     budget_timezone: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_BUDGET_TIMEZONE", "UTC"))
     # What a model without a price in the pricing table is charged (accounting and the router's
     # reservation alike), per million input / output tokens, per image and per audio second.

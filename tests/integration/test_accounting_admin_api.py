@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as redis
 
 from omniroute.analytics_store import LatencyStore, SessionStore
-from omniroute.limits import budget
+from omniroute.limits import budget, budget_holds
 from omniroute.settings import Settings
 from omniroute.store import usage_repo
 from omniroute_admin.app import create_app
@@ -97,6 +97,14 @@ async def test_budget_set_read_and_exhausted(admin: httpx.AsyncClient, settings:
     await client.aclose()
     status = (await admin.get("/api/usage/budget", params={"keyId": key_id})).json()
     assert status["spent"] == 1.25 and status["exhausted"] is True and status["remaining"] == 0
+    assert status["held"] == 0 and status["timezone"] == "UTC"
+    assert status["resetsAt"] == budget.period_bounds("monthly", datetime.now(UTC))[1].isoformat()
+    # A request in flight holds its worst case: shown beside the spend.
+    client = redis.from_url(REDIS_URL)
+    await budget_holds.BudgetHolds(client, settings.env).reserve(
+        key_id, "in-flight", "unused-counter", 10_000_000_000, 300_000_000, 60)
+    await client.aclose()
+    assert (await admin.get("/api/usage/budget", params={"keyId": key_id})).json()["held"] == 0.3
     everything = (await admin.get("/api/usage/budget")).json()["budgets"]
     assert any(b["keyId"] == key_id for b in everything)
     missing = await admin.post("/api/usage/budget", json={"keyId": "nope", "limit": 1})

@@ -1,8 +1,10 @@
 """Spend budgets per API key: Redis counters that every router reads and accounting writes.
 
 Counters hold integer nano-dollars per (key, period, period start), so INCRBY is exact and
-their sum equals the Postgres `usage.cost_usd` sum. Periods are calendar periods in UTC (day,
-ISO week from Monday, month); an event counts in the period of its `started_at`.
+their sum equals the Postgres `usage.cost_usd` sum. Periods are calendar periods (day, ISO week
+from Monday, month) in the configured time zone (OMNIROUTE_BUDGET_TIMEZONE, an IANA name, UTC by
+default; one zone for every process, so that routers, accounting and the admin name the same
+counter); an event counts in the period of its `started_at`.
 
 Exactly once, with several accounting replicas:
 - Accounting adds a request's cost inside the same transaction that inserts its row, after the
@@ -24,12 +26,15 @@ both and never neither while its hold lives.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as redis
 
@@ -133,7 +138,7 @@ class BudgetStatus:
     def message(self) -> str:
         if self.budget is None:
             return ""
-        reset = f" It resets at {self.period_end:%Y-%m-%d %H:%M} UTC." if self.period_end else ""
+        reset = f" It resets at {self.period_end:%Y-%m-%d %H:%M %Z}." if self.period_end else ""
         return (f"Budget exhausted: API key {self.key_id} has spent ${self.spent_usd:.2f} of its "
                 f"${self.budget.limit_usd:.2f} {self.budget.period} budget.{reset}")
 
@@ -148,10 +153,22 @@ class BudgetStatus:
                 "periodEnd": self.period_end.isoformat() if self.period_end else None}
 
 
-def period_bounds(period: str, at: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the calendar period (UTC) that contains `at`."""
-    at = at.astimezone(UTC)
-    day = datetime(at.year, at.month, at.day, tzinfo=UTC)
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def budget_zone() -> ZoneInfo:
+    """The budget periods' time zone (Settings.budget_timezone: OMNIROUTE_BUDGET_TIMEZONE)."""
+    return _zone(os.environ.get("OMNIROUTE_BUDGET_TIMEZONE") or "UTC")
+
+
+def period_bounds(period: str, at: datetime, zone: ZoneInfo | None = None) -> tuple[datetime, datetime]:
+    """[start, end) of the calendar period that contains `at`, in the budget time zone: local
+    midnights (a day across a DST change is 23 or 25 hours long), as aware datetimes of that zone."""
+    zone = zone or budget_zone()
+    at = at.astimezone(zone)
+    day = datetime(at.year, at.month, at.day, tzinfo=zone)
     if period == "daily":
         return day, day + timedelta(days=1)
     if period == "weekly":

@@ -117,3 +117,22 @@ class BudgetHolds:
         """The request cost nothing (failed, cancelled before an answer, answered from a cache)."""
         return bool(await self._redis.eval(  # type: ignore[misc]
             _RELEASE, 2, *self._keys(key_id), TOTAL_FIELD, request_id))
+
+
+# The sum of the holds still alive (deadline after Redis's now), read-only: what requests in
+# flight hold. KEYS: holds hash, deadlines set. Returned as an integer string.
+_HELD = """
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local sum = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now_ms, '+inf')) do
+  sum = sum + tonumber(redis.call('HGET', KEYS[1], id) or '0')
+end
+return string.format('%d', sum)
+"""
+
+
+async def held_nanos(client: redis.Redis, env: str, key_id: str) -> int:
+    """What the key's requests in flight hold now (for /api/usage/budget)."""
+    return int(await client.eval(_HELD, 2, holds_key(env, key_id),  # type: ignore[misc]
+                                 hold_deadlines_key(env, key_id)))

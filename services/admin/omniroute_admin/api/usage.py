@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from omniroute.limits import budget as budgets
+from omniroute.limits import budget_holds
 from omniroute.store import budget_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price
 from omniroute.store.usage_queries import UsageFilter
@@ -141,7 +142,13 @@ class _KeyBudget:
 
 async def _status(state: AdminState, key_id: str, raw: dict[str, Any] | None) -> dict[str, Any]:
     status = await budgets.check_budget(state.redis, state.settings, _KeyBudget(key_id, raw))
-    return status.as_json()
+    answer = status.as_json()
+    if status.budget is not None:
+        # Requests in flight hold their worst case (the router's reservations): the budget left
+        # for new requests is `remaining - held`.
+        held = budgets.from_nanos(await budget_holds.held_nanos(state.redis, state.settings.env, key_id))
+        answer.update(held=float(held), resetsAt=answer["periodEnd"], timezone=str(budgets.budget_zone()))
+    return answer
 
 
 @router.get("/api/usage/budget")

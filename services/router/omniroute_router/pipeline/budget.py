@@ -116,7 +116,7 @@ def _refusal(key_id: str, budget: Budget, reservation: Reservation, worst_nanos:
     in_flight = f" ${_usd(held)} is held by requests in flight;" if held else ""
     message = (f"Budget exhausted: API key {key_id} has spent ${spent:.2f} of its ${budget.limit_usd:.2f} "
                f"{budget.period} budget;{in_flight} ${_usd(remaining)} remains and this request may "
-               f"cost up to ${_usd(from_nanos(worst_nanos))}. It resets at {period_end:%Y-%m-%d %H:%M} UTC.")
+               f"cost up to ${_usd(from_nanos(worst_nanos))}. It resets at {period_end:%Y-%m-%d %H:%M %Z}.")
     return RoutingError(429, message, code="budget_exhausted", type_="insufficient_quota", headers={
         "retry-after": str(retry_after),
         # x-should-retry: the openai and anthropic SDKs retry a 429 on their own unless told not
