@@ -164,7 +164,11 @@ async def test_killed_midway_and_restarted_exactly_once_and_metrics_exported(
     assert total(got["omniroute_fallbacks_total"]) == 2 * len(answered_fallbacks)
     assert total(got["omniroute_rate_limit_rejections_total"], reason="budget") == \
         sum(e.status == 429 for e in mine)
-    for series in ("omniroute_request_duration_seconds_bucket", "gen_ai_client_token_usage_bucket",
+    assert total(got["gen_ai_client_inference_usage_input_tokens_total"]) == \
+        sum(e.usage.input_tokens for e in mine)
+    for series in ("omniroute_request_duration_seconds_bucket",
+                   "gen_ai_client_inference_operation_input_tokens_bucket",
+                   "gen_ai_client_inference_operation_output_tokens_bucket",
                    "gen_ai_client_operation_duration_seconds_bucket", "omniroute_consumer_redelivered"):
         assert got[series], series
 

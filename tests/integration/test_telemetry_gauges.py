@@ -18,6 +18,7 @@ from omniroute.bus.connection import ensure_stream
 from omniroute.config.routing_spec import ResilienceProfile
 from omniroute.config.spec import KeySpec
 from omniroute.limits import breaker, budget
+from omniroute.limits.budget_holds import BudgetHolds
 from omniroute.settings import Settings
 from omniroute.store import config_repo
 from omniroute.telemetry import gauges
@@ -103,6 +104,15 @@ async def test_budget_levels(settings: Settings, database_url: str) -> None:
         attrs = (("key", key_id), ("key_name", f"gauge-{settings.env}"), ("period", "monthly"))
         assert got["omniroute.budget.limit.usd"][attrs] == 2.0
         assert got["omniroute.budget.spend.usd"][attrs] == 0.25
+        assert got["omniroute.budget.remaining.usd"][attrs] == 1.75
+        # A request in flight holds $0.50 of it: what remains for others drops by as much.
+        counter = budget.spend_key(settings.env, key_id, "monthly",
+                                   budget.period_bounds("monthly", datetime.now(UTC))[0])
+        held = await BudgetHolds(client, settings.env).reserve(
+            key_id, f"{settings.env}-held", counter, 2 * budget.NANOS_PER_USD, 500_000_000, 60)
+        assert held.admitted
+        await polled.poll_once()
+        assert observed(reader)["omniroute.budget.remaining.usd"][attrs] == 1.25
     finally:
         await pool.close()
         async for name in client.scan_iter(match=f"{settings.env}:*"):

@@ -9,7 +9,8 @@ The pollers here:
 - `consumer_lag`: messages a durable JetStream consumer has not finished (num_pending +
   num_ack_pending), polled by each consumer service for its own durable.
 - `breaker_states`: the state of every circuit breaker in Redis, polled by analytics.
-- `budget_levels`: each API key's budget limit and current-period spend, polled by accounting.
+- `budget_levels`: each API key's budget limit, current-period spend and what remains of it,
+  polled by accounting.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as redis
@@ -28,7 +30,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from psycopg_pool import AsyncConnectionPool
 
 from omniroute.limits import breaker
-from omniroute.limits.budget import Budget, from_nanos, period_bounds, spend_key
+from omniroute.limits.budget import (
+    TOTAL_FIELD,
+    Budget,
+    from_nanos,
+    holds_key,
+    period_bounds,
+    spend_key,
+)
 from omniroute.settings import Settings
 from omniroute.store import budget_repo
 
@@ -143,8 +152,9 @@ def breaker_states(meter: metrics.Meter, client: redis.Redis, env: str,
 
 async def budget_values(pool: AsyncConnectionPool, client: redis.Redis, env: str,
                         now: datetime | None = None) -> dict[str, Values]:
-    """Every key with a budget: its limit and its spend in the current period (the Redis
-    counter the router checks, i.e. what decides a refusal)."""
+    """Every key with a budget: its limit, its spend in the current period (the Redis counter
+    the router checks) and what remains for new requests: limit - spend - the holds of requests
+    in flight (omniroute.limits.budget_holds), never below 0 (what admission compares against)."""
     now = now or datetime.now(UTC)
     async with pool.connection() as conn:
         rows: list[dict[str, Any]] = await budget_repo.list_budgets(conn)
@@ -152,13 +162,21 @@ async def budget_values(pool: AsyncConnectionPool, client: redis.Redis, env: str
     names = [spend_key(env, row["keyId"], budget.period, period_bounds(budget.period, now)[0])
              for row, budget in parsed]
     spent = await client.mget(names) if names else []
+    async with client.pipeline(transaction=False) as pipe:
+        for row, _ in parsed:
+            pipe.hget(holds_key(env, row["keyId"]), TOTAL_FIELD)
+        held = await pipe.execute() if parsed else []
     limits: Values = {}
     spends: Values = {}
-    for (row, budget), raw in zip(parsed, spent, strict=True):
+    remaining: Values = {}
+    for (row, budget), raw, raw_held in zip(parsed, spent, held, strict=True):
         attrs = labels(key=row["keyId"], key_name=str(row["name"] or ""), period=budget.period)
         limits[attrs] = float(budget.limit_usd)
         spends[attrs] = float(from_nanos(int(raw or 0)))
-    return {"omniroute.budget.limit.usd": limits, "omniroute.budget.spend.usd": spends}
+        left = budget.limit_usd - from_nanos(int(raw or 0) + int(raw_held or 0))
+        remaining[attrs] = float(max(left, Decimal(0)))
+    return {"omniroute.budget.limit.usd": limits, "omniroute.budget.spend.usd": spends,
+            "omniroute.budget.remaining.usd": remaining}
 
 
 def budget_levels(meter: metrics.Meter, pool: AsyncConnectionPool, client: redis.Redis, env: str,
@@ -166,5 +184,7 @@ def budget_levels(meter: metrics.Meter, pool: AsyncConnectionPool, client: redis
     return PolledGauges(meter, {
         "omniroute.budget.limit.usd": ("", "Budget limit per API key, in USD"),
         "omniroute.budget.spend.usd": ("", "Spend of the API key in its current budget period, "
-                                           "in USD")},
+                                           "in USD"),
+        "omniroute.budget.remaining.usd": ("", "What the API key may still spend in its current "
+                                               "period (limit - spend - holds), in USD")},
         lambda: budget_values(pool, client, env), interval_s)

@@ -25,7 +25,9 @@ log = logging.getLogger("omniroute.telemetry")
 
 # Long enough for multi-minute streams (the dashboards' contract).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+# The GenAI conventions' advised boundaries for per-operation token histograms.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                 16777216, 67108864)
 
 _provider: MeterProvider | None = None
 
@@ -62,7 +64,7 @@ def setup(service_name: str, config: Settings) -> None:
              aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
         View(instrument_name="gen_ai.client.operation.duration",
              aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
-        View(instrument_name="gen_ai.client.token.usage",
+        View(instrument_name="gen_ai.client.inference.operation.*",
              aggregation=ExplicitBucketHistogramAggregation(TOKEN_BUCKETS)),
     ]
     _provider = MeterProvider(resource=resource, metric_readers=readers, views=views)
@@ -129,8 +131,7 @@ class UsageMetrics:
     key_tokens: metrics.Counter
     key_cost: metrics.Counter
     unpriced: metrics.Counter
-    genai_tokens: metrics.Histogram
-    genai_duration: metrics.Histogram
+    genai: GenAiMetrics
 
     @classmethod
     def create(cls, source: metrics.Meter | None = None) -> UsageMetrics:
@@ -161,10 +162,7 @@ class UsageMetrics:
             unpriced=m.create_counter("omniroute.pricing.unpriced",
                                       description="Requests whose model has no price (charged the "
                                                   "configured default price)"),
-            genai_tokens=m.create_histogram("gen_ai.client.token.usage", unit="{token}",
-                                            description="GenAI semantic convention: tokens per request"),
-            genai_duration=m.create_histogram("gen_ai.client.operation.duration", unit="s",
-                                              description="GenAI semantic convention: operation time"))
+            genai=GenAiMetrics.create(m))
 
     def record(self, event: events_pb2.UsageEvent, cost: Decimal | None, unpriced: bool = False) -> None:
         base = {"provider": event.provider or "unknown", "model": event.model or "unknown"}
@@ -199,14 +197,70 @@ class UsageMetrics:
         reason = rejection_reason(event)
         if reason is not None:
             self.rejections.add(1, {**key, "reason": reason})
-        genai = {"gen_ai.provider.name": base["provider"], "gen_ai.request.model": base["model"],
-                 "gen_ai.operation.name": "chat"}
+        self.genai.record(event)
+
+
+@dataclass
+class GenAiMetrics:
+    """The OpenTelemetry GenAI semantic conventions' client metrics, as their current text names
+    them (open-telemetry/semantic-conventions-genai, docs/gen-ai/gen-ai-token-metrics.md and
+    gen-ai-metrics.md): token usage as `gen_ai.client.inference.usage.*` counters (by
+    `gen_ai.token.modality`; cache-read and reasoning tokens are subsets of input and output),
+    per-operation token histograms `gen_ai.client.inference.operation.{input,output}_tokens` (no
+    modality: percentiles across modalities do not add up), and `gen_ai.client.operation.duration`.
+    They replace the `gen_ai.client.token.usage` histogram (by `gen_ai.token.type`) of v1.36."""
+
+    input_tokens: metrics.Counter
+    output_tokens: metrics.Counter
+    cache_read_tokens: metrics.Counter
+    reasoning_tokens: metrics.Counter
+    operation_input_tokens: metrics.Histogram
+    operation_output_tokens: metrics.Histogram
+    duration: metrics.Histogram
+
+    @classmethod
+    def create(cls, m: metrics.Meter) -> GenAiMetrics:
+        def counter(name: str, description: str) -> metrics.Counter:
+            return m.create_counter(name, unit="{token}", description=description)
+
+        def histogram(name: str, description: str) -> metrics.Histogram:
+            return m.create_histogram(name, unit="{token}", description=description)
+
+        prefix = "gen_ai.client.inference."
+        return cls(
+            input_tokens=counter(prefix + "usage.input_tokens",
+                                 "Input tokens used, including cached tokens"),
+            output_tokens=counter(prefix + "usage.output_tokens",
+                                  "Output tokens used, including reasoning tokens"),
+            cache_read_tokens=counter(prefix + "usage.cache_read.input_tokens",
+                                      "Input tokens read from the provider's prompt cache"),
+            reasoning_tokens=counter(prefix + "usage.reasoning.output_tokens",
+                                     "Output tokens spent on reasoning"),
+            operation_input_tokens=histogram(prefix + "operation.input_tokens",
+                                             "Input tokens per inference operation"),
+            operation_output_tokens=histogram(prefix + "operation.output_tokens",
+                                              "Output tokens per inference operation"),
+            duration=m.create_histogram("gen_ai.client.operation.duration", unit="s",
+                                        description="GenAI operation duration"))
+
+    def record(self, event: events_pb2.UsageEvent) -> None:
+        attrs = {"gen_ai.provider.name": event.provider or "unknown",
+                 "gen_ai.request.model": event.model or "unknown", "gen_ai.operation.name": "chat"}
         if event.status >= 400:
-            genai["error.type"] = event.error_class or str(event.status)
-        self.genai_duration.record(event.latency_ms / 1000.0, genai)
-        for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
-            if count:
-                self.genai_tokens.record(count, {**genai, "gen_ai.token.type": token_type})
+            attrs["error.type"] = event.error_class or str(event.status)
+        self.duration.record(event.latency_ms / 1000.0, attrs)
+        usage = event.usage
+        # Recorded for every operation, failed ones too (0 without usage), as the text asks.
+        self.operation_input_tokens.record(usage.input_tokens, attrs)
+        self.operation_output_tokens.record(usage.output_tokens, attrs)
+        # Providers do not split usage by modality: the conventions' "unknown".
+        by_modality = {**attrs, "gen_ai.token.modality": "unknown"}
+        self.input_tokens.add(usage.input_tokens, by_modality)
+        self.output_tokens.add(usage.output_tokens, by_modality)
+        if usage.cached_tokens:
+            self.cache_read_tokens.add(usage.cached_tokens, by_modality)
+        if usage.reasoning_tokens:
+            self.reasoning_tokens.add(usage.reasoning_tokens, by_modality)
 
 
 @dataclass
