@@ -106,7 +106,11 @@ def mixed_events(prefix: str, n: int) -> list[Any]:
 def cost_of(event: Any) -> Decimal:
     if event.cache_hit:
         return Decimal(0)
-    prices = {**PRICES, "gpt-4o-mini-2024-07-18": PRICES["gpt-4o-mini"]}
+    # A model without a price is charged the configured default (OMNIROUTE_DEFAULT_PRICE_*).
+    default = Settings()
+    prices = {**PRICES, "gpt-4o-mini-2024-07-18": PRICES["gpt-4o-mini"],
+              "no-such-model": (default.default_price_input_per_mtok,
+                                default.default_price_output_per_mtok, None)}
     return expected_cost(event, prices)
 
 
@@ -133,7 +137,9 @@ async def test_cost_is_stored_and_rows_and_spend_are_exact_with_duplicates_and_t
                 row["failed_attempts"], row["status"]) == (
             event.usage.cached_tokens, event.combo, event.cache_hit, event.error_class,
             list(event.failed_attempts), event.status)
-    assert stored["dup-1"]["cost_usd"] > 0 and stored["dup-3"]["cost_usd"] == 0  # unpriced model
+    assert stored["dup-1"]["cost_usd"] > 0
+    # The unpriced model: charged the default price, not $0.
+    assert stored["dup-3"]["cost_usd"] == cost_of(events[3]) > 0
     for key, total in spend.items():
         nanos = int(total * budget.NANOS_PER_USD)
         assert await counters(redis_client, settings, key) == {p: nanos for p in budget.PERIODS}
