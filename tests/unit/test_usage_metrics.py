@@ -70,3 +70,13 @@ def test_rejection_reason_only_for_429() -> None:
     assert rejection_reason(event("x", status=503, error_class="account_busy")) is None
     assert rejection_reason(event("y", status=429, error_class="budget_exhausted")) == "budget"
     assert rejection_reason(event("z", status=429)) == "upstream"
+
+
+def test_a_request_charged_the_default_price_counts_as_unpriced_and_its_cost() -> None:
+    reader = InMemoryMetricReader()
+    usage = UsageMetrics.create(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    usage.record(event("a", status=200), Decimal("0.001"), unpriced=True)
+    usage.record(event("b", status=200), Decimal("0.002"))
+    got = points(reader)
+    assert got["omniroute.pricing.unpriced"] == [({"provider": "openai", "model": "gpt-4o-mini"}, 1)]
+    assert [v for _, v in got["omniroute.cost.usd"]] == [0.003]
