@@ -10,6 +10,10 @@ a replica that died between adding spend and claiming leaves the claim to the ne
 The webhook is Slack-compatible JSON (`text`) with the alert's fields beside it, retried with
 exponential backoff, and signed: `X-OmniRoute-Signature: sha256=<hex HMAC-SHA256(secret,
 "<timestamp>." + body)>` with the Unix time in `X-OmniRoute-Timestamp` (docs/API.md).
+
+Where it goes: the admin's settings document `budget_alerts` (PUT /api/settings/budget-alerts:
+the URL, and the secret encrypted with the master key), else OMNIROUTE_BUDGET_ALERT_WEBHOOK_URL
+and _SECRET.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import httpx
 import redis.asyncio as redis
 
 from omniroute.limits.budget import NANOS_PER_USD, Budget, from_nanos, period_bounds, spend_key
+from omniroute.secrets import Crypto
+from omniroute.settings import Settings
 
 log = logging.getLogger("omniroute.alerts")
 
@@ -37,6 +43,17 @@ SIGNATURE_HEADER = "X-OmniRoute-Signature"
 TIMESTAMP_HEADER = "X-OmniRoute-Timestamp"
 ALERT_ID_HEADER = "X-OmniRoute-Alert-Id"  # the same on every retry: receivers may dedupe on it
 _CLAIM_KEEP = timedelta(days=8)  # a claim outlives its period, so a late batch cannot re-send
+SETTINGS_DOCUMENT = "budget_alerts"  # admin_settings: {"webhook_url", "secret_enc"}
+
+
+def webhook_target(stored: dict[str, Any], settings: Settings) -> tuple[str, str]:
+    """(URL, secret) from the admin's stored document, else from the environment; ("", "")
+    when alerts go to NATS only."""
+    url = str(stored.get("webhook_url") or "")
+    if not url:
+        return settings.budget_alert_webhook_url, settings.budget_alert_webhook_secret
+    sealed = stored.get("secret_enc")
+    return url, Crypto(settings.master_key).decrypt(sealed) if sealed else ""
 
 
 def claim_key(env: str, key_id: str, period: str, start: datetime, share: float) -> str:

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from omniroute.bus.consumer import consume
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2
+from omniroute_accounting.alerting import BudgetAlerts
 from omniroute_accounting.prices import PriceSource
 from omniroute_accounting.recorder import Recorder
 
@@ -50,9 +51,10 @@ async def publish(client: Client, settings: Settings, events: list[events_pb2.Us
 
 @contextlib.asynccontextmanager
 async def running_accounting(settings: Settings, nats_client: Client, database_url: str,
-                             *, replicas: int = 1, batch: int = 100,
-                             pool_timeout: float = 30.0) -> AsyncIterator[list[Recorder]]:
-    """`replicas` recorders sharing the durable consumer, each with its own pool and Redis."""
+                             *, replicas: int = 1, batch: int = 100, pool_timeout: float = 30.0,
+                             alerting: bool = False) -> AsyncIterator[list[Recorder]]:
+    """`replicas` recorders sharing the durable consumer, each with its own pool and Redis (and,
+    with `alerting`, its own budget alert checker, as accounting's main wires it)."""
     stop = asyncio.Event()
     pools: list[AsyncConnectionPool] = []
     clients: list[redis.Redis] = []
@@ -68,7 +70,9 @@ async def running_accounting(settings: Settings, nats_client: Client, database_u
         prices = PriceSource(pool, settings)
         await prices.start()
         await prices.stop()  # no periodic refresh in tests
-        recorder = Recorder(settings, pool, client, lambda p=prices: p.current)  # type: ignore[misc]
+        alerts = BudgetAlerts(settings, pool, client, nats_client) if alerting else None
+        recorder = Recorder(settings, pool, client, lambda p=prices: p.current,  # type: ignore[misc]
+                            alerts=alerts)
         recorders.append(recorder)
         tasks.append(asyncio.create_task(consume(
             nats_client, settings, durable="accounting", subject_suffix="usage.>",

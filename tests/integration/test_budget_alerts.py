@@ -9,6 +9,7 @@ import dataclasses
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,9 +20,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from omniroute import alerts
+from omniroute.bus.connection import ensure_stream
 from omniroute.limits import budget
 from omniroute.settings import Settings
 from omniroute_accounting.alerting import BudgetAlerts
+from tests.integration.accounting_support import publish, running_accounting, usage_event
+from tests.integration.admin_app import running_admin
 from tests.mocks.webhook import start_webhook
 from tests.support import REDIS_URL
 
@@ -123,3 +127,79 @@ async def test_no_threshold_below_the_first_and_none_without_thresholds(
             assert [(a.key_id, a.threshold, a.period) for a in fired] == [(quiet, 0.5, "daily")]
     finally:
         await client.aclose()
+
+
+async def test_the_admin_sets_the_webhook_and_its_secret_and_accounting_signs_with_it(
+        tmp_path: Path) -> None:
+    """PUT /api/settings/budget-alerts: the secret stored encrypted, shown masked, kept when sent
+    back masked; accounting then POSTs there, signed with that secret (not the environment's)."""
+    async with running_admin(tmp_path) as admin:
+        bad = await admin.client.put("/api/settings/budget-alerts",
+                                     json={"webhook_url": "ftp://example.com/x"})
+        assert bad.status_code in (400, 422)
+        with start_webhook() as hook:
+            put = await admin.client.put("/api/settings/budget-alerts",
+                                         json={"webhook_url": hook.url, "secret": "from-admin"})
+            assert put.status_code == 200 and put.json() == {"webhook_url": hook.url, "secret": "…"}
+            again = await admin.client.put("/api/settings/budget-alerts",
+                                           json={"webhook_url": hook.url, "secret": "…"})
+            assert again.json()["secret"] == "…"
+            assert (await admin.client.get("/api/settings/budget-alerts")).json() == put.json()
+            async with await psycopg.AsyncConnection.connect(admin.settings.database_url) as conn:
+                raw = await (await conn.execute(
+                    "SELECT value::text FROM admin_settings WHERE key = 'budget_alerts'")).fetchone()
+            assert raw and "from-admin" not in raw[0]
+
+            key = f"admin-set-{admin.settings.env}"
+            await add_key(admin.settings.database_url, key, {"limit": 1.0, "period": "weekly"})
+            configured = dataclasses.replace(admin.settings, budget_alert_webhook_url="http://env.invalid",
+                                             budget_alert_webhook_secret="from-env")
+            now = datetime.now(UTC)
+            client = redis.from_url(REDIS_URL)
+            try:
+                await budget.record_spend(client, configured.env, [
+                    budget.Spend(f"{configured.env}-w", key, 600_000_000, now)])
+                async with AsyncConnectionPool(configured.database_url, min_size=1,
+                                               max_size=1) as pool:
+                    checker = BudgetAlerts(configured, pool, client, None)
+                    fired = await checker.check([key], now)
+                    await checker.drain()
+            finally:
+                await client.aclose()
+        assert [alert.threshold for alert in fired] == [0.5]
+        [delivery] = hook.delivered
+        assert delivery.body["keyId"] == key and delivery.body["period"] == "weekly"
+        assert delivery.headers["x-omniroute-signature"] == alerts.signature(
+            "from-admin", delivery.headers["x-omniroute-timestamp"], delivery.raw_body)
+
+
+async def test_three_accounting_replicas_consuming_usage_send_each_threshold_once(
+        settings: Settings, database_url: str, nats_client: Client) -> None:
+    """The whole path: usage events on JetStream, three recorders sharing the durable consumer
+    in small batches, each adding spend and checking thresholds as it goes."""
+    await ensure_stream(nats_client, settings)
+    key = f"consumed-{settings.env}"
+    # gpt-4o at the seeded $2.50 / $10 per 1M: 1000 in + 500 out = $0.0075 a request, 10 = $0.075.
+    await add_key(database_url, key, {"limit": 0.075, "period": "daily"})
+    events: list[dict[str, Any]] = []
+
+    async def on_event(message: Msg) -> None:
+        events.append(json.loads(message.data))
+
+    subscription = await nats_client.subscribe(settings.subject("budget.alert"), cb=on_event)
+    with start_webhook(fail_first=2) as hook:
+        configured = dataclasses.replace(settings, budget_alert_webhook_url=hook.url,
+                                         budget_alert_webhook_secret=SECRET,
+                                         budget_alert_retry_s=0.05)
+        async with running_accounting(configured, nats_client, database_url, replicas=3, batch=2,
+                                      alerting=True):
+            await publish(nats_client, settings,
+                          [usage_event(f"{settings.env}-c{index}", key=key) for index in range(15)])
+            deadline = time.monotonic() + 20
+            while (len(hook.delivered) < 3 or len(events) < 3) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # a duplicate would arrive now
+    await subscription.unsubscribe()
+    assert sorted(event["threshold"] for event in events) == [0.5, 0.8, 1.0]
+    assert sorted(d.body["threshold"] for d in hook.delivered) == [0.5, 0.8, 1.0]
+    assert [d.status for d in hook.received[:2]] == [500, 500] and len(hook.received) == 5

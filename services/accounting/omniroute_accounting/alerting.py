@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from omniroute import alerts
 from omniroute.limits.budget import Budget
 from omniroute.settings import Settings
+from omniroute.store import admin_settings_repo
 
 log = logging.getLogger("omniroute.accounting")
 
@@ -29,10 +30,6 @@ class BudgetAlerts:
         self._pool = pool
         self._redis = client
         self._nats = nats_client
-        self._webhook = (alerts.WebhookSender(settings.budget_alert_webhook_url,
-                                              settings.budget_alert_webhook_secret,
-                                              base_delay_s=settings.budget_alert_retry_s)
-                         if settings.budget_alert_webhook_url else None)
         self._deliveries: set[asyncio.Task[bool]] = set()
 
     async def check(self, key_ids: Iterable[str], now: datetime | None = None) -> list[alerts.Alert]:
@@ -45,9 +42,22 @@ class BudgetAlerts:
         except Exception as exc:
             log.warning("budget alert check failed (%s); the next spend retries it", exc)
             return []
+        webhook = await self._webhook() if claimed else None
         for alert in claimed:
-            await self._send(alert)
+            await self._send(alert, webhook)
         return claimed
+
+    async def _webhook(self) -> alerts.WebhookSender | None:
+        """Read when an alert is due (rare), so the admin's latest settings apply."""
+        try:
+            async with self._pool.connection() as conn:
+                stored = await admin_settings_repo.load(conn, alerts.SETTINGS_DOCUMENT)
+            url, secret = alerts.webhook_target(stored, self._settings)
+        except Exception as exc:  # the event still goes out on NATS
+            log.error("budget alert webhook settings unreadable: %s", exc)
+            return None
+        return alerts.WebhookSender(url, secret, base_delay_s=self._settings.budget_alert_retry_s) \
+            if url else None
 
     async def _claim(self, key_ids: list[str], now: datetime) -> list[alerts.Alert]:
         async with self._pool.connection() as conn:
@@ -63,7 +73,7 @@ class BudgetAlerts:
                                               budget, now)
         return claimed
 
-    async def _send(self, alert: alerts.Alert) -> None:
+    async def _send(self, alert: alerts.Alert, webhook: alerts.WebhookSender | None) -> None:
         log.info("%s", alert.text)
         if self._nats is not None:
             try:
@@ -71,9 +81,9 @@ class BudgetAlerts:
                                          json.dumps(alert.as_json()).encode())
             except Exception as exc:
                 log.error("budget alert %s: NATS publish failed: %s", alert.alert_id, exc)
-        if self._webhook is not None:
+        if webhook is not None:
             # Retries take a while: they must not hold up the consumer's batches.
-            task = asyncio.create_task(self._webhook.send(alert))
+            task = asyncio.create_task(webhook.send(alert))
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
 

@@ -82,6 +82,40 @@ class IpFilterSettings(BaseModel):
         return [str(parse_network(entry)) for entry in value if entry.strip()]
 
 
+class BudgetAlertSettings(BaseModel):
+    """Where accounting POSTs budget threshold alerts (omniroute.alerts). The secret signs them;
+    stored encrypted, shown masked, and sent back masked it keeps its stored value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: str = Field(default="", max_length=2000, description='http(s) URL; "" = NATS only')
+    secret: str = Field(default="", max_length=500, description="HMAC-SHA256 key of the signature")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in {"http", "https"} or not parts.hostname):
+            raise ValueError("the webhook URL must be http:// or https:// with a host")
+        return value
+
+
+def seal_budget_alerts(value: BudgetAlertSettings, crypto: Crypto,
+                       previous: dict[str, Any]) -> dict[str, Any]:
+    """The stored form (omniroute.alerts.webhook_target reads it): the secret encrypted."""
+    if value.secret == MASK:
+        sealed = previous.get("secret_enc")
+    else:
+        sealed = crypto.encrypt(value.secret) if value.secret else None
+    return {"webhook_url": value.webhook_url, "secret_enc": sealed}
+
+
+def shown_budget_alerts(stored: dict[str, Any]) -> dict[str, Any]:
+    return {"webhook_url": stored.get("webhook_url") or "",
+            "secret": MASK if stored.get("secret_enc") else ""}
+
+
 SCHEMES = {"http", "https", "socks5", "socks5h"}
 
 
@@ -98,7 +132,8 @@ def check_proxy_url(value: str) -> None:
 
 
 DOCUMENTS: dict[str, type[BaseModel]] = {
-    "general": GeneralSettings, "proxy": ProxySettings, "ip_filter": IpFilterSettings}
+    "general": GeneralSettings, "proxy": ProxySettings, "ip_filter": IpFilterSettings,
+    "budget_alerts": BudgetAlertSettings}
 
 
 async def load(conn: AsyncConnection[Any], name: str, model: type[M]) -> M:

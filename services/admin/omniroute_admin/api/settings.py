@@ -1,5 +1,5 @@
-"""/api/settings*: general settings, the login switch, outbound proxies (and a tunnel test) and
-the IP filter (the use cases: services/settings.py)."""
+"""/api/settings*: general settings, the login switch, outbound proxies (and a tunnel test), the
+IP filter and the budget alert webhook (the use cases: services/settings.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import settings
 from omniroute_admin.sessions import require_session
-from omniroute_admin.settings_model import IpFilterSettings, ProxySettings
+from omniroute_admin.settings_model import BudgetAlertSettings, IpFilterSettings, ProxySettings
 
 router = APIRouter(dependencies=[Depends(require_session)], tags=["settings"])
 
@@ -74,3 +74,15 @@ async def get_ip_filter(state: StateDep) -> dict[str, Any]:
 async def put_ip_filter(body: IpFilterSettings, state: StateDep, caller: CallerDep,
                         force: bool = False) -> dict[str, Any]:
     return await settings.set_ip_filter(state, caller, body, force)
+
+
+@router.get("/api/settings/budget-alerts", summary="Budget alert webhook (secret masked)")
+async def get_budget_alerts(state: StateDep) -> dict[str, Any]:
+    return await settings.budget_alerts(state)
+
+
+@router.put("/api/settings/budget-alerts",
+            summary="Set where budget threshold alerts are POSTed and the secret that signs them")
+async def put_budget_alerts(body: BudgetAlertSettings, state: StateDep,
+                            caller: CallerDep) -> dict[str, Any]:
+    return await settings.set_budget_alerts(state, caller, body)

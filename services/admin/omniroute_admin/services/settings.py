@@ -1,5 +1,5 @@
 """Admin settings (admin_settings, validated by settings_model): general, the login switch,
-outbound proxies and the IP filter. Every change is audited and announced so that edges and
+outbound proxies, the IP filter and where budget alerts go. Every change is audited and announced so that edges and
 routers reload their snapshot (ConfigSnapshot.settings)."""
 
 from __future__ import annotations
@@ -9,12 +9,18 @@ from typing import Any
 from fastapi import HTTPException
 from pydantic import ValidationError
 
+from omniroute import alerts
 from omniroute.ipfilter import IpFilter
 from omniroute.store import admin_settings_repo
 from omniroute_admin import audit, settings_model
 from omniroute_admin.deps import Caller
 from omniroute_admin.features import proxy_check
-from omniroute_admin.settings_model import GeneralSettings, IpFilterSettings, ProxySettings
+from omniroute_admin.settings_model import (
+    BudgetAlertSettings,
+    GeneralSettings,
+    IpFilterSettings,
+    ProxySettings,
+)
 from omniroute_admin.state import AdminState
 
 
@@ -112,6 +118,22 @@ async def set_ip_filter(state: AdminState, caller: Caller, value: IpFilterSettin
     stored = value.model_dump(mode="json")
     await _store(state, caller, "ip_filter", stored, before)
     return stored
+
+
+async def budget_alerts(state: AdminState) -> dict[str, Any]:
+    """The budget alert webhook, its secret masked."""
+    async with state.pool.connection() as conn:
+        stored = await admin_settings_repo.load(conn, alerts.SETTINGS_DOCUMENT)
+    return settings_model.shown_budget_alerts(stored)
+
+
+async def set_budget_alerts(state: AdminState, caller: Caller,
+                            value: BudgetAlertSettings) -> dict[str, Any]:
+    async with state.pool.connection() as conn:
+        before = await admin_settings_repo.load(conn, alerts.SETTINGS_DOCUMENT)
+    sealed = settings_model.seal_budget_alerts(value, state.crypto, before)
+    await _store(state, caller, alerts.SETTINGS_DOCUMENT, sealed, before)
+    return settings_model.shown_budget_alerts(sealed)
 
 
 def _message(exc: ValidationError) -> str:
