@@ -8,11 +8,13 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from omniroute.limits import budget
 from tests.integration.admin_app import PASSWORD, Admin, running_admin
 
 
@@ -79,6 +81,25 @@ async def test_pages_render_for_a_logged_in_admin(admin: Admin) -> None:
     assert (await client.get("/dashboard/static/app.css")).status_code == 200
     assert (await client.get("/dashboard/static/..%2Fapp.py")).status_code == 404
     await client.aclose()
+
+
+async def test_the_usage_page_shows_each_budget_spent_and_remaining(admin: Admin) -> None:
+    key_id = (await admin.client.post("/api/keys", json={"name": "dash-budget"})).json()["id"]
+    answer = await admin.client.post("/api/usage/budget", json={
+        "keyId": key_id, "limit": 2.0, "period": "monthly", "alertAt": [0.5, 0.9]})
+    assert answer.status_code == 200, answer.text
+    state = admin.app.state.admin
+    await budget.record_spend(state.redis, admin.settings.env, [budget.Spend(
+        request_id=f"{admin.settings.env}-dash", key_id=key_id, nanos=500_000_000,
+        at=datetime.now(UTC))])
+    client = await _browser(admin)
+    page = (await client.get("/dashboard/usage")).text
+    await client.aclose()
+    row = page[page.index('id="budgets-table"'):]
+    row = row[row.index("dash-budget"):row.index("</tr>", row.index("dash-budget"))]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    assert cells[:6] == ["monthly", "$2.00", "$0.5000", "$0.0000", "$1.5000", "25.0 %"], cells
+    assert cells[6] == "50 %, 90 %"
 
 
 async def test_forms_add_a_provider_create_and_revoke_a_key_with_csrf(admin: Admin) -> None:

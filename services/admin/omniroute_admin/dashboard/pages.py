@@ -16,6 +16,7 @@ from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
 from omniroute.store import audit_repo, usage_queries
 from omniroute_admin import audit, sessions
 from omniroute_admin.api.auth import PasswordChange
+from omniroute_admin.api.usage import get_budgets
 from omniroute_admin.dashboard import data
 from omniroute_admin.dashboard.base import back, button, error_text, form, gate, page, posted, split
 from omniroute_admin.dashboard.charts import bar_chart, line_chart
@@ -101,14 +102,17 @@ async def usage_page(request: Request) -> Response:
     chosen = data.period(request.query_params.get("period"))
     group = request.query_params.get("group", "key")
     group = group if group in data.GROUPS else "key"
-    async with admin_state(request).pool.connection() as conn:
+    state = admin_state(request)
+    async with state.pool.connection() as conn:
         rows = await data.breakdown(conn, chosen, group)
     top = rows[:20]
     chart = bar_chart(f"Requests by {group}", [str(r["name"] or "—")[:14] for r in top],
                       [float(r["requests"]) for r in top], highlight=[float(r["errors"]) for r in top])
+    # Each key's budget as GET /api/usage/budget shows it: spend and what is left this period.
+    budgets = (await get_budgets(state, None))["budgets"]
     return await page(request, "usage.html", "usage", {
         "rows": rows, "group": group, "groups": list(data.GROUPS), "period": chosen.name,
-        "periods": list(data.PERIODS), "chart": chart})
+        "periods": list(data.PERIODS), "chart": chart, "budgets": budgets})
 
 
 _CSV_COLUMNS = ["name", "requests", "input_tokens", "output_tokens", "cost", "errors", "p95"]
