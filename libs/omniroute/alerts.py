@@ -80,7 +80,7 @@ class Alert:
         name = f"{self.key_name} ({self.key_id})" if self.key_name else self.key_id
         return (f"OmniRoute budget alert: API key {name} has spent ${self.spent_usd:.2f} of its "
                 f"${self.limit_usd:.2f} {self.period} budget ({self.threshold:.0%} threshold "
-                f"reached; the period resets at {self.period_end:%Y-%m-%d %H:%M} UTC).")
+                f"reached; the period resets at {self.period_end:%Y-%m-%d %H:%M %Z}).")
 
     def as_json(self) -> dict[str, Any]:
         """The webhook body and the NATS event: Slack reads `text`, other receivers the rest."""
