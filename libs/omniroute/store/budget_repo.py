@@ -30,6 +30,13 @@ async def list_budgets(conn: AsyncConnection[Any], key_id: str | None = None) ->
     return [{"keyId": row[0], "name": row[1], "budget": row[2]} for row in await cursor.fetchall()]
 
 
+async def budgets_of(conn: AsyncConnection[Any], key_ids: list[str]) -> list[dict[str, Any]]:
+    """[{keyId, name, budget (raw JSON)}] for those of these keys that have a budget."""
+    cursor = await conn.execute(
+        "SELECT id, name, budget FROM api_keys WHERE id = ANY(%s) AND budget IS NOT NULL", (key_ids,))
+    return [{"keyId": row[0], "name": row[1], "budget": row[2]} for row in await cursor.fetchall()]
+
+
 async def period_totals(conn: AsyncConnection[Any], now: datetime | None = None
                         ) -> dict[tuple[str, str, datetime], int]:
     """(key id, period, period start) → nano-dollars spent in the current daily, weekly and

@@ -9,7 +9,6 @@ import json
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import redis.asyncio as redis
 from nats.aio.client import Client as NATS
@@ -18,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from omniroute import alerts
 from omniroute.limits.budget import Budget
 from omniroute.settings import Settings
-from omniroute.store import admin_settings_repo
+from omniroute.store import admin_settings_repo, budget_repo
 
 log = logging.getLogger("omniroute.accounting")
 
@@ -61,16 +60,13 @@ class BudgetAlerts:
 
     async def _claim(self, key_ids: list[str], now: datetime) -> list[alerts.Alert]:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT id, name, budget FROM api_keys WHERE id = ANY(%s) AND budget IS NOT NULL",
-                (key_ids,))
-            rows: list[tuple[str, str | None, dict[str, Any]]] = await cursor.fetchall()
+            rows = await budget_repo.budgets_of(conn, key_ids)
         claimed: list[alerts.Alert] = []
-        for key_id, name, raw in rows:
-            budget = Budget.parse(raw)
+        for row in rows:
+            budget = Budget.parse(row["budget"])
             if budget is not None:
-                claimed += await alerts.claim(self._redis, self._settings.env, key_id, name or "",
-                                              budget, now)
+                claimed += await alerts.claim(self._redis, self._settings.env, row["keyId"],
+                                              row["name"] or "", budget, now)
         return claimed
 
     async def _send(self, alert: alerts.Alert, webhook: alerts.WebhookSender | None) -> None:
