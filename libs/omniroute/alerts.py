@@ -11,6 +11,13 @@ The webhook is Slack-compatible JSON (`text`) with the alert's fields beside it,
 exponential backoff, and signed: `X-OmniRoute-Signature: sha256=<hex HMAC-SHA256(secret,
 "<timestamp>." + body)>` with the Unix time in `X-OmniRoute-Timestamp` (docs/API.md).
 
+Delivery survives the sender: before POSTing, the claimer records the alert as pending in Redis
+with a lease; success removes it. A pending alert whose lease ran out (its sender died, or gave
+up while the receiver was down) is taken over by whichever replica sweeps next
+(`PendingAlerts.take_due`), until its period is a day past. So a receiver gets each alert at
+least once and, barring a sender dying between the receiver's 2xx and the removal, once; the
+`X-OmniRoute-Alert-Id` header lets it drop a repeat.
+
 Where it goes: the admin's settings document `budget_alerts` (PUT /api/settings/budget-alerts:
 the URL, and the secret encrypted with the master key), else OMNIROUTE_BUDGET_ALERT_WEBHOOK_URL
 and _SECRET.
@@ -58,6 +65,16 @@ def webhook_target(stored: dict[str, Any], settings: Settings) -> tuple[str, str
 
 def claim_key(env: str, key_id: str, period: str, start: datetime, share: float) -> str:
     return f"{env}:budget:alerted:{key_id}:{period}:{start:%Y%m%d}:{share:g}"
+
+
+def pending_key(env: str) -> str:
+    """Hash: alert id → the alert's JSON body, while its webhook delivery is not done."""
+    return f"{env}:budget:alerts-pending"
+
+
+def pending_due_key(env: str) -> str:
+    """Sorted set: alert id scored by the epoch milliseconds its sender's lease ends at."""
+    return f"{env}:budget:alerts-due"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +158,24 @@ class WebhookSender:
         self._base_delay_s = base_delay_s
         self._timeout_s = timeout_s
 
-    def headers(self, alert: Alert, body: bytes) -> dict[str, str]:
+    def headers(self, alert_id: str, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))  # fresh per attempt: receivers may bound its age
         headers = {"content-type": "application/json", TIMESTAMP_HEADER: timestamp,
-                   ALERT_ID_HEADER: alert.alert_id}
+                   ALERT_ID_HEADER: alert_id}
         if self._secret:
             headers[SIGNATURE_HEADER] = signature(self._secret, timestamp, body)
         return headers
 
-    async def send(self, alert: Alert) -> bool:
-        """True once the receiver answered 2xx; False after the last attempt failed."""
-        body = json.dumps(alert.as_json(), separators=(",", ":")).encode()
+    async def send(self, alert: dict[str, Any]) -> bool:
+        """POST an alert's body (Alert.as_json). True once the receiver answered 2xx; False
+        after the last attempt failed."""
+        alert_id = str(alert["alertId"])
+        body = json.dumps(alert, separators=(",", ":")).encode()
         async with httpx.AsyncClient(timeout=self._timeout_s) as client:
             for attempt in range(self._attempts):
                 try:
                     response = await client.post(self._url, content=body,
-                                                 headers=self.headers(alert, body))
+                                                 headers=self.headers(alert_id, body))
                     if response.is_success:
                         return True
                     problem = f"HTTP {response.status_code}"
@@ -165,8 +184,67 @@ class WebhookSender:
                 if attempt + 1 < self._attempts:
                     delay = self._base_delay_s * 2 ** attempt
                     log.warning("budget alert %s: webhook failed (%s); retrying in %.1f s",
-                                alert.alert_id, problem, delay)
+                                alert_id, problem, delay)
                     await asyncio.sleep(delay)
-        log.error("budget alert %s: webhook failed %d times; given up", alert.alert_id,
-                  self._attempts)
+        log.error("budget alert %s: webhook failed %d times; left pending for a later sweep",
+                  alert_id, self._attempts)
         return False
+
+
+# Shared head: Redis's clock (replicas' clocks do not matter). KEYS[1] pending hash, KEYS[2] due
+# set; ARGV[1] lease in milliseconds.
+_PENDING_HEAD = """
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function lease(id)
+  redis.call('ZADD', KEYS[2], string.format('%d', now_ms + tonumber(ARGV[1])), id)
+end
+"""
+# ARGV[2] alert id, ARGV[3] body, ARGV[4] seconds the two keys live after the last addition.
+_ADD_PENDING = _PENDING_HEAD + """
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+lease(ARGV[2])
+for i = 1, 2 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+return 1
+"""
+# ARGV[2] how many at most. Takes the alerts whose lease ended, leasing each to the caller.
+_TAKE_DUE = _PENDING_HEAD + """
+local taken = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, ARGV[2])) do
+  local body = redis.call('HGET', KEYS[1], id)
+  if body then
+    lease(id)
+    taken[#taken + 1] = body
+  else
+    redis.call('ZREM', KEYS[2], id)
+  end
+end
+return taken
+"""
+_PENDING_KEEP_S = 40 * 86_400  # past any period (a month) and its day of grace
+
+
+class PendingAlerts:
+    """The alerts of one environment whose webhook delivery is not done yet."""
+
+    def __init__(self, client: redis.Redis, env: str, lease_s: float = 300.0) -> None:
+        self._redis = client
+        self._keys = [pending_key(env), pending_due_key(env)]
+        self._lease_ms = max(int(lease_s * 1000), 0)
+
+    async def add(self, alert: dict[str, Any]) -> None:
+        """Record it, leased to the caller (who is about to send it)."""
+        await self._redis.eval(_ADD_PENDING, 2, *self._keys, self._lease_ms,  # type: ignore[misc]
+                               str(alert["alertId"]), json.dumps(alert), _PENDING_KEEP_S)
+
+    async def done(self, alert_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._keys[0], alert_id)
+            pipe.zrem(self._keys[1], alert_id)
+            await pipe.execute()
+
+    async def take_due(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Alerts whose lease ended, now leased to the caller."""
+        taken = await self._redis.eval(_TAKE_DUE, 2, *self._keys,  # type: ignore[misc]
+                                       self._lease_ms, limit)
+        return [json.loads(body) for body in taken]

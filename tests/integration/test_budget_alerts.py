@@ -203,3 +203,44 @@ async def test_three_accounting_replicas_consuming_usage_send_each_threshold_onc
     assert sorted(event["threshold"] for event in events) == [0.5, 0.8, 1.0]
     assert sorted(d.body["threshold"] for d in hook.delivered) == [0.5, 0.8, 1.0]
     assert [d.status for d in hook.received[:2]] == [500, 500] and len(hook.received) == 5
+
+
+async def test_a_pending_alert_is_taken_over_once_when_its_sender_gave_up_or_died(
+        settings: Settings, database_url: str) -> None:
+    """The receiver is down through the claimer's whole retry schedule: the alert stays pending
+    and, once its lease ended, another replica's sweep delivers it, once. An alert recorded as
+    pending by a sender that died before its POST is delivered the same way."""
+    key = f"pending-{settings.env}"
+    await add_key(database_url, key, {"limit": 1.0, "period": "daily", "alertAt": [0.5]})
+    now = datetime.now(UTC)
+    with start_webhook(fail_first=1_000) as hook:
+        configured = dataclasses.replace(settings, budget_alert_webhook_url=hook.url,
+                                         budget_alert_webhook_secret=SECRET,
+                                         budget_alert_retry_s=0.01)
+        client = redis.from_url(REDIS_URL)
+        try:
+            async with AsyncConnectionPool(database_url, min_size=1, max_size=2) as pool:
+                claimer = BudgetAlerts(configured, pool, client, None, lease_s=0.5)
+                other = BudgetAlerts(configured, pool, client, None, lease_s=0.5)
+                await budget.record_spend(client, settings.env, [
+                    budget.Spend(f"{settings.env}-p", key, 600_000_000, now)])
+                [alert] = await claimer.check([key], now)
+                await claimer.drain()
+                assert len(hook.received) == 6 and not hook.delivered  # every attempt failed
+                assert await other.resend_due() == 0  # still leased to the claimer
+                hook.fail_first = 0  # the receiver is back
+                await asyncio.sleep(0.6)
+                assert await other.resend_due() == 1
+                await other.drain()
+                assert await other.resend_due() == 0
+                # A sender that died between recording the alert and POSTing it.
+                orphan = {**alert.as_json(), "alertId": "orphan:daily:x:0.5"}
+                await alerts.PendingAlerts(client, settings.env, lease_s=0).add(orphan)
+                assert await other.resend_due() == 1
+                await other.drain()
+                assert await client.hlen(alerts.pending_key(settings.env)) == 0
+                assert await client.zcard(alerts.pending_due_key(settings.env)) == 0
+        finally:
+            await client.aclose()
+    assert [d.body["alertId"] for d in hook.delivered] == [alert.alert_id, "orphan:daily:x:0.5"]
+    assert all(d.headers["x-omniroute-alert-id"] == d.body["alertId"] for d in hook.delivered)

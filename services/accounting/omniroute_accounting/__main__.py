@@ -50,7 +50,7 @@ async def main() -> None:
     budgets = gauges.budget_levels(meter, pool, redis_client, config.env)
     try:
         await asyncio.gather(
-            lag.run(stop), budgets.run(stop),
+            lag.run(stop), budgets.run(stop), alerts.run(stop),
             consume(nats_client, config, durable="accounting", subject_suffix="usage.>",
                     handle=recorder.handle, stop=stop),
             maintenance.run(config, pool, redis_client, stop, recorder.rebuild_wanted),

@@ -1,14 +1,17 @@
 """Budget threshold alerts, checked by accounting right after it added a batch's spend (see
-omniroute.alerts for the once-only claim and the webhook). A failure here never fails the batch:
-its rows are committed, and the next spend of the key claims what was missed."""
+omniroute.alerts for the once-only claim, the webhook and its pending record). A failure here
+never fails the batch: its rows are committed, and the next spend of the key claims what was
+missed. `run` sweeps pending deliveries whose sender died or gave up."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis.asyncio as redis
 from nats.aio.client import Client as NATS
@@ -20,15 +23,18 @@ from omniroute.settings import Settings
 from omniroute.store import admin_settings_repo, budget_repo
 
 log = logging.getLogger("omniroute.accounting")
+_GRACE = timedelta(days=1)  # a pending alert is retried until its period is this far past
 
 
 class BudgetAlerts:
     def __init__(self, settings: Settings, pool: AsyncConnectionPool, client: redis.Redis,
-                 nats_client: NATS | None) -> None:
+                 nats_client: NATS | None, lease_s: float = 300.0) -> None:
         self._settings = settings
         self._pool = pool
         self._redis = client
         self._nats = nats_client
+        # Longer than a sender's whole retry schedule, so a live sender is never doubled.
+        self._pending = alerts.PendingAlerts(client, settings.env, lease_s)
         self._deliveries: set[asyncio.Task[bool]] = set()
 
     async def check(self, key_ids: Iterable[str], now: datetime | None = None) -> list[alerts.Alert]:
@@ -71,17 +77,60 @@ class BudgetAlerts:
 
     async def _send(self, alert: alerts.Alert, webhook: alerts.WebhookSender | None) -> None:
         log.info("%s", alert.text)
+        body = alert.as_json()
         if self._nats is not None:
             try:
                 await self._nats.publish(self._settings.subject(alerts.SUBJECT_SUFFIX),
-                                         json.dumps(alert.as_json()).encode())
+                                         json.dumps(body).encode())
             except Exception as exc:
                 log.error("budget alert %s: NATS publish failed: %s", alert.alert_id, exc)
         if webhook is not None:
-            # Retries take a while: they must not hold up the consumer's batches.
-            task = asyncio.create_task(webhook.send(alert))
-            self._deliveries.add(task)
-            task.add_done_callback(self._deliveries.discard)
+            try:
+                await self._pending.add(body)
+            except Exception as exc:  # sent anyway, only without a second chance
+                log.error("budget alert %s: not recorded as pending: %s", alert.alert_id, exc)
+            self._deliver(webhook, body)
+
+    def _deliver(self, webhook: alerts.WebhookSender, body: dict[str, Any]) -> None:
+        """POST in the background (retries take a while: they must not hold up the consumer's
+        batches); a delivered alert stops being pending."""
+        async def deliver() -> bool:
+            delivered = await webhook.send(body)
+            if delivered:
+                try:
+                    await self._pending.done(str(body["alertId"]))
+                except Exception as exc:  # a later sweep sends it again (same alert id)
+                    log.warning("budget alert %s: still marked pending: %s", body["alertId"], exc)
+            return delivered
+
+        task = asyncio.create_task(deliver())
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def resend_due(self, now: datetime | None = None) -> int:
+        """Take over pending alerts whose lease ended; returns how many are being sent again."""
+        webhook = await self._webhook()
+        if webhook is None:
+            return 0
+        now = now or datetime.now(UTC)
+        resent = 0
+        for body in await self._pending.take_due():
+            if datetime.fromisoformat(body["periodEnd"]) + _GRACE < now:
+                await self._pending.done(str(body["alertId"]))  # too late to matter
+                continue
+            self._deliver(webhook, body)
+            resent += 1
+        return resent
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 30.0) -> None:
+        """Sweep pending deliveries until `stop` (next to the service's other tasks)."""
+        while not stop.is_set():
+            try:
+                await self.resend_due()
+            except Exception as exc:  # Redis or Postgres away: the next sweep tries again
+                log.warning("budget alert sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Give webhook deliveries in flight a moment to finish (at shutdown, and in tests)."""
