@@ -26,6 +26,10 @@ class Settings:
     redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     nats_url: str = field(default_factory=lambda: os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     qdrant_url: str = field(default_factory=lambda: os.environ.get("QDRANT_URL", ""))
+    # A Qdrant server's API key (sent as `api-key`), and a prefix for the semantic cache's
+    # collection names (e.g. "semcache." for a server that maps `schema.` to its own namespaces).
+    qdrant_api_key: str = field(default_factory=lambda: os.environ.get("QDRANT_API_KEY", ""))
+    qdrant_collection_prefix: str = field(default_factory=lambda: os.environ.get("QDRANT_COLLECTION_PREFIX", ""))
     master_key: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_MASTER_KEY", ""))
     config_file: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_CONFIG", ""))
     require_api_key: bool = field(default_factory=lambda: _flag("REQUIRE_API_KEY", True))

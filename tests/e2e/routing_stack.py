@@ -88,9 +88,9 @@ def upstream_calls(mock: MockServer, marker: str) -> list[Any]:
 
 @contextlib.contextmanager
 def routing_stack(tmp_dir: Path, config: dict[str, Any], key_names: list[str],
-                  replicas: int = REPLICAS) -> Iterator[RoutingStack]:
+                  replicas: int = REPLICAS, extra_env: dict[str, str] | None = None) -> Iterator[RoutingStack]:
     first_key = config["keys"][0]["key"]
-    with running_gateway(tmp_dir, config, api_key=first_key) as gateway:
+    with running_gateway(tmp_dir, config, api_key=first_key, extra_env=extra_env) as gateway:
         extra = Stack(ports=dataclasses.replace(gateway.stack.ports), env=gateway.stack.env,
                       log_dir=gateway.log_dir)
         addrs = [f"127.0.0.1:{gateway.stack.ports.router}"]

@@ -1,7 +1,8 @@
 """The semantic cache's vectors in Qdrant, through qdrant-client.
 
 Where: `QDRANT_URL` unset → local mode in `.omniroute/qdrant/<env>`; an http(s) URL → a Qdrant
-server; ":memory:" → this process only; anything else → a local path.
+server (with `QDRANT_API_KEY` when set); ":memory:" → this process only; anything else → a local
+path. `QDRANT_COLLECTION_PREFIX` goes before every collection name.
 
 Local mode lets ONE process open a path. With several routers a Qdrant server is required
 (Kubernetes: the official Qdrant chart, QDRANT_URL set for every router). To keep local mode
@@ -63,7 +64,7 @@ def location(settings: Settings) -> dict[str, Any]:
     """qdrant-client arguments for QDRANT_URL."""
     value = settings.qdrant_url.strip()
     if value.startswith(("http://", "https://")):
-        return {"url": value}
+        return {"url": value, "api_key": settings.qdrant_api_key or None}
     if value == ":memory:":
         return {"location": ":memory:"}
     return {"path": value or str(Path(".omniroute") / "qdrant" / settings.env)}
@@ -90,7 +91,8 @@ class SemanticStore:
         return await self._open() is not None
 
     def collection(self, embedder: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_-]", "_", f"{self._settings.env}_semcache_{embedder}")
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{self._settings.env}_semcache_{embedder}")
+        return self._settings.qdrant_collection_prefix + name
 
     async def _open(self) -> AsyncQdrantClient | None:
         if self._client is not None or self._unavailable:
@@ -121,7 +123,7 @@ class SemanticStore:
                 return None
             found = await client.query_points(name, query=vector, limit=1, score_threshold=threshold,
                                               query_filter=scope.conditions(time.time()),
-                                              with_payload=["entry"])
+                                              with_payload=True)
         except Exception as exc:
             log.warning("semantic cache lookup failed (a miss): %s", exc)
             return None
@@ -186,7 +188,7 @@ class SemanticStore:
             await client.delete(name, points_selector=models.FilterSelector(filter=expired))
         count = (await client.count(name, exact=True)).count
         if count > max_entries:
-            points, _ = await client.scroll(name, limit=count, with_payload=["created_at"])
+            points, _ = await client.scroll(name, limit=count, with_payload=True)
             points.sort(key=lambda p: float((p.payload or {}).get("created_at", 0)))
             oldest = [p.id for p in points[:count - int(max_entries * EVICT_TO)]]
             await client.delete(name, points_selector=models.PointIdsList(points=oldest))
