@@ -123,7 +123,7 @@ class SemanticStore:
                 return None
             found = await client.query_points(name, query=vector, limit=1, score_threshold=threshold,
                                               query_filter=scope.conditions(time.time()),
-                                              with_payload=True)
+                                              with_payload=True)  # a field list: not every server
         except Exception as exc:
             log.warning("semantic cache lookup failed (a miss): %s", exc)
             return None
