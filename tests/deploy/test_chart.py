@@ -403,6 +403,7 @@ LEFT_TO_DEFAULTS = {
     "OMNIROUTE_UPSTREAM_TIMEOUT_S": "executor/router: upstream timeout (600 s)",
     "OMNIROUTE_CPROFILE": "every service: write a cProfile of the run to this folder (benchmarks only)",
     "OMNIROUTE_CONFIG_REFRESH_S": "snapshot refresh period besides config.changed (30 s)",
+    "QDRANT_COLLECTION_PREFIX": "router: before the semantic cache's collection names (empty)",
     "OMNIROUTE_USAGE_RETENTION_DAYS": "accounting: usage rows kept (90 days)",
     "OMNIROUTE_RETENTION_INTERVAL_S": "accounting: retention sweep period",
     "OMNIROUTE_BUDGET_REBUILD_INTERVAL_S": "accounting: budget counter rebuild period",
@@ -552,6 +553,30 @@ def test_router_without_qdrant_server_uses_local_mode_on_an_empty_dir() -> None:
     # With a server, no local volume.
     server = by_name(objects("external"), "Deployment")["omniroute-router"]["spec"]["template"]["spec"]
     assert [v["name"] for v in server["volumes"]] == ["tmp"]
+
+
+def test_every_router_replica_shares_the_qdrant_server_with_its_key() -> None:
+    """Several routers share one semantic cache: each pod of the router Deployment gets the
+    server's URL (no local-mode volume) and the optional API key from the chart's Secret."""
+    values = deep_merge(EXTERNAL, {"router": {"replicaCount": 3, "autoscaling": {"enabled": False}},
+                                   "secrets": {"qdrantApiKey": "qk-123"}})
+    objs = render(values)
+    router = by_name(objs, "Deployment")["omniroute-router"]
+    assert router["spec"]["replicas"] == 3
+    pod = router["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["QDRANT_URL"]["value"] == EXTERNAL["externalQdrant"]["url"]
+    assert env["QDRANT_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "omniroute", "key": "QDRANT_API_KEY", "optional": True}
+    assert "semantic-cache" not in [v["name"] for v in pod["volumes"]]
+    secret = by_name(objs, "Secret")["omniroute"]
+    assert base64.b64decode(secret["data"]["QDRANT_API_KEY"]).decode() == "qk-123"
+    # Without a key the Secret has none, and the reference stays optional.
+    assert "QDRANT_API_KEY" not in by_name(render(EXTERNAL), "Secret")["omniroute"]["data"]
+    # The bundled Qdrant chart: its service for every replica.
+    bundled = by_name(render({}), "Deployment")["omniroute-router"]
+    assert env_of(bundled["spec"]["template"]["spec"]["containers"][0])["QDRANT_URL"]["value"] == (
+        "http://omniroute-qdrant:6333")
 
 
 @pytest.mark.parametrize("scenario", ["defaults", "production-example", "dev-example", "overrides"])
