@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from omniroute.devstack.backing import wait_listening
@@ -101,6 +102,20 @@ async def test_an_answer_stored_by_one_router_is_served_by_the_other(stack: Rout
     assert float(second.headers["x-omniroute-semantic-similarity"]) > 0.999
     assert second.text == first.text
     assert len(upstream_calls(mock_upstream, marker)) == 1, "router 2 answered from router 1's entry"
+
+
+async def test_clearing_the_cache_clears_it_for_every_router(stack: RoutingStack) -> None:
+    prompt = f"will this be forgotten? {uuid.uuid4().hex}"
+    assert (await stack.chat(0, MODEL, prompt)).headers["x-omniroute-semantic-cache"] == "MISS"
+    assert (await stack.chat(1, MODEL, prompt)).headers["x-omniroute-semantic-cache"] == "HIT"
+    gateway = stack.gateway
+    async with httpx.AsyncClient(base_url=gateway.url) as admin:
+        login = await admin.post("/api/auth/login", json={"password": gateway.admin_password})
+        token = login.json()["token"]
+        cleared = await admin.delete("/api/cache", headers={"authorization": f"Bearer {token}"})
+        assert cleared.status_code == 200 and cleared.json()["semanticCleared"] >= 1
+    assert (await stack.chat(1, MODEL, prompt)).headers["x-omniroute-semantic-cache"] == "MISS"
+    assert (await stack.chat(0, MODEL, prompt)).headers["x-omniroute-semantic-cache"] == "HIT"
 
 
 async def test_a_router_whose_server_is_unreachable_answers_without_the_cache(stack: RoutingStack,
