@@ -135,6 +135,8 @@ async def test_a_router_whose_server_is_unreachable_answers_without_the_cache(st
 async def test_a_wrong_api_key_is_refused_by_the_server(stack: RoutingStack, mock_upstream: MockServer) -> None:
     """The key the other routers use is really checked: without it, this router has no cache."""
     env = stack.gateway.stack.env
-    with router_with(stack, {"QDRANT_URL": env["QDRANT_URL"], "QDRANT_API_KEY": "wrong"}) as refused:
+    with router_with(stack, {"QDRANT_URL": env["QDRANT_URL"], "QDRANT_API_KEY": "wrong-key-7f3a"}) as refused:
         answer = await refused.chat(0, MODEL, f"may I? {uuid.uuid4().hex}")
         assert answer.error is None and answer.headers["x-omniroute-semantic-cache"] == "OFF"
+        log = (stack.gateway.log_dir / "router-other-qdrant.log").read_text()
+        assert "semantic cache off in this router" in log and "wrong-key-7f3a" not in log, "the key is never logged"

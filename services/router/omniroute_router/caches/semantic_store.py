@@ -107,7 +107,8 @@ class SemanticStore:
                     await client.get_collections()
                     self._client = client
                 except Exception as exc:  # qdrant-client raises RuntimeError, httpx, grpc … errors
-                    self._unavailable = f"{where}: {exc}"
+                    shown = {k: v for k, v in where.items() if k != "api_key"}  # never log the key
+                    self._unavailable = f"{shown}: {exc}"
                     log.error("semantic cache off in this router: Qdrant cannot be opened (%s). "
                               "Several routers need a Qdrant server (QDRANT_URL).", self._unavailable)
         return self._client
