@@ -40,10 +40,12 @@ def create_app(settings: Settings) -> FastAPI:
         if file_config is not None:
             await config_file.apply(state, file_config)
         upkeep = asyncio.create_task(maintenance.loop(state))
-        discovery = asyncio.create_task(model_discovery.loop(state))
+        stop_discovery = asyncio.Event()
+        discovery = asyncio.create_task(model_discovery.loop(state, stop_discovery))
         try:
             yield
         finally:
+            stop_discovery.set()
             for task in (upkeep, discovery):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ RETRY_S while its reads fail (the last good list stays in use)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -47,9 +48,11 @@ async def run_once(state: AdminState) -> list[str]:
     return reading
 
 
-async def loop(state: AdminState) -> None:
+async def loop(state: AdminState, stop: asyncio.Event) -> None:
+    """Rounds until `stop` is set. The lifespan sets it before cancelling: a cancellation that
+    lands inside a library that swallows it (gRPC) must not keep the loop alive."""
     lock = f"{state.settings.env}:admin:model-discovery"
-    while True:
+    while not stop.is_set():
         try:
             if await state.redis.set(lock, "1", nx=True, ex=int(ROUND_S)):
                 await run_once(state)
@@ -59,4 +62,5 @@ async def loop(state: AdminState) -> None:
             log.warning("model list round skipped, a store is unreachable (%s)", describe(exc))
         except Exception as exc:  # the loop outlives a bad round; the next one tries again
             log.error("model list round failed: %r", exc)
-        await asyncio.sleep(ROUND_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ROUND_S)

@@ -4,6 +4,8 @@ decrypted here and sent inside the cluster only."""
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +79,11 @@ async def call(settings: Settings, operation: common_pb2.Operation, call_target:
             if kind == "response":
                 return Outcome(True, orjson.loads(event.response))
     except grpc.aio.AioRpcError as exc:
+        task = asyncio.current_task()
+        if exc.code() == grpc.StatusCode.CANCELLED and task is not None and task.cancelling():
+            # grpc.aio reports our own task's cancellation as a CANCELLED call: keep it a
+            # cancellation, or a background loop being stopped would never stop.
+            raise asyncio.CancelledError from exc
         return Outcome(False, {}, {"status": 502, "code": "executor_unavailable",
                                    "message": f"the {call_target.family} executor failed: {exc.code().name}"})
     return Outcome(False, {}, {"status": 502, "code": "empty_answer", "message": "no answer"})
