@@ -5,7 +5,6 @@ decrypted here and sent inside the cluster only."""
 from __future__ import annotations
 
 import asyncio
-
 import uuid
 from dataclasses import dataclass
 from typing import Any
