@@ -79,7 +79,7 @@ class Settings:
         "OMNIROUTE_BUDGET_DEFAULT_MAX_TOKENS", "4096")))
     # Budget periods (daily, weekly, monthly) start at midnight in this IANA time zone; read by
     # omniroute.limits.budget.budget_zone in every process (they must all agree).
-    budget_timezone: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_BUDGET_TIMEZONE", "UTC"))
+    budget_timezone: str = field(default_factory=lambda: budget_timezone())
     # What a model without a price in the pricing table is charged (accounting and the router's
     # reservation alike), per million input / output tokens, per image and per audio second.
     default_price_input_per_mtok: str = field(default_factory=lambda: os.environ.get(
@@ -171,6 +171,12 @@ class Settings:
 
     def subject(self, suffix: str) -> str:
         return f"{self.env}.{suffix}"
+
+
+def budget_timezone() -> str:
+    """OMNIROUTE_BUDGET_TIMEZONE alone: the budget periods' zone is needed by pure period helpers
+    (omniroute.limits.budget) that are not handed a Settings, and building one per call is costly."""
+    return os.environ.get("OMNIROUTE_BUDGET_TIMEZONE", "UTC")
 
 
 def load() -> Settings:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as redis
 
-from omniroute.settings import Settings
+from omniroute.settings import Settings, budget_timezone
 
 PERIODS = ("daily", "weekly", "monthly")
 NANOS_PER_USD = 1_000_000_000
@@ -160,7 +159,7 @@ def _zone(name: str) -> ZoneInfo:
 
 def budget_zone() -> ZoneInfo:
     """The budget periods' time zone (Settings.budget_timezone: OMNIROUTE_BUDGET_TIMEZONE)."""
-    return _zone(os.environ.get("OMNIROUTE_BUDGET_TIMEZONE") or "UTC")
+    return _zone(budget_timezone() or "UTC")
 
 
 def period_bounds(period: str, at: datetime, zone: ZoneInfo | None = None) -> tuple[datetime, datetime]:
