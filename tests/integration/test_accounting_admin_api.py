@@ -154,7 +154,11 @@ async def test_history_logs_request_logs_and_connection_usage(
 
 async def test_telemetry_sessions_and_health(admin: httpx.AsyncClient, settings: Settings) -> None:
     client = redis.from_url(REDIS_URL)
-    events = [usage_event(f"tel{i}", provider="claudeCode", key="key-s") for i in range(10)]
+    # Ended a few seconds ago, as real events have: with started = now, the latencies below put
+    # some ends in the next minute, which a read still inside this minute rightly leaves out.
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    events = [usage_event(f"tel{i}", provider="claudeCode", key="key-s", started=started)
+              for i in range(10)]
     for index, event in enumerate(events, start=1):
         event.latency_ms = index * 100.0
     await LatencyStore(client, settings.env).record(events)
