@@ -39,9 +39,9 @@ from typing import Any
 import httpx
 import redis.asyncio as redis
 
-from omniroute.limits.budget import NANOS_PER_USD, Budget, from_nanos, period_bounds, spend_key
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
+from omniroute.shared_state.budget import NANOS_PER_USD, Budget, from_nanos, period_bounds, spend_key
 
 log = logging.getLogger("omniroute.alerts")
 

@@ -78,7 +78,7 @@ class Settings:
     budget_default_max_tokens: int = field(default_factory=lambda: int(os.environ.get(
         "OMNIROUTE_BUDGET_DEFAULT_MAX_TOKENS", "4096")))
     # Budget periods (daily, weekly, monthly) start at midnight in this IANA time zone; read by
-    # omniroute.limits.budget.budget_zone in every process (they must all agree).
+    # omniroute.shared_state.budget.budget_zone in every process (they must all agree).
     budget_timezone: str = field(default_factory=lambda: budget_timezone())
     # What a model without a price in the pricing table is charged (accounting and the router's
     # reservation alike), per million input / output tokens, per image and per audio second.
@@ -175,7 +175,7 @@ class Settings:
 
 def budget_timezone() -> str:
     """OMNIROUTE_BUDGET_TIMEZONE alone: the budget periods' zone is needed by pure period helpers
-    (omniroute.limits.budget) that are not handed a Settings, and building one per call is costly."""
+    (omniroute.shared_state.budget) that are not handed a Settings, and building one per call is costly."""
     return os.environ.get("OMNIROUTE_BUDGET_TIMEZONE", "UTC")
 
 

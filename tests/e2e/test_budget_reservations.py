@@ -27,7 +27,7 @@ import redis.asyncio as redis
 
 from omniroute.devstack.backing import wait_listening
 from omniroute.devstack.stack import Stack, free_port
-from omniroute.limits import budget
+from omniroute.shared_state import budget
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from tests.e2e.routing_stack import Answer, RoutingStack, routing_stack
 from tests.mocks.server import MockServer

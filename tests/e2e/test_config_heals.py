@@ -16,9 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from omniroute.config.routing_spec import ResilienceProfile
-from omniroute.limits.breaker import Breakers
-from omniroute.limits.cooldown import Cooldowns
-from omniroute.limits.headroom import Exhausted, Headroom
+from omniroute.shared_state.breaker import Breakers
+from omniroute.shared_state.cooldown import Cooldowns
+from omniroute.shared_state.headroom import Exhausted, Headroom
 from tests.mocks.oauth import OAuthServer
 from tests.mocks.server import MockServer
 from tests.support import REDIS_URL, Gateway, wait_for

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from omniroute.analytics_store import LatencyStore
-from omniroute.limits import connect
+from omniroute.shared_state import connect
 from tests.e2e.routing_stack import RoutingStack, routing_stack
 from tests.mocks.common import SCRIPTED
 from tests.mocks.server import MockServer

@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as redis
 
 from omniroute.analytics_store import LatencyStore, SessionStore
-from omniroute.limits import budget, budget_holds
 from omniroute.settings import Settings
+from omniroute.shared_state import budget, budget_holds
 from omniroute.store import usage_repo
 from omniroute_admin.app import create_app
 from tests.integration.accounting_support import usage_event

@@ -18,8 +18,8 @@ from nats.aio.client import Client
 
 from omniroute.analytics_store import LatencyStore, SessionStore
 from omniroute.bus.connection import ensure_stream
-from omniroute.limits import budget
 from omniroute.settings import Settings
+from omniroute.shared_state import budget
 from omniroute.store import usage_queries, usage_repo
 from omniroute.store.usage_queries import UsageFilter
 from omniroute_accounting import maintenance

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from omniroute.bus.connection import ensure_stream
 from omniroute.devstack.stack import free_port
-from omniroute.limits import budget
 from omniroute.settings import Settings
+from omniroute.shared_state import budget
 from omniroute.v1 import events_pb2
 from tests.integration.accounting_support import expected_cost, publish, usage_event
 from tests.integration.test_accounting_pipeline import count, counters, wait_drained, wait_rows

@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 import yaml
 
 from omniroute.config.routing_spec import ResilienceProfile
-from omniroute.limits.breaker import Breakers
-from omniroute.limits.cooldown import Cooldowns
 from omniroute.settings import Settings
+from omniroute.shared_state.breaker import Breakers
+from omniroute.shared_state.cooldown import Cooldowns
 from omniroute_admin.app import create_app
 
 CONNECTION, MODEL = "filed:main", "gpt-4o"

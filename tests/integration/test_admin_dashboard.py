@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omniroute.limits import budget
+from omniroute.shared_state import budget
 from tests.integration.admin_app import PASSWORD, Admin, running_admin
 
 
@@ -233,8 +233,8 @@ async def test_ops_pages_need_a_login_and_forms_need_the_csrf_token(admin: Admin
 
 async def test_provider_test_button_and_connection_health(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     from omniroute.config.routing_spec import CooldownSettings, ResilienceProfile
-    from omniroute.limits.breaker import Breakers
-    from omniroute.limits.cooldown import Cooldowns
+    from omniroute.shared_state.breaker import Breakers
+    from omniroute.shared_state.cooldown import Cooldowns
     from omniroute_admin.features import provider_calls
 
     created = await admin.client.post("/api/providers", json={
@@ -354,7 +354,7 @@ async def test_combos_and_aliases_edit_reorder_and_validation(admin: Admin) -> N
 
 
 async def test_cache_page_and_clear(admin: Admin) -> None:
-    from omniroute.limits.cache import ExactCache
+    from omniroute.shared_state.cache import ExactCache
 
     cache = ExactCache(admin.app.state.admin.redis, admin.settings.env)
     await cache.begin("dash-entry", "r1", lease_s=5, wait_s=0)

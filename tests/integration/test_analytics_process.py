@@ -17,8 +17,8 @@ from nats.aio.client import Client
 from omniroute.bus.connection import ensure_stream
 from omniroute.config.routing_spec import ResilienceProfile
 from omniroute.devstack.stack import free_port
-from omniroute.limits import breaker
 from omniroute.settings import Settings
+from omniroute.shared_state import breaker
 from tests.integration.accounting_support import publish, usage_event
 from tests.integration.test_accounting_process import samples, scrape
 

@@ -21,8 +21,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from omniroute import alerts
 from omniroute.bus.connection import ensure_stream
-from omniroute.limits import budget
 from omniroute.settings import Settings
+from omniroute.shared_state import budget
 from omniroute_accounting.alerting import BudgetAlerts
 from tests.integration.accounting_support import publish, running_accounting, usage_event
 from tests.integration.admin_app import running_admin

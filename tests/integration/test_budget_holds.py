@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from omniroute.limits import budget
-from omniroute.limits.budget_holds import BudgetHolds
 from omniroute.settings import Settings
+from omniroute.shared_state import budget
+from omniroute.shared_state.budget_holds import BudgetHolds
 from tests.support import REDIS_URL
 
 DOLLAR = budget.NANOS_PER_USD

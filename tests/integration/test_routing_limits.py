@@ -7,19 +7,19 @@ import asyncio
 
 import pytest
 
-from omniroute import limits
+from omniroute import shared_state
 from omniroute.config.routing_spec import CooldownSettings, ResilienceProfile
-from omniroute.limits.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers
-from omniroute.limits.cooldown import Cooldowns
-from omniroute.limits.flight import Flights
-from omniroute.limits.headroom import Exhausted, Headroom
-from omniroute.limits.ratelimit import Limits, RateLimiter
 from omniroute.settings import Settings
+from omniroute.shared_state.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers
+from omniroute.shared_state.cooldown import Cooldowns
+from omniroute.shared_state.flight import Flights
+from omniroute.shared_state.headroom import Exhausted, Headroom
+from omniroute.shared_state.ratelimit import Limits, RateLimiter
 
 
 @pytest.fixture
 async def client(settings: Settings):  # type: ignore[no-untyped-def]
-    redis = limits.connect(settings)
+    redis = shared_state.connect(settings)
     yield redis
     keys = [k async for k in redis.scan_iter(match=settings.env + ":*")]
     if keys:

@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
-from omniroute import limits
+from omniroute import shared_state
 from omniroute.answers import chunks_of
 from omniroute.config.routing_spec import CacheSettings
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
-from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
+from omniroute.shared_state.semantic_stats import SemanticStats
 from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.caches.embedders import Embedder, HashingEmbedder, MiniLMEmbedder, PromptTooLong
 from omniroute_router.caches.semantic import SemanticCache, prompt_text, wanted
@@ -57,7 +57,7 @@ class Upstream:
 @contextlib.asynccontextmanager
 async def semantic_parts(settings: Settings, tmp_path: Path, local_embedder: Embedder | None):  # type: ignore[no-untyped-def]
     local = dataclasses.replace(settings, qdrant_url=str(tmp_path / "qdrant"))
-    client = limits.connect(local)
+    client = shared_state.connect(local)
     stats = SemanticStats(client, local.env)
     store = SemanticStore(local, stats)
 

@@ -17,9 +17,9 @@ from psycopg_pool import AsyncConnectionPool
 from omniroute.bus.connection import ensure_stream
 from omniroute.config.routing_spec import ResilienceProfile
 from omniroute.config.spec import KeySpec
-from omniroute.limits import breaker, budget
-from omniroute.limits.budget_holds import BudgetHolds
 from omniroute.settings import Settings
+from omniroute.shared_state import breaker, budget
+from omniroute.shared_state.budget_holds import BudgetHolds
 from omniroute.store import config_repo
 from omniroute.telemetry import gauges
 from tests.integration.accounting_support import publish, usage_event

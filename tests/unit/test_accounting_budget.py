@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from omniroute.limits.budget import Budget, BudgetStatus, period_bounds, spend_key
+from omniroute.shared_state.budget import Budget, BudgetStatus, period_bounds, spend_key
 
 
 @pytest.mark.parametrize(("period", "start", "end"), [

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from omniroute.limits.budget import budget_zone, period_bounds, spend_key
+from omniroute.shared_state.budget import budget_zone, period_bounds, spend_key
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

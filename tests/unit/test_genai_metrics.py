@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from omniroute import alerts
-from omniroute.limits.budget import DEFAULT_ALERT_AT, Budget, parse_alert_at
+from omniroute.shared_state.budget import DEFAULT_ALERT_AT, Budget, parse_alert_at
 from omniroute.telemetry.metrics import TOKEN_BUCKETS, GenAiMetrics
 from omniroute.v1 import common_pb2, events_pb2
 

@@ -1,15 +1,15 @@
 """A connection's health keys (cooldowns, model locks, breaker, headroom) have one owner:
-omniroute.limits.health_keys. Writers, readers and the admin's clearing all build them there."""
+omniroute.shared_state.health_keys. Writers, readers and the admin's clearing all build them there."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from omniroute.limits.health_keys import HealthKeys
+from omniroute.shared_state.health_keys import HealthKeys
 
 ROOT = Path(__file__).resolve().parents[2]
-OWNER = "libs/omniroute/limits/health_keys.py"
+OWNER = "libs/omniroute/shared_state/health_keys.py"
 LAYOUT = re.compile(r""":(?:cooldown|modellock|breaker|headroom):["'{]?""")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from omniroute.limits.headroom import DEFAULT_WAIT_S, MAX_WAIT_S, exhausted, pick, reset_seconds
+from omniroute.shared_state.headroom import DEFAULT_WAIT_S, MAX_WAIT_S, exhausted, pick, reset_seconds
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 from omniroute.config.routing_spec import CacheSettings, RoutingSettings
-from omniroute.limits.cache import cache_key, cacheable, normalise
+from omniroute.shared_state.cache import cache_key, cacheable, normalise
 from omniroute.v1 import common_pb2
 from omniroute_router.caches.replay import Collector, cached_events, decode_events, encode_events
 from omniroute_router.dispatch.classify import Failure, classify, falls_back

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from omniroute.limits.budget import NANOS_PER_USD, PERIODS, Budget, period_bounds
+from omniroute.shared_state.budget import NANOS_PER_USD, PERIODS, Budget, period_bounds
 
 
 async def set_budget(conn: AsyncConnection[Any], key_id: str, budget: Budget | None) -> bool:

@@ -29,8 +29,9 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from psycopg_pool import AsyncConnectionPool
 
-from omniroute.limits import breaker
-from omniroute.limits.budget import (
+from omniroute.settings import Settings
+from omniroute.shared_state import breaker
+from omniroute.shared_state.budget import (
     TOTAL_FIELD,
     Budget,
     from_nanos,
@@ -38,7 +39,6 @@ from omniroute.limits.budget import (
     period_bounds,
     spend_key,
 )
-from omniroute.settings import Settings
 from omniroute.store import budget_repo
 
 log = logging.getLogger("omniroute.telemetry")
@@ -117,7 +117,7 @@ def consumer_lag(meter: metrics.Meter, js: JetStreamContext, settings: Settings,
 async def breaker_values(client: redis.Redis, env: str, remembered: set[str],
                          limit: int = 10_000) -> dict[str, Values]:
     """The state of every breaker key in Redis. A breaker that closes is deleted from Redis
-    (omniroute.limits.breaker), so connections seen before and now absent report CLOSED (0)
+    (omniroute.shared_state.breaker), so connections seen before and now absent report CLOSED (0)
     instead of vanishing: a dashboard then shows the recovery, not a gap."""
     breakers = breaker.Breakers(client, env)
     prefix = breakers.key("")
@@ -154,7 +154,7 @@ async def budget_values(pool: AsyncConnectionPool, client: redis.Redis, env: str
                         now: datetime | None = None) -> dict[str, Values]:
     """Every key with a budget: its limit, its spend in the current period (the Redis counter
     the router checks) and what remains for new requests: limit - spend - the holds of requests
-    in flight (omniroute.limits.budget_holds), never below 0 (what admission compares against)."""
+    in flight (omniroute.shared_state.budget_holds), never below 0 (what admission compares against)."""
     now = now or datetime.now(UTC)
     async with pool.connection() as conn:
         rows: list[dict[str, Any]] = await budget_repo.list_budgets(conn)

@@ -8,7 +8,7 @@ import logging
 
 from psycopg_pool import AsyncConnectionPool
 
-from omniroute import control, health, limits, runtime, settings, telemetry
+from omniroute import control, health, runtime, settings, shared_state, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
@@ -30,7 +30,7 @@ async def main() -> None:
     await ensure_stream(nats_client, config)
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=4, open=False)
     await pool.open()
-    redis_client = limits.connect(config)
+    redis_client = shared_state.connect(config)
     prices = PriceSource(pool, config)
     await prices.start(nats_client)
     alerts = BudgetAlerts(config, pool, redis_client, nats_client)

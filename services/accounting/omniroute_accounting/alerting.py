@@ -18,8 +18,8 @@ from nats.aio.client import Client as NATS
 from psycopg_pool import AsyncConnectionPool
 
 from omniroute import alerts
-from omniroute.limits.budget import Budget
 from omniroute.settings import Settings
+from omniroute.shared_state.budget import Budget
 from omniroute.store import admin_settings_repo, budget_repo
 
 log = logging.getLogger("omniroute.accounting")

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as redis
 from psycopg_pool import AsyncConnectionPool
 
-from omniroute.limits import budget
 from omniroute.settings import Settings
+from omniroute.shared_state import budget
 from omniroute.store import budget_repo, usage_repo
 
 log = logging.getLogger("omniroute.accounting.maintenance")

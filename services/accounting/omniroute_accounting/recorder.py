@@ -4,7 +4,7 @@ Order inside the handler, and why:
 1. price every event (cost is computed here once and stored with the row);
 2. in one transaction: INSERT … RETURNING the request ids that are new, add those costs to the
    Redis spend counters and drop the router's holds of those requests in the same script
-   (marker-guarded, see omniroute.limits.budget), COMMIT;
+   (marker-guarded, see omniroute.shared_state.budget), COMMIT;
 3. drop the markers and record metrics for the new rows only;
 4. claim and send the budget alerts whose thresholds the added spend reached (alerting.py).
 The consumer acks after the handler returns, so an exception at any step means redelivery,
@@ -23,8 +23,8 @@ from nats.aio.msg import Msg
 from psycopg_pool import AsyncConnectionPool
 
 from omniroute import telemetry
-from omniroute.limits import budget
 from omniroute.settings import Settings
+from omniroute.shared_state import budget
 from omniroute.store import usage_repo
 from omniroute.store.pricing import DefaultPrice, Units, default_price, to_nanos
 from omniroute.telemetry.metrics import UsageMetrics
@@ -124,7 +124,7 @@ class Recorder:
 
     async def _add_spend(self, events: list[events_pb2.UsageEvent], new_ids: set[str],
                          costs: dict[str, Decimal]) -> list[str]:
-        """Before the commit (see omniroute.limits.budget). Redis being away must not stop usage
+        """Before the commit (see omniroute.shared_state.budget). Redis being away must not stop usage
         rows from being written: the spend is then rebuilt from Postgres when Redis is back."""
         spends = [budget.Spend(request_id=event.request_id, key_id=event.key_id,
                                nanos=to_nanos(costs[event.request_id]),

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import JSONResponse, Response
 
-from omniroute import control, limits, telemetry
+from omniroute import control, shared_state, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
@@ -34,7 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
         nats_client = await connect(settings.nats_url, name="omniroute-admin")
         await control.listen(nats_client, settings, "admin")  # restart / shutdown orders
         state = AdminState(settings=settings, pool=pool, nats=nats_client,
-                           redis=limits.connect(settings), crypto=Crypto(settings.master_key))
+                           redis=shared_state.connect(settings), crypto=Crypto(settings.master_key))
         app.state.admin = state
         await passwords.ensure_initial(pool, settings.initial_password)
         if file_config is not None:

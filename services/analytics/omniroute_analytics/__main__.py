@@ -11,7 +11,7 @@ import logging
 
 from nats.aio.msg import Msg
 
-from omniroute import analytics_store, control, health, limits, runtime, settings, telemetry
+from omniroute import analytics_store, control, health, runtime, settings, shared_state, telemetry
 from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
@@ -28,7 +28,7 @@ async def main() -> None:
     nats_client = await connect(config.nats_url, name="omniroute-analytics")
     await control.listen(nats_client, config, "analytics")  # admin's restart / shutdown orders
     await ensure_stream(nats_client, config)
-    redis_client = limits.connect(config)
+    redis_client = shared_state.connect(config)
     store = analytics_store.LatencyStore(redis_client, config.env)
     sessions = analytics_store.SessionStore(redis_client, config.env)
 

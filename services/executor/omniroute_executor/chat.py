@@ -12,7 +12,7 @@ import httpx
 import orjson
 
 from omniroute import ssrf
-from omniroute.limits import headroom
+from omniroute.shared_state import headroom
 from omniroute.v1 import common_pb2, executor_pb2
 from omniroute_executor import upstream, upstream_errors
 from omniroute_executor.clients import HttpClients

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-from omniroute import limits
-from omniroute.limits.breaker import Breakers
-from omniroute.limits.cache import ExactCache
-from omniroute.limits.cooldown import Cooldowns
-from omniroute.limits.headroom import Headroom
-from omniroute.limits.idempotency import Idempotency
-from omniroute.limits.ratelimit import RateLimiter
-from omniroute.limits.semantic_stats import SemanticStats
+from omniroute import shared_state
 from omniroute.settings import Settings
+from omniroute.shared_state.breaker import Breakers
+from omniroute.shared_state.cache import ExactCache
+from omniroute.shared_state.cooldown import Cooldowns
+from omniroute.shared_state.headroom import Headroom
+from omniroute.shared_state.idempotency import Idempotency
+from omniroute.shared_state.ratelimit import RateLimiter
+from omniroute.shared_state.semantic_stats import SemanticStats
 from omniroute_router.caches.semantic_store import SemanticStore
 from omniroute_router.selection.combo_state import ComboState
 
@@ -34,7 +34,7 @@ class RouterState:
 
     @classmethod
     def connect(cls, settings: Settings) -> RouterState:
-        client = limits.connect(settings)
+        client = shared_state.connect(settings)
         env = settings.env
         return cls(redis=client, limiter=RateLimiter(client, env), breakers=Breakers(client, env),
                    cooldowns=Cooldowns(client, env), idempotency=Idempotency(client, env),

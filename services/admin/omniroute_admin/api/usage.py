@@ -17,8 +17,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from omniroute.limits import budget as budgets
-from omniroute.limits import budget_holds
+from omniroute.shared_state import budget as budgets
+from omniroute.shared_state import budget_holds
 from omniroute.store import budget_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price
 from omniroute.store.usage_queries import UsageFilter

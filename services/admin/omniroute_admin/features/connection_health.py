@@ -1,4 +1,4 @@
-"""A connection's health (cooldowns, model locks, breaker: omniroute.limits.health_keys) belongs
+"""A connection's health (cooldowns, model locks, breaker: omniroute.shared_state.health_keys) belongs
 to its configuration: what it earned with a wrong base_url or an old credential says nothing about
 the fixed one. Which connections a change reconfigures, and their clearing, for every path that
 saves one: the providers API and dashboard, OAuth sign-in, the config file at start."""
@@ -12,7 +12,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from omniroute.config.spec import ProviderSpec
-from omniroute.limits import health_keys
+from omniroute.shared_state import health_keys
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin")

@@ -12,13 +12,13 @@ from pydantic import BaseModel
 
 from omniroute.config.routing_spec import ComboSpec, PolicySpec
 from omniroute.config.snapshot import ConfigSnapshot, Provider, load_snapshot
-from omniroute.limits import health_keys
-from omniroute.limits.breaker import Breakers
-from omniroute.limits.cache import ExactCache
-from omniroute.limits.cooldown import Cooldowns
-from omniroute.limits.idempotency import Idempotency
-from omniroute.limits.ratelimit import Limits, RateLimiter
-from omniroute.limits.semantic_stats import SemanticStats
+from omniroute.shared_state import health_keys
+from omniroute.shared_state.breaker import Breakers
+from omniroute.shared_state.cache import ExactCache
+from omniroute.shared_state.cooldown import Cooldowns
+from omniroute.shared_state.idempotency import Idempotency
+from omniroute.shared_state.ratelimit import Limits, RateLimiter
+from omniroute.shared_state.semantic_stats import SemanticStats
 from omniroute.store import config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller

@@ -19,8 +19,8 @@ import redis.asyncio as redis
 
 from omniroute.config.routing_spec import CacheSettings
 from omniroute.config.snapshot import ApiKey
-from omniroute.limits.cache import bypassed, normalise
-from omniroute.limits.semantic_stats import SemanticStats
+from omniroute.shared_state.cache import bypassed, normalise
+from omniroute.shared_state.semantic_stats import SemanticStats
 from omniroute.v1 import common_pb2
 from omniroute_router.caches.embedders import (
     Embedder,

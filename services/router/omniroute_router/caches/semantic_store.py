@@ -27,8 +27,8 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from omniroute.limits.semantic_stats import SemanticStats
 from omniroute.settings import Settings
+from omniroute.shared_state.semantic_stats import SemanticStats
 
 log = logging.getLogger("omniroute.router")
 

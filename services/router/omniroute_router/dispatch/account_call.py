@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from omniroute.config.snapshot import Connection
 from omniroute.executor_pool import ExecutorPool
-from omniroute.limits.ratelimit import Limits
+from omniroute.shared_state.ratelimit import Limits
 from omniroute.v1 import common_pb2, executor_pb2
 from omniroute_router.dispatch.executor_call import execute
 from omniroute_router.selection import oauth_tokens

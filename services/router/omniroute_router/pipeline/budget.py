@@ -1,5 +1,5 @@
 """The budget stage: a key's spend budget held exactly. Before dispatch the request's worst-case
-cost is reserved against the key's budget (omniroute.limits.budget_holds: one Lua script, atomic
+cost is reserved against the key's budget (omniroute.shared_state.budget_holds: one Lua script, atomic
 across replicas); when the answer ends the hold is settled to the real cost (accounting then
 turns it into spend) or released when the request cost nothing. A request that does not fit is
 refused with 429 in the caller's format, not retryable and without fallback: no other account or
@@ -14,9 +14,9 @@ from decimal import Decimal
 import redis.asyncio as redis
 
 from omniroute.config.snapshot import ApiKey
-from omniroute.limits.budget import Budget, from_nanos, period_bounds, spend_key
-from omniroute.limits.budget_holds import BudgetHolds, Reservation
 from omniroute.settings import Settings
+from omniroute.shared_state.budget import Budget, from_nanos, period_bounds, spend_key
+from omniroute.shared_state.budget_holds import BudgetHolds, Reservation
 from omniroute.store.pricing import default_price, to_nanos
 from omniroute.v1 import common_pb2
 from omniroute_router.errors import RoutingError

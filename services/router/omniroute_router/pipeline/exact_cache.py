@@ -10,7 +10,7 @@ import contextlib
 
 import redis.asyncio as redis
 
-from omniroute.limits.cache import ExactCache, cache_key, cacheable
+from omniroute.shared_state.cache import ExactCache, cache_key, cacheable
 from omniroute_router.caches.replay import Collector, cached_events, variant
 from omniroute_router.pipeline.call import Call, Events, Next
 

@@ -14,7 +14,7 @@ import hashlib
 import orjson
 import redis.asyncio as redis
 
-from omniroute.limits.idempotency import Idempotency, KeyReused
+from omniroute.shared_state.idempotency import Idempotency, KeyReused
 from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.caches.replay import decode_events, encode_events
 from omniroute_router.pipeline.call import Call, Events, Next, error_event

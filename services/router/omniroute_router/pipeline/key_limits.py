@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as redis
 
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
-from omniroute.limits.ratelimit import Admission, Limits, RateLimiter
+from omniroute.shared_state.ratelimit import Admission, Limits, RateLimiter
 from omniroute_router.errors import RoutingError
 from omniroute_router.pipeline.call import Call, Events, Next, error_event
 

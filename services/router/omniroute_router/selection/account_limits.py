@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from omniroute.config.snapshot import Connection
-from omniroute.limits.ratelimit import Limits, RateLimiter
+from omniroute.shared_state.ratelimit import Limits, RateLimiter
 
 
 def connection_limits(connection: Connection) -> Limits:

@@ -13,11 +13,11 @@ import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from omniroute import limits
+from omniroute import shared_state
 from omniroute.config.snapshot import ApiKey, Connection
-from omniroute.limits.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers, BreakerState
-from omniroute.limits.cooldown import Cooldowns
-from omniroute.limits.headroom import Headroom
+from omniroute.shared_state.breaker import CLOSED, DEGRADED, HALF_OPEN, OPEN, Breakers, BreakerState
+from omniroute.shared_state.cooldown import Cooldowns
+from omniroute.shared_state.headroom import Headroom
 from omniroute_router.selection.resolve import Target, enabled_connections
 
 
@@ -82,7 +82,7 @@ class Accounts:
         try:
             raw_cooldowns, raw_breakers, raw_locked, used, raw_spent = await self._read(ids, target.model)
         except NoScriptError:  # Redis restarted or was flushed since the scripts were loaded
-            await limits.load_scripts(self._redis, self._scripts)
+            await shared_state.load_scripts(self._redis, self._scripts)
             raw_cooldowns, raw_breakers, raw_locked, used, raw_spent = await self._read(ids, target.model)
         cooldowns = self._cooldowns.parse_view(raw_cooldowns, ids, target.model)
         breakers = self._breakers.parse_view(raw_breakers, ids)

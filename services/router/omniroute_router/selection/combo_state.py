@@ -10,7 +10,7 @@ import time
 import redis.asyncio as redis
 
 from omniroute.analytics_store import LatencyStore
-from omniroute.limits import text
+from omniroute.shared_state import text
 from omniroute_router.selection.strategies import Shared
 
 _LATENCY_SAMPLES = 100

@@ -1,5 +1,5 @@
 """Rate-limit headroom learned from the provider: the executor forwards the provider's
-rate-limit headers (omniroute.limits.headroom.FORWARDED) on the answer's start or its error;
+rate-limit headers (omniroute.shared_state.headroom.FORWARDED) on the answer's start or its error;
 here they are read, a connection without headroom is marked until the provider's reset, and
 the headers are removed so that the caller sees the gateway's own x-ratelimit-* (its key's
 limits), never the provider account's."""
@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 import redis.asyncio as redis
 
 from omniroute.config.snapshot import Connection
-from omniroute.limits.headroom import FORWARDED, Headroom, exhausted
+from omniroute.shared_state.headroom import FORWARDED, Headroom, exhausted
 
 log = logging.getLogger("omniroute.router")
 

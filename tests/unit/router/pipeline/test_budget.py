@@ -12,8 +12,8 @@ import redis.asyncio as redis
 
 from omniroute.config.routing_spec import ComboSpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
-from omniroute.limits.budget_holds import Reservation
 from omniroute.settings import Settings
+from omniroute.shared_state.budget_holds import Reservation
 from omniroute.store.pricing import DefaultPrice, Price, PriceBook
 from omniroute.v1 import common_pb2
 from omniroute_router.pipeline.budget import BudgetGate

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 import orjson
 
-from omniroute.limits.cache import cache_key
-from omniroute.limits.flight import Outcome
+from omniroute.shared_state.cache import cache_key
+from omniroute.shared_state.flight import Outcome
 from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.caches.replay import variant
 from omniroute_router.pipeline.exact_cache import ExactCacheStage

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from omniroute.limits.flight import Outcome
-from omniroute.limits.idempotency import KeyReused
+from omniroute.shared_state.flight import Outcome
+from omniroute.shared_state.idempotency import KeyReused
 from omniroute.v1 import common_pb2, router_pb2
 from omniroute_router.caches.replay import decode_events, encode_events
 from omniroute_router.pipeline.idempotency import Idempotent, fingerprint

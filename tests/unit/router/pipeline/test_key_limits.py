@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from omniroute.limits.ratelimit import Admission, Limits
+from omniroute.shared_state.ratelimit import Admission, Limits
 from omniroute_router.pipeline.key_limits import KeyLimits
 
 from .stages import KEY, Answering, kinds, make_call, response, run, start, usage

@@ -11,7 +11,7 @@ import hashlib
 
 import redis.asyncio as redis
 
-from omniroute.limits.flight import Flights, Outcome
+from omniroute.shared_state.flight import Flights, Outcome
 
 # Binds the key to a fingerprint unless it is bound to another one; refreshes its expiry.
 _BIND = """

@@ -16,8 +16,8 @@ import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 
 from omniroute.config.routing_spec import ResilienceProfile
-from omniroute.limits import NOW_MS, queue_script, text
-from omniroute.limits.health_keys import HealthKeys
+from omniroute.shared_state import NOW_MS, queue_script, text
+from omniroute.shared_state.health_keys import HealthKeys
 
 CLOSED, DEGRADED, OPEN, HALF_OPEN = "CLOSED", "DEGRADED", "OPEN", "HALF_OPEN"
 _FORGET_MS = 24 * 3600 * 1000  # a breaker quiet for a day is forgotten

@@ -10,7 +10,7 @@ A hold's life: `reserve` (worst case, expires after the request's longest possib
 `settle` when the answer ended (lowered or raised to the real cost, kept until accounting has
 ingested the usage event); `release` when the request failed or was answered by a cache; or
 accounting's ingest drops it when it adds the real cost to the spend counter (the same script,
-omniroute.limits.budget.record_spend). Only accounting adds spend, so nothing counts twice.
+omniroute.shared_state.budget.record_spend). Only accounting adds spend, so nothing counts twice.
 Times are Redis's clock (TIME), so replicas' clocks do not matter."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-from omniroute.limits.budget import TOTAL_FIELD, hold_deadlines_key, holds_key
+from omniroute.shared_state.budget import TOTAL_FIELD, hold_deadlines_key, holds_key
 
 # Shared head: the clock, the sweep of expired holds, and keeping the keys alive.
 # KEYS[1] holds hash, KEYS[2] deadlines set; ARGV[1] total field, ARGV[2] request id.

@@ -1,6 +1,6 @@
 """Shared state in Redis that every replica must agree on: rate limits, circuit breakers,
-cooldowns, idempotency and the exact cache. Each module is one concept; every update is one
-atomic Lua script (registered once per process, run with EVALSHA) and every key starts with
+cooldowns, headroom, idempotency, the exact cache, budgets and budget holds. Each module is one
+concept; every update is one atomic Lua script (registered once per process, run with EVALSHA) and every key starts with
 `settings.env + ":"` so that stacks can share one Redis."""
 
 from __future__ import annotations

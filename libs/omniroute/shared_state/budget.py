@@ -17,7 +17,7 @@ Exactly once, with several accounting replicas:
   it: after Redis lost data the counters come back, and a rebuild racing live traffic cannot
   erase or double a request counted meanwhile.
 
-Reservations (omniroute.limits.budget_holds): the router holds each request's worst-case cost
+Reservations (omniroute.shared_state.budget_holds): the router holds each request's worst-case cost
 against the key's counter before dispatch, lowers the hold to the real cost when the answer ends
 and drops it when the request failed. Only accounting adds spend: the script below drops the
 request's hold in the same step that adds its cost, so a request's cost is held or spent, never
@@ -205,7 +205,7 @@ TOTAL_FIELD = "=total"  # not a request id (those are UUIDs)
 async def check_budget(client: redis.Redis, settings: Settings, key: KeyWithBudget,
                        now: datetime | None = None) -> BudgetStatus:
     """The key's spend in its current period: one Redis GET, no Postgres (what the admin shows;
-    the router reserves through omniroute.limits.budget_holds). A key without a budget is never
+    the router reserves through omniroute.shared_state.budget_holds). A key without a budget is never
     exhausted."""
     budget = Budget.parse(key.budget)
     if budget is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from omniroute.limits import NOW_MS
+from omniroute.shared_state import NOW_MS
 
 WINDOW_MS = 60_000
 

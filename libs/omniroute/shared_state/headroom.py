@@ -21,8 +21,8 @@ from typing import Any
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 
-from omniroute.limits import NOW_MS, queue_script, text
-from omniroute.limits.health_keys import HealthKeys
+from omniroute.shared_state import NOW_MS, queue_script, text
+from omniroute.shared_state.health_keys import HealthKeys
 
 # (remaining header, reset header) per limited dimension.
 _DIMENSIONS: tuple[tuple[str, str, str], ...] = (

@@ -13,7 +13,7 @@ import orjson
 import redis.asyncio as redis
 
 from omniroute.config.routing_spec import CacheSettings
-from omniroute.limits.flight import Flights, Outcome
+from omniroute.shared_state.flight import Flights, Outcome
 
 # Fields that change how the answer is delivered or attributed, not what it says.
 _DELIVERY_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store",

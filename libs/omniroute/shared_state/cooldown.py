@@ -18,8 +18,8 @@ import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 
 from omniroute.config.routing_spec import CooldownSettings
-from omniroute.limits import NOW_MS, queue_script, text
-from omniroute.limits.health_keys import HealthKeys
+from omniroute.shared_state import NOW_MS, queue_script, text
+from omniroute.shared_state.health_keys import HealthKeys
 
 _FAIL = NOW_MS + """
 local level = redis.call('HINCRBY', KEYS[1], 'level', 1)
