@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,9 +88,17 @@ def test_an_unpriced_model_is_charged_the_default_and_counted(gateway: support.G
     assert row["input_tokens"] > 0 and row["cost_usd"] == expected
     assert isinstance(gateway.stack, MeteredStack)
     port = gateway.stack.metrics_ports["accounting"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    counted = re.search(r'^omniroute_pricing_unpriced_total\{[^}]*model="mock-text"[^}]*\} (\S+)$', text, re.M)
+    # Accounting counts the unpriced request as it prices the batch, which may end just after the
+    # row is visible: read the metric until it shows up (a few seconds at most).
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        counted = re.search(r'^omniroute_pricing_unpriced_total\{[^}]*model="mock-text"[^}]*\} (\S+)$',
+                            text, re.M)
+        if (counted and float(counted.group(1)) >= 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert counted and float(counted.group(1)) >= 1, text[:2000]
 
 
