@@ -123,8 +123,11 @@ def _flow_key(state: AdminState, kind: str, handle: str) -> str:
     return f"{state.settings.env}:oauth-{kind}:{handle}"
 
 
-@router.api_route("/api/oauth/{provider_id}/{action:path}", methods=["GET", "POST"],
-                  summary="OAuth flows: start, callback, device/start, device/poll, status")
+# One handler for both methods, registered twice so that each has its own OpenAPI operation id.
+@router.get("/api/oauth/{provider_id}/{action:path}", operation_id="oauth_action_get",
+            summary="OAuth flows: start, callback, device/start, device/poll, status")
+@router.post("/api/oauth/{provider_id}/{action:path}", operation_id="oauth_action_post",
+             summary="OAuth flows: start, callback, device/start, device/poll, status")
 async def oauth_action(provider_id: str, action: str, request: Request, state: StateDep,
                        caller: CallerDep) -> dict[str, Any]:
     params = await _params(request)
