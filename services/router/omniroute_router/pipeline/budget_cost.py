@@ -31,7 +31,7 @@ def worst_case_nanos(call: Call, default_max_tokens: int, default: DefaultPrice)
     """The most this request can cost: its prompt (estimated) plus its largest answer, n images
     at their size and quality, or the upload's audio seconds, at the dearest price among the
     targets it may go to (a combo may fall back to any of them)."""
-    units = worst_case_units(call.request, default_max_tokens)
+    units = worst_case_units(call.request, default_max_tokens, call.parsed_body())
     nanos = 0
     for target in _targets(call.resolved):
         price, _ = call.snapshot.prices.price_or_default(target.provider.type, target.model, default)
@@ -39,9 +39,10 @@ def worst_case_nanos(call: Call, default_max_tokens: int, default: DefaultPrice)
     return nanos
 
 
-def worst_case_units(request: Any, default_max_tokens: int) -> Units:
-    """The largest usage a request (omniroute.v1 ChatRequest) can report."""
-    body = _json(request.body)
+def worst_case_units(request: Any, default_max_tokens: int, body: dict[str, Any] | None = None) -> Units:
+    """The largest usage a request (omniroute.v1 ChatRequest) can report; `body` is its body
+    already parsed, when the caller has it."""
+    body = _json(request.body) if body is None else body
     prompt_tokens = -(-max(len(request.body), len(request.native_body)) // _BYTES_PER_TOKEN)
     operation = request.operation
     if operation == common_pb2.OPERATION_IMAGES:

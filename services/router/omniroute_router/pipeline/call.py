@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from omniroute.config.routing_spec import PolicySpec
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.v1 import common_pb2, router_pb2
@@ -45,6 +47,18 @@ class Call:
     # For the request's record, what the answer's events do not say:
     cache_kind: str = ""        # which cache answered: exact, semantic, idempotent
     attempts: Attempts = field(default_factory=Attempts)  # failed attempts (dispatch)
+    _parsed: dict[str, Any] | None = field(default=None, repr=False)
+
+    def parsed_body(self) -> dict[str, Any]:
+        """The request's canonical body, parsed once for every stage that reads it (budget,
+        shaping); {} when it is not a JSON object (an operation's body may be something else)."""
+        if self._parsed is None:
+            try:
+                parsed: Any = orjson.loads(self.request.body) if self.request.body else {}
+            except orjson.JSONDecodeError:
+                parsed = {}
+            self._parsed = parsed if isinstance(parsed, dict) else {}
+        return self._parsed
 
     @property
     def resolved(self) -> Node:

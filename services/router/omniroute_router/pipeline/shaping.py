@@ -17,7 +17,7 @@ Json = dict[str, Any]
 
 
 async def shaping(call: Call, next: Next) -> Events:
-    call.body = orjson.loads(call.request.body)
+    call.body = call.parsed_body()
     if shape(call.body, call.snapshot.routing):
         shaped = router_pb2.ChatRequest()
         shaped.CopyFrom(call.request)
