@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,21 @@ class Provider:
     connections: tuple[Connection, ...]
 
 
+DEFAULT_TEAM = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team: its budget, rate limits (shared by every key of the team, across replicas) and
+    allowed models. A key's own settings narrow the team's, never widen them."""
+
+    id: str
+    name: str
+    allowed_models: tuple[str, ...] | None
+    limits: dict[str, Any]
+    budget: dict[str, Any] | None
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     id: str
@@ -51,18 +66,28 @@ class ApiKey:
     limits: dict[str, Any]
     budget: dict[str, Any] | None
     expires_at: datetime | None
+    team_id: str = DEFAULT_TEAM
+    person_id: str = ""
+    revoked_at: datetime | None = None
+    # Set on the entry found by the key's previous secret (a rotation's grace period): that
+    # secret is refused from this moment on, without waiting for a reload.
+    grace_until: datetime | None = None
 
     def usable(self, now: datetime | None = None) -> bool:
-        if not self.enabled:
+        if not self.enabled or self.revoked_at is not None:
             return False
-        return self.expires_at is None or self.expires_at > (now or datetime.now(UTC))
+        moment = now or datetime.now(UTC)
+        if self.grace_until is not None and self.grace_until <= moment:
+            return False
+        return self.expires_at is None or self.expires_at > moment
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
     providers: dict[str, Provider] = field(default_factory=dict)
-    keys_by_hash: dict[str, ApiKey] = field(default_factory=dict)
+    keys_by_hash: dict[str, ApiKey] = field(default_factory=dict)   # current and in-grace secrets
     keys_by_id: dict[str, ApiKey] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
     loaded_at: float = 0.0
     aliases: dict[str, str] = field(default_factory=dict)
     combos: dict[str, ComboSpec] = field(default_factory=dict)
@@ -108,10 +133,19 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
         allowed = row["allowed_models"]
         key = ApiKey(id=row["id"], name=row["name"], enabled=row["enabled"],
                      allowed_models=tuple(allowed) if allowed is not None else None,
-                     limits=row["limits"] or {}, budget=row["budget"], expires_at=row["expires_at"])
+                     limits=row["limits"] or {}, budget=row["budget"], expires_at=row["expires_at"],
+                     team_id=row.get("team_id") or DEFAULT_TEAM, person_id=row.get("person_id") or "",
+                     revoked_at=row.get("revoked_at"))
         keys_by_hash[row["key_hash"]] = key
         keys_by_id[row["id"]] = key
-    return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id,
+        previous, until = row.get("previous_key_hash"), row.get("previous_valid_until")
+        if previous and until is not None and until > datetime.now(UTC):
+            keys_by_hash[previous] = replace(key, grace_until=until)
+    teams = {row["id"]: Team(id=row["id"], name=row["name"],
+                             allowed_models=tuple(row["allowed_models"]) if row["allowed_models"] is not None else None,
+                             limits=row["limits"] or {}, budget=row["budget"])
+             for row in rows.teams}
+    return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id, teams=teams,
                           loaded_at=time.time(),
                           aliases=rows.aliases,
                           combos={name: ComboSpec.model_validate(spec) for name, spec in rows.combos.items()},

@@ -258,6 +258,7 @@ class ConfigRows:
     aliases: dict[str, str]
     combos: dict[str, Any]                 # name → spec document
     routing_settings: dict[str, Any]       # key → value
+    teams: list[dict[str, Any]]
 
 
 async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
@@ -274,8 +275,10 @@ async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
     combos = {row["name"]: row["spec"] for row in await cursor.fetchall()}
     await cursor.execute("SELECT key, value FROM routing_settings")
     routing = {row["key"]: row["value"] for row in await cursor.fetchall()}
+    await cursor.execute("SELECT * FROM teams ORDER BY id")
+    teams = await cursor.fetchall()
     return ConfigRows(providers=providers, connections=connections, keys=keys, aliases=aliases,
-                      combos=combos, routing_settings=routing)
+                      combos=combos, routing_settings=routing, teams=teams)
 
 
 async def save_oauth_token(conn: AsyncConnection[Any], connection_id: str, access_enc: str,

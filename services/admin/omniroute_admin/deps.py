@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
+from omniroute_admin.access import Principal, principal_of
 from omniroute_admin.requestctx import client_ip, request_id
 from omniroute_admin.state import AdminState
 
@@ -23,16 +24,19 @@ def admin_state(request: Request) -> AdminState:
 class Caller:
     """Who made a management call: what an audit row records."""
 
-    actor: str        # "admin" (a session), "anonymous" (login off), "sync-peer"
+    actor: str        # admin (break-glass password), person:<email>, token:<name>, anonymous, sync-peer
     ip: str
     request_id: str
+    principal: Principal  # role and team scope (omniroute_admin.access)
 
     @classmethod
     def of(cls, request: Request) -> Caller:
         """The request's caller, as far as the gate has established it: require_session (or the
-        dashboard's gate, or the sync token check) sets the actor first."""
-        return cls(actor=str(getattr(request.state, "actor", "") or "anonymous"), ip=client_ip(request),
-                   request_id=request_id(request))
+        dashboard's gate, or the sync token check) sets the principal first."""
+        principal = principal_of(request)
+        actor = str(getattr(request.state, "actor", "") or principal.actor)
+        return cls(actor=actor, ip=client_ip(request), request_id=request_id(request),
+                   principal=principal)
 
 
 def caller(request: Request) -> Caller:

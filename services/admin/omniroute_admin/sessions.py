@@ -23,7 +23,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
-from omniroute_admin import audit, passwords, settings_model
+from omniroute_admin import access, audit, passwords, settings_model
 from omniroute_admin.deps import Caller, StateDep, admin_state
 from omniroute_admin.requestctx import client_ip
 from omniroute_admin.state import AdminState
@@ -113,15 +113,26 @@ async def require_session(request: Request) -> None:
     if session is None:
         if await login_required(state):
             raise HTTPException(401, "Log in first: POST /api/auth/login with the admin password.")
-        request.state.actor = "anonymous"
+        access.set_principal(request, access.ANONYMOUS)
         return
-    request.state.actor = "admin"
+    access.set_principal(request, session_principal(session))
     request.state.session = session
+    access.enforce(request, access.principal_of(request))
     if unsafe and via == "cookie":
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, str(session.get("csrf", ""))):
             raise HTTPException(403, "Missing or wrong X-CSRF-Token header (the csrf_token cookie's "
                                      "value, also returned by login).")
+
+
+def session_principal(session: dict[str, Any]) -> access.Principal:
+    """The principal a session was started for (sessions from before roles: the owner)."""
+    held = session.get("principal")
+    if not isinstance(held, dict) or held.get("role") not in access.ROLES:
+        return access.OWNER_BREAK_GLASS
+    return access.Principal(kind=str(held.get("kind", "person")), actor=str(held.get("actor", "")),
+                            role=held["role"], team_ids=frozenset(held.get("team_ids") or ()),
+                            person_id=str(held.get("person_id", "")))
 
 
 async def throttle(state: AdminState, ip: str) -> None:
@@ -142,13 +153,17 @@ async def note_failure(state: AdminState, ip: str) -> None:
         await pipe.execute()
 
 
-async def start_session(state: AdminState, request: Request) -> dict[str, Any]:
-    """Create a session; returns its token, CSRF token and lifetime (for set_cookies)."""
+async def start_session(state: AdminState, request: Request,
+                        principal: access.Principal = access.OWNER_BREAK_GLASS) -> dict[str, Any]:
+    """Create a session for `principal` (the password login: the break-glass owner); returns
+    its token, CSRF token and lifetime (for set_cookies)."""
     ttl = (await _general(state)).session_ttl_hours * 3600
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     record = {"csrf": csrf, "created": time.time(), "ip": client_ip(request),
               "user_agent": request.headers.get("user-agent", "")[:200],
-              "id": hashlib.sha256(token.encode()).hexdigest()[:16]}
+              "id": hashlib.sha256(token.encode()).hexdigest()[:16],
+              "principal": {"kind": principal.kind, "actor": principal.actor, "role": principal.role,
+                            "team_ids": sorted(principal.team_ids), "person_id": principal.person_id}}
     await state.redis.set(_session_key(state, token), orjson.dumps(record), ex=ttl)
     return {"token": token, "csrf": csrf, "ttl": ttl}
 
@@ -186,7 +201,7 @@ async def login(body: Login, request: Request, state: StateDep) -> Response:
     if not await check_password(state, Caller.of(request), body.password):
         raise HTTPException(401, "Wrong password.")
     issued = await start_session(state, request)
-    request.state.actor = "admin"
+    access.set_principal(request, access.OWNER_BREAK_GLASS)
     await audit.record(state, Caller.of(request), "auth.login", "admin")
     response = JSONResponse({"success": True, "token": issued["token"], "csrfToken": issued["csrf"]})
     set_cookies(request, response, issued)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
+from omniroute_admin import access
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import sync
 from omniroute_admin.sessions import require_session
@@ -70,7 +71,7 @@ async def _peer(request: Request, state: StateDep) -> str:
     """Dependency of the peer routes: the sync token the peer presented (the caller is then the
     peer, in the audit)."""
     token = await sync.peer_token(state, request.headers.get("authorization", ""))
-    request.state.actor = "sync-peer"
+    access.set_principal(request, access.SYNC_PEER)
     return token
 
 

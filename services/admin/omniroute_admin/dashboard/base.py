@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
-from omniroute_admin import sessions
+from omniroute_admin import access, sessions
 from omniroute_admin.dashboard.templating import STATIC, render
 from omniroute_admin.deps import Caller, admin_state
 from omniroute_admin.services import settings
@@ -40,7 +40,8 @@ async def gate(request: Request) -> Caller:
     """Who is looking: a session, or anyone while login is off; otherwise off to the login page."""
     session, _ = await sessions.current_session(request)
     if session is not None:
-        request.state.actor, request.state.session = "admin", session
+        access.set_principal(request, sessions.session_principal(session))
+        request.state.session = session
         return Caller.of(request)
     if await sessions.login_required(admin_state(request)):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -48,7 +49,7 @@ async def gate(request: Request) -> Caller:
         # error handler turns it into the redirect (error_page below).
         login = f"/dashboard/login?next={quote(target)}"
         raise HTTPException(303, "Log in first.", headers={"location": login})
-    request.state.actor = "anonymous"
+    access.set_principal(request, access.ANONYMOUS)
     return Caller.of(request)
 
 

@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from omniroute.catalog import PROVIDER_TYPES
 from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
 from omniroute.store import audit_repo, usage_queries
-from omniroute_admin import audit, sessions
+from omniroute_admin import access, audit, sessions
 from omniroute_admin.api.auth import PasswordChange
 from omniroute_admin.api.usage import get_budgets
 from omniroute_admin.dashboard import data
@@ -59,7 +59,7 @@ async def login_submit(request: Request) -> Response:
         return await page(request, "login.html", "", {"next": target, "error": "Wrong password."},
                           status=401)
     issued = await sessions.start_session(state, request)
-    request.state.actor = "admin"
+    access.set_principal(request, access.OWNER_BREAK_GLASS)
     await audit.record(state, Caller.of(request), "auth.login", "admin")
     response = RedirectResponse(target, status_code=303)
     sessions.set_cookies(request, response, issued)
