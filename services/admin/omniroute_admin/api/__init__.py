@@ -16,14 +16,16 @@ from omniroute_admin.api import (
     docs,
     evals,
     oauth,
+    people,
     providers,
     routing,
     settings,
     sync,
+    tokens,
     usage,
 )
 
 router = APIRouter()
 for area in (sessions, auth, catalog, oauth, providers, routing, settings, compliance, backups, docs, usage,
-             control, sync, cli_tools, evals):
+             control, sync, cli_tools, evals, people, tokens):
     router.include_router(area.router)
