@@ -16,6 +16,7 @@ from omniroute_admin.api import (
     docs,
     evals,
     oauth,
+    oidc,
     people,
     providers,
     routing,
@@ -27,5 +28,5 @@ from omniroute_admin.api import (
 
 router = APIRouter()
 for area in (sessions, auth, catalog, oauth, providers, routing, settings, compliance, backups, docs, usage,
-             control, sync, cli_tools, evals, people, tokens):
+             control, sync, cli_tools, evals, people, tokens, oidc):
     router.include_router(area.router)

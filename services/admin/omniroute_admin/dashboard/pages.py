@@ -16,6 +16,7 @@ from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
 from omniroute.store import audit_repo, usage_queries
 from omniroute_admin import access, audit, sessions
 from omniroute_admin.api.auth import PasswordChange
+from omniroute_admin.api.oidc import sso_info
 from omniroute_admin.api.usage import get_budgets
 from omniroute_admin.dashboard import data
 from omniroute_admin.dashboard.base import back, button, error_text, form, gate, page, posted, split
@@ -41,7 +42,8 @@ async def login_page(request: Request) -> Response:
     session, _ = await sessions.current_session(request)
     if session is not None or not await sessions.login_required(admin_state(request)):
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
-    return await page(request, "login.html", "", {"next": _safe_next(request.query_params.get("next")),
+    return await page(request, "login.html", "", {"sso": sso_info(request),
+                                                  "next": _safe_next(request.query_params.get("next")),
                                                   "error": None})
 
 
@@ -54,9 +56,11 @@ async def login_submit(request: Request) -> Response:
     try:
         ok = await sessions.check_password(state, Caller.of(request), fields.get("password", ""))
     except HTTPException as exc:   # locked out
-        return await page(request, "login.html", "", {"next": target, "error": exc.detail}, status=429)
+        return await page(request, "login.html", "", {"sso": sso_info(request), "next": target,
+                                                      "error": exc.detail}, status=429)
     if not ok:
-        return await page(request, "login.html", "", {"next": target, "error": "Wrong password."},
+        return await page(request, "login.html", "", {"sso": sso_info(request), "next": target,
+                                                      "error": "Wrong password."},
                           status=401)
     issued = await sessions.start_session(state, request)
     access.set_principal(request, access.OWNER_BREAK_GLASS)
