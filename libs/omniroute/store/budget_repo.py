@@ -22,12 +22,25 @@ async def set_budget(conn: AsyncConnection[Any], key_id: str, budget: Budget | N
         return cursor.rowcount > 0
 
 
-async def list_budgets(conn: AsyncConnection[Any], key_id: str | None = None) -> list[dict[str, Any]]:
-    """[{keyId, name, budget (raw JSON)}] for keys that have a budget (or the one key asked)."""
+async def list_budgets(conn: AsyncConnection[Any], key_id: str | None = None,
+                       within_teams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """[{keyId, name, budget (raw JSON)}] for keys that have a budget (or the one key asked);
+    `within_teams`: keys of those teams only (a team admin's scope)."""
     query = "SELECT id, name, budget FROM api_keys WHERE "
     query += "id = %s" if key_id else "budget IS NOT NULL"
-    cursor = await conn.execute(query + " ORDER BY name", (key_id,) if key_id else ())
+    params: list[Any] = [key_id] if key_id else []
+    if within_teams is not None:
+        query += " AND team_id = ANY(%s)"
+        params.append(list(within_teams))
+    cursor = await conn.execute(query + " ORDER BY name", params)
     return [{"keyId": row[0], "name": row[1], "budget": row[2]} for row in await cursor.fetchall()]
+
+
+async def team_of_key(conn: AsyncConnection[Any], key_id: str) -> str:
+    """The team a key belongs to ("" for no such key)."""
+    cursor = await conn.execute("SELECT team_id FROM api_keys WHERE id = %s", (key_id,))
+    row = await cursor.fetchone()
+    return str(row[0]) if row else ""
 
 
 async def budgets_of(conn: AsyncConnection[Any], key_ids: list[str]) -> list[dict[str, Any]]:

@@ -23,10 +23,17 @@ class UsageFilter:
     provider: str | None = None
     model: str | None = None
     connection: str | None = None
+    # A team admin's scope: rows of these teams only (None: every team). A row from before
+    # usage carried its team counts for its key's team.
+    within_teams: tuple[str, ...] | None = None
 
     def where(self) -> tuple[sql.Composable, list[Any]]:
         parts: list[sql.Composable] = [sql.SQL("started_at >= %s AND started_at < %s")]
         params: list[Any] = [self.since, self.until]
+        if self.within_teams is not None:
+            parts.append(sql.SQL("(team_id = ANY(%s) OR (team_id = '' AND key_id IN "
+                                 "(SELECT id FROM api_keys WHERE team_id = ANY(%s))))"))
+            params.extend([list(self.within_teams), list(self.within_teams)])
         for column, value in (("key_id", self.key_id), ("provider", self.provider),
                               ("model", self.model), ("connection", self.connection)):
             if value:

@@ -17,7 +17,7 @@ from omniroute import control, shared_state, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
-from omniroute_admin import api, dashboard, passwords
+from omniroute_admin import access, api, dashboard, passwords, sessions
 from omniroute_admin.deps import StateDep
 from omniroute_admin.features import config_file, maintenance, model_discovery
 from omniroute_admin.security import SecurityHeaders
@@ -85,4 +85,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    access.document_roles(app, gate=sessions.require_session)   # x-required-role on every operation
     return app

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from omniroute_admin import passwords, sessions
+from omniroute_admin.access import requires
 from omniroute_admin.api import oidc
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import auth
@@ -21,6 +22,7 @@ class PasswordChange(BaseModel):
 
 
 @router.put("/api/auth/password", dependencies=[Depends(sessions.require_session)],
+            openapi_extra=requires("owner"),
             summary="Change the admin password (ends every other session)")
 async def change_password(body: PasswordChange, request: Request, state: StateDep,
                           caller: CallerDep) -> dict[str, Any]:
@@ -39,6 +41,7 @@ async def init_state(request: Request, state: StateDep) -> dict[str, Any]:
 
 
 @router.get("/api/sessions", dependencies=[Depends(sessions.require_session)],
+            openapi_extra=requires("admin"),
             summary="Active management sessions")
 async def list_sessions(state: StateDep) -> dict[str, Any]:
     return {"sessions": await sessions.list_sessions(state)}

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
 from omniroute_admin import access
+from omniroute_admin.access import requires
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import sync
 from omniroute_admin.sessions import require_session
@@ -46,7 +47,8 @@ class SyncAction(BaseModel):
     force: bool = False   # push without If-Match: overwrite whatever the remote has
 
 
-@manage.post("/api/sync/initialize", status_code=201, summary="Create this deployment's sync token")
+@manage.post("/api/sync/initialize", status_code=201, openapi_extra=requires("owner"),
+              summary="Create this deployment's sync token")
 async def initialize(state: StateDep, caller: CallerDep, body: InitBody | None = None) -> dict[str, Any]:
     return await sync.initialize(state, caller, rotate=bool(body and body.rotate))
 
@@ -56,13 +58,15 @@ async def status(state: StateDep) -> dict[str, Any]:
     return await sync.status(state)
 
 
-@manage.put("/api/sync/cloud", summary="Configure the remote deployment (URL and its sync token)")
+@manage.put("/api/sync/cloud", openapi_extra=requires("owner"),
+             summary="Configure the remote deployment (URL and its sync token)")
 async def configure(body: RemoteBody, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     await sync.configure(state, caller, body.url, body.token)
     return {"configured": True, "url": body.url}
 
 
-@manage.post("/api/sync/cloud", summary="Push this configuration to the remote, or pull the remote's")
+@manage.post("/api/sync/cloud", openapi_extra=requires("owner"),
+              summary="Push this configuration to the remote, or pull the remote's")
 async def run(body: SyncAction, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return await sync.run(state, caller, body.action, body.force)
 
