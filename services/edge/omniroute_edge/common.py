@@ -68,8 +68,9 @@ def caller_key(request: Request, fmt: ClientFormat) -> tuple[ApiKey | None, Resp
     try:
         return authenticate(request, state.config.current, state.settings.require_api_key), None
     except AuthError as exc:
+        # The log line names why (revoked, expired, rotated out …) and which key, if any.
         refusals.record(request, state, fmt, status=401, error_class="invalid_api_key",
-                        reason=exc.message, key=None, authenticated=False)
+                        reason=f"{exc.reason}: {exc.message}", key=exc.key, authenticated=False)
         return None, errors.error_response(fmt, 401, exc.message, type_="authentication_error",
                                            code="invalid_api_key")
 

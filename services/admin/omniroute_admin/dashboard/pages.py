@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from omniroute.catalog import PROVIDER_TYPES
-from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
+from omniroute.config.spec import ConnectionSpec, ProviderSpec
 from omniroute.store import audit_repo, usage_queries
 from omniroute_admin import access, audit, sessions
 from omniroute_admin.api.auth import PasswordChange
@@ -228,42 +228,6 @@ async def provider_delete(provider_id: str, request: Request) -> Response:
     return await button(request, "/dashboard/providers",
                         lambda caller: providers.delete_provider(admin_state(request), caller, provider_id),
                         lambda _: f"Provider {provider_id} deleted.")
-
-
-async def _keys_page(request: Request, new_key: dict[str, Any] | None = None, status: int = 200) -> Response:
-    keys = await providers.list_keys(admin_state(request))
-    return await page(request, "keys.html", "keys", {"keys": keys, "new_key": new_key}, status=status)
-
-
-@router.get("/dashboard/keys")
-async def keys_page(request: Request) -> Response:
-    await gate(request)
-    return await _keys_page(request)
-
-
-@router.post("/dashboard/keys")
-async def key_create(request: Request) -> Response:
-    caller = await gate(request)
-    fields = await form(request)
-    try:
-        budget = float(fields["budget"]) if fields.get("budget") else None
-        spec = KeySpec.model_validate({
-            "name": fields.get("name", ""), "allowed_models": split(fields.get("allowed_models", "")) or None,
-            "expires_at": fields.get("expires_at") or None,
-            "budget": {"limit": budget, "period": fields.get("budget_period") or "monthly"}
-            if budget is not None else None})
-        created = await providers.create_key(admin_state(request), caller, spec)
-    except (HTTPException, ValidationError, ValueError) as exc:
-        return back("/dashboard/keys", f"Not created: {error_text(exc)}", "error")
-    # Rendered directly (no redirect): the clear key exists only in this answer.
-    return await _keys_page(request, new_key=created, status=201)
-
-
-@router.post("/dashboard/keys/{key_id}/revoke")
-async def key_revoke(key_id: str, request: Request) -> Response:
-    return await button(request, "/dashboard/keys",
-                        lambda caller: providers.revoke_key(admin_state(request), caller, key_id),
-                        lambda _: "Key revoked.")
 
 
 # --- settings, backups, audit --------------------------------------------------------------------

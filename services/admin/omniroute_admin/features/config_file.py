@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from pydantic import ValidationError
 
 from omniroute.config.spec import ConfigFile, ProviderSpec
-from omniroute.store import config_repo
+from omniroute.store import config_repo, teams_repo
 from omniroute_admin.features import connection_health
 from omniroute_admin.state import AdminState
 
@@ -39,8 +39,13 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
             if before:
                 reconfigured += connection_health.reconfigured(before[0], await _new_keys_only(conn, state, provider))
             await config_repo.upsert_provider(conn, provider, state.crypto)
+        for team in config.teams:   # before the keys that name them
+            await teams_repo.upsert(conn, team)
         for key in config.keys:
-            _, clear = await config_repo.upsert_key(conn, key)
+            try:
+                _, clear = await config_repo.upsert_key(conn, key)
+            except config_repo.UnknownOwner as exc:
+                raise SystemExit(f"OMNIROUTE_CONFIG: key {key.name!r}: {exc}") from None
             if clear:
                 generated[key.name] = clear
         for alias, target in config.aliases.items():
@@ -54,7 +59,8 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
         print(f"OmniRoute API key '{name}' created: {clear}", flush=True)
     await state.announce("config-file")
     await connection_health.forget(state, reconfigured)
-    log.info("applied config file: %d providers, %d keys", len(config.providers), len(config.keys))
+    log.info("applied config file: %d providers, %d teams, %d keys", len(config.providers), len(config.teams),
+             len(config.keys))
     return generated
 
 
