@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import jwt
 import orjson
@@ -215,7 +215,7 @@ class MockIdp:
 
     async def _token(self, request: Request) -> Response:
         self.token_calls += 1
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "basic":
