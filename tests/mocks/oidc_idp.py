@@ -101,6 +101,7 @@ class MockIdp:
         self.user = User()
         self.alg = "RS256"
         self.fault: str | None = None
+        self.announced_issuer: str | None = None   # discovery names another issuer (a look-alike)
         self.keys: dict[str, _Key] = {"RS256": _new_key("RS256", "rsa-1"), "ES256": _new_key("ES256", "ec-1")}
         self.jwks_fetches = 0
         self.token_calls = 0
@@ -180,7 +181,7 @@ class MockIdp:
 
     async def _discovery(self, request: Request) -> Response:
         return JSONResponse({
-            "issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
+            "issuer": self.announced_issuer or self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
             "response_types_supported": ["code"], "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256", "HS256", "none"],

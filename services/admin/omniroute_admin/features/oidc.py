@@ -132,12 +132,12 @@ def groups_of(claims: dict[str, Any], claim: str) -> list[str]:
 
 def map_groups(config: OidcConfig, groups: list[str]) -> tuple[access.Role | None, tuple[str, ...]]:
     """The highest-ranked role among the person's mapped groups, and the teams of their groups
-    (which only a team_admin keeps: the other roles see every team). A group that is only in the
-    team map makes its members team admins of those teams. None: no group is mapped."""
+    (which only a team_admin keeps: the other roles see every team). A group of the team map
+    makes its members (at least) team admins of those teams. None: no group is mapped."""
     roles: list[access.Role] = [config.role_map[g] for g in groups if g in config.role_map]
     teams = sorted({t for g in groups for t in config.team_map.get(g, ())})
-    if not roles and teams:
-        roles = ["team_admin"]
+    if teams:
+        roles.append("team_admin")
     if not roles:
         return None, ()
     role = max(roles, key=lambda r: _RANK[r])
