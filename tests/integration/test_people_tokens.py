@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from starlette.requests import Request
 
+from omniroute.config.spec import ConfigFile
 from omniroute_admin import access, sessions
+from omniroute_admin.features import config_file
 from tests.integration.admin_app import Admin, running_admin
 
 pytestmark = pytest.mark.xdist_group("people_tokens")
@@ -226,3 +229,26 @@ async def test_the_audit_names_the_real_actor_and_team(admin: Admin) -> None:
     assert await _rows(admin, f"actor=token:ci-audit&until={until}") == []
     for client in (ci, alpha_admin):
         await client.aclose()
+
+
+async def test_the_config_file_declares_people(admin: Admin) -> None:
+    """`people:` in the YAML file (GitOps): the same shape as the API's body, applied after the
+    file's teams, idempotent, and a team that does not exist stops the start."""
+    document = {"teams": [{"id": "gitops"}],
+                "people": [{"email": "ops@example.com", "name": "Ops", "role": "team_admin",
+                            "team_ids": ["gitops"]},
+                           {"email": "audit@example.com", "role": "viewer"}]}
+    state = admin.app.state.admin
+    for _ in range(2):
+        await config_file.apply(state, ConfigFile.model_validate(document))
+    listed = {p["email"]: p for p in (await admin.client.get("/api/people")).json()["people"]}
+    assert listed["ops@example.com"]["role"] == "team_admin"
+    assert listed["ops@example.com"]["team_ids"] == ["gitops"]
+    assert listed["ops@example.com"]["source"] == "config"
+    assert listed["audit@example.com"]["role"] == "viewer"
+    assert sum(1 for email in listed if email == "ops@example.com") == 1
+    wrong = {"people": [{"email": "x@example.com", "role": "team_admin", "team_ids": ["nowhere"]}]}
+    with pytest.raises(SystemExit, match="No such team: nowhere"):
+        await config_file.apply(state, ConfigFile.model_validate(wrong))
+    with pytest.raises(ValidationError):
+        ConfigFile.model_validate({"people": [{"email": "x@example.com", "role": "root"}]})

@@ -131,6 +131,19 @@ class TeamSpec(BaseModel):
         return self.name or self.id
 
 
+class PersonSpec(BaseModel):
+    """A person who manages the gateway (API body, dashboard form and config file `people:`):
+    a role and, for a team admin, the teams they manage (each must exist)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(default="", max_length=200)
+    role: Literal["owner", "admin", "team_admin", "viewer"]
+    team_ids: list[str] = Field(default_factory=list, max_length=100)
+    enabled: bool = True
+
+
 # A person is named by id or by e-mail (resolved to the id when the key is stored).
 _PERSON_PATTERN = r"^[^\s]{1,200}$"
 
@@ -176,6 +189,7 @@ class ConfigFile(BaseModel):
 
     providers: list[ProviderSpec] = Field(default_factory=list)
     teams: list[TeamSpec] = Field(default_factory=list)   # applied before the keys naming them
+    people: list[PersonSpec] = Field(default_factory=list)   # after teams, before keys
     keys: list[KeySpec] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)   # alias → model, alias or combo
     combos: list[ComboSpec] = Field(default_factory=list)

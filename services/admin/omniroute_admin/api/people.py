@@ -6,27 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
 
-from omniroute_admin.access import Role
+from omniroute.config.spec import PersonSpec
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import people
 from omniroute_admin.sessions import require_session
 
 router = APIRouter(dependencies=[Depends(require_session)], tags=["people"])
-
-
-class PersonBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str = Field("", max_length=200)
-    role: Role
-    team_ids: list[str] = Field(default_factory=list, max_length=100)
-    enabled: bool = True
-
-    def fields(self) -> people.PersonFields:
-        return people.PersonFields(email=self.email.strip(), name=self.name.strip(), role=self.role,
-                                   team_ids=tuple(dict.fromkeys(self.team_ids)), enabled=self.enabled)
 
 
 @router.get("/api/people", summary="People and their roles")
@@ -35,8 +21,8 @@ async def list_people(state: StateDep) -> dict[str, Any]:
 
 
 @router.post("/api/people", status_code=201, summary="Add a person (owner role: owners only)")
-async def create_person(body: PersonBody, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    return await people.create(state, caller, body.fields())
+async def create_person(body: PersonSpec, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    return await people.create(state, caller, people.fields_of(body))
 
 
 @router.get("/api/people/{person_id}", summary="One person")
@@ -45,8 +31,8 @@ async def get_person(person_id: str, state: StateDep) -> dict[str, Any]:
 
 
 @router.put("/api/people/{person_id}", summary="Change a person (an owner, or to owner: owners only)")
-async def update_person(person_id: str, body: PersonBody, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    return await people.update(state, caller, person_id, body.fields())
+async def update_person(person_id: str, body: PersonSpec, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    return await people.update(state, caller, person_id, people.fields_of(body))
 
 
 @router.delete("/api/people/{person_id}", summary="Remove a person (an owner: owners only)")

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from omniroute.config.spec import ConfigFile, ProviderSpec
 from omniroute.store import config_repo, teams_repo
 from omniroute_admin.features import connection_health
+from omniroute_admin.services import people
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin.config")
@@ -41,6 +42,8 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
             await config_repo.upsert_provider(conn, provider, state.crypto)
         for team in config.teams:   # before the keys that name them
             await teams_repo.upsert(conn, team)
+        for person in config.people:   # after the teams they manage, before keys naming them
+            await people.declare(conn, person)
         for key in config.keys:
             try:
                 _, clear = await config_repo.upsert_key(conn, key)
@@ -59,8 +62,8 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
         print(f"OmniRoute API key '{name}' created: {clear}", flush=True)
     await state.announce("config-file")
     await connection_health.forget(state, reconfigured)
-    log.info("applied config file: %d providers, %d teams, %d keys", len(config.providers), len(config.teams),
-             len(config.keys))
+    log.info("applied config file: %d providers, %d teams, %d people, %d keys", len(config.providers),
+             len(config.teams), len(config.people), len(config.keys))
     return generated
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import HTTPException
 from psycopg import AsyncConnection
 
+from omniroute.config.spec import PersonSpec
 from omniroute.store import people_repo
 from omniroute_admin import access, audit
 from omniroute_admin.deps import Caller
@@ -23,6 +24,23 @@ class PersonFields:
     role: str
     team_ids: tuple[str, ...] = ()
     enabled: bool = True
+
+
+def fields_of(spec: PersonSpec) -> PersonFields:
+    return PersonFields(email=spec.email.strip(), name=spec.name.strip(), role=spec.role,
+                        team_ids=tuple(dict.fromkeys(spec.team_ids)), enabled=spec.enabled)
+
+
+async def declare(conn: AsyncConnection[Any], spec: PersonSpec) -> None:
+    """A person of the config file's `people:`: created or updated by e-mail (GitOps: the file
+    is the truth for those it names); a team it names must exist (declared above it)."""
+    fields = fields_of(spec)
+    try:
+        await check_teams(conn, fields)
+    except HTTPException as exc:
+        raise SystemExit(f"OMNIROUTE_CONFIG: person {spec.email!r}: {exc.detail}") from None
+    await people_repo.upsert(conn, email=fields.email, name=fields.name, role=fields.role,
+                             team_ids=list(fields.team_ids), source="config", enabled=fields.enabled)
 
 
 def _owner_only(caller: Caller, what: str) -> None:
