@@ -305,3 +305,71 @@ async def test_viewer_reads_keys_and_teams_but_changes_nothing(admin: Admin) -> 
             assert (await viewer.request(method, path, json=body)).status_code == 403, (method, path)
     finally:
         await viewer.aclose()
+
+
+async def test_usage_and_logs_by_team_and_person(admin: Admin) -> None:
+    for team in ("u-red", "u-blue"):
+        await admin.client.put(f"/api/teams/{team}", json={"id": team})
+    async with admin.app.state.admin.pool.connection() as conn:
+        person = await people_repo.upsert(conn, email="grace@example.com", name="Grace", role="viewer",
+                                          team_ids=[], source="api")
+    red = (await admin.client.post("/api/keys", json={"name": "red-key", "team": "u-red",
+                                                      "person": "grace@example.com"})).json()
+    blue = (await admin.client.post("/api/keys", json={"name": "blue-key", "team": "u-blue"})).json()
+    async with admin.app.state.admin.pool.connection() as conn:
+        # u1, u2: rows as the router records them now; u3: a row from before (no team, no person),
+        # which counts for its key's team and person.
+        await conn.execute(
+            "INSERT INTO usage (request_id, key_id, team_id, person_id, provider, model, status, input_tokens,"
+            " output_tokens, latency_ms, cost_usd, started_at) VALUES "
+            "('u1', %(red)s, 'u-red', %(person)s, 'p', 'm', 200, 10, 5, 50, 1, now() - interval '10 minutes'),"
+            "('u2', %(blue)s, 'u-blue', '', 'p', 'm', 200, 20, 5, 50, 2, now() - interval '9 minutes'),"
+            "('u3', %(red)s, '', '', 'p', 'm', 500, 30, 0, 50, 4, now() - interval '8 minutes')",
+            {"red": red["id"], "blue": blue["id"], "person": person.id})
+    window = {"from": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}
+
+    async def totals(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
+        answer = await client.get("/api/usage/history", params={**window, "bucket": "hour", **params})
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    by_team = await totals(admin.client, groupBy="team")
+    per_team: dict[str, list[float]] = {}
+    for bucket in by_team["buckets"]:
+        entry = per_team.setdefault(bucket["team"], [0, 0.0])
+        entry[0] += bucket["requests"]
+        entry[1] += bucket["costUsd"]
+    assert per_team == {"u-red": [2, 5.0], "u-blue": [1, 2.0]}
+    by_person = await totals(admin.client, groupBy="person")
+    assert sorted((b["person"], b["requests"]) for b in by_person["buckets"]) == [("", 1), (person.id, 2)]
+    assert (await totals(admin.client, team="u-blue"))["totals"]["requests"] == 1
+    assert (await totals(admin.client, person="grace@example.com"))["totals"]["costUsd"] == 5.0
+    assert (await totals(admin.client, person=person.id))["totals"]["requests"] == 2
+    unknown = await admin.client.get("/api/usage/history", params={**window, "person": "nobody@example.com"})
+    assert unknown.status_code == 404
+
+    logs = (await admin.client.get("/api/usage/request-logs", params={**window, "team": "u-red"})).json()
+    assert sorted((r["requestId"], r["teamId"], r["personId"]) for r in logs["requests"]) == [
+        ("u1", "u-red", person.id), ("u3", "u-red", person.id)]
+
+    lead = await session_for(admin, team_admin_of("u-blue"))
+    try:
+        mine = await totals(lead, groupBy="team")   # the filter is forced: their team only
+        assert [(b["team"], b["requests"]) for b in mine["buckets"]] == [("u-blue", 1)]
+        assert mine["totals"]["requests"] == 1
+        other = await lead.get("/api/usage/history", params={**window, "team": "u-red"})
+        assert other.status_code == 404 and other.json()["error"]["message"] == "No team 'u-red'."
+        their_logs = (await lead.get("/api/usage/request-logs", params=window)).json()["requests"]
+        assert [r["requestId"] for r in their_logs] == ["u2"]
+        assert (await lead.get("/api/usage/request-logs", params={**window, "team": "u-red"})).status_code == 404
+    finally:
+        await lead.aclose()
+
+    # The dashboard's usage page: a breakdown by team.
+    page = await admin.client.get("/dashboard/usage", params={"group": "team", "period": "1h"})
+    assert page.status_code == 200
+    assert '<th scope="row">u-red</th><td class="num">2</td>' in page.text
+    assert '<th scope="row">u-blue</th><td class="num">1</td>' in page.text
+    by_person_page = await admin.client.get("/dashboard/usage", params={"group": "person", "period": "1h"})
+    assert '<th scope="row">grace@example.com</th><td class="num">2</td>' in by_person_page.text

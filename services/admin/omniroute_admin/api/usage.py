@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omniroute.shared_state import budget as budgets
 from omniroute.shared_state import budget_holds
-from omniroute.store import budget_repo, usage_queries
+from omniroute.store import budget_repo, config_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price
 from omniroute.store.usage_queries import UsageFilter
 from omniroute_admin import audit, settings_model
@@ -70,7 +70,7 @@ def _auto_bucket(span: timedelta) -> str:
     return "week"
 
 
-GroupBy = Literal["key", "provider", "model", "connection", "status"]
+GroupBy = Literal["key", "provider", "model", "connection", "status", "team", "person"]
 Bucket = Literal["minute", "hour", "day", "week", "month"]
 
 
@@ -189,13 +189,16 @@ async def usage_history(
         until: str | None = Query(None, alias="to"), bucket: Bucket | None = None,
         group_by: GroupBy | None = Query(None, alias="groupBy"),
         key_id: str | None = Query(None, alias="keyId"), provider: str | None = None,
-        model: str | None = None) -> dict[str, Any]:
+        model: str | None = None, team: str | None = Query(None, description="a team's id"),
+        person: str | None = Query(None, description="a person's id or e-mail")) -> dict[str, Any]:
+    """Usage per time bucket, optionally grouped (by team and person too) and filtered."""
+    owners = await _owners(state, caller, team, person)
     start, end = _range(since, until, timedelta(hours=24))
     chosen = bucket or _auto_bucket(end - start)
     if chosen == "minute" and end - start > timedelta(days=2):
         raise HTTPException(400, "Minute buckets cover at most 2 days; pick a larger bucket.")
     where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model,
-                        within_teams=caller.principal.team_scope)
+                        within_teams=caller.principal.team_scope, **owners)
     async with state.pool.connection() as conn:
         buckets = await usage_queries.history(conn, where, chosen, group_by)
         total = await usage_queries.totals(conn, where)
@@ -206,14 +209,32 @@ async def usage_history(
 async def _logs(state: AdminState, caller: Caller, since: str | None, until: str | None,
                 key_id: str | None, provider: str | None, model: str | None, limit: int,
                 before: str | None, before_id: str | None, request_id: str | None = None,
-                payloads: bool = False) -> list[dict[str, Any]]:
+                payloads: bool = False, team: str | None = None,
+                person: str | None = None) -> list[dict[str, Any]]:
+    owners = await _owners(state, caller, team, person)
     start, end = _range(since, until, timedelta(days=7))
     where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model,
-                        within_teams=caller.principal.team_scope)
+                        within_teams=caller.principal.team_scope, **owners)
     cursor = (parse_time(before, end), before_id or "\uffff") if before else None
     async with state.pool.connection() as conn:
         return await usage_queries.request_logs(conn, where, limit=limit, before=cursor,
                                                 request_id=request_id, payloads=payloads)
+
+
+async def _owners(state: AdminState, caller: Caller, team: str | None,
+                  person: str | None) -> dict[str, str | None]:
+    """The team / person filters of a usage query: a team the caller may not see is 404 (ids do
+    not leak); a person is given by id or e-mail."""
+    if team and not caller.principal.sees_team(team):
+        raise HTTPException(404, f"No team {team!r}.")
+    person_id = None
+    if person:
+        async with state.pool.connection() as conn:
+            try:
+                person_id = await config_repo.resolve_person(conn, person)
+            except config_repo.UnknownOwner as exc:
+                raise HTTPException(404, str(exc)) from None
+    return {"team_id": team or None, "person_id": person_id}
 
 
 async def _detailed_logging(state: AdminState) -> bool:
@@ -227,9 +248,11 @@ async def usage_logs(
         state: StateDep, caller: CallerDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
         provider: str | None = None, model: str | None = None,
-        limit: int = Query(100, ge=1, le=1000), before: str | None = None) -> dict[str, Any]:
+        limit: int = Query(100, ge=1, le=1000), before: str | None = None,
+        team: str | None = None, person: str | None = None) -> dict[str, Any]:
     """Recent requests as one short line each, newest first."""
-    rows = await _logs(state, caller, since, until, key_id, provider, model, limit, before, None)
+    rows = await _logs(state, caller, since, until, key_id, provider, model, limit, before, None,
+                       team=team, person=person)
     lines = [f"{r['startedAt']} {r['status']} {r['provider']}/{r['model']} key={r['keyId'] or '-'} "
              f"in={r['inputTokens']} out={r['outputTokens']} ${r['costUsd']:.6f} "
              f"{r['latencyMs']:.0f}ms{' cache-hit' if r['cacheHit'] else ''}" for r in rows]
@@ -244,13 +267,15 @@ async def usage_request_logs(
         request_id: str | None = Query(None, alias="requestId"),
         limit: int = Query(100, ge=1, le=1000), before: str | None = None,
         before_id: str | None = Query(None, alias="beforeId"),
-        payloads: bool = Query(True, description="false: leave the logged payloads out")) -> dict[str, Any]:
+        payloads: bool = Query(True, description="false: leave the logged payloads out"),
+        team: str | None = Query(None, description="a team's id"),
+        person: str | None = Query(None, description="a person's id or e-mail")) -> dict[str, Any]:
     """Per request, newest first; page with before=<startedAt>&beforeId=<requestId> of the last
     row. `requestPayload` / `responsePayload`: what the router logged (redacted, capped) while
     detailed logging was on, else null. `detailedLogging`: the setting is on now, or a row shown
     carries payloads."""
     rows = await _logs(state, caller, since, until, key_id, provider, model, limit, before, before_id,
-                       request_id, payloads=payloads)
+                       request_id, payloads=payloads, team=team, person=person)
     last = rows[-1] if len(rows) == limit else None
     detailed = await _detailed_logging(state) or any(
         row.get("requestPayload") is not None for row in rows)
