@@ -159,7 +159,8 @@ def _continue_to(next_path: str) -> Response:
     session cookie on a redirect of that chain; a navigation started by this page is same-site."""
     target = html.escape(oidc.safe_next(next_path), quote=True)
     body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="refresh" content="0;url={target}"><title>Signed in</title></head>'
+            f'<meta http-equiv="refresh" content="0;url={target}"><link rel="icon" href="data:,">'
+            f'<title>Signed in</title></head>'
             f'<body><p>Signed in. <a id="continue" href="{target}">Continue</a></p></body></html>')
     return HTMLResponse(body, headers={"x-omniroute-next": oidc.safe_next(next_path)})
 
