@@ -159,13 +159,14 @@ class Settings:
     oidc_display_name: str = field(default_factory=lambda: os.environ.get(
         "OMNIROUTE_OIDC_DISPLAY_NAME", "").strip() or "single sign-on")
     oidc_scopes: str = field(default_factory=lambda: os.environ.get(
-        "OMNIROUTE_OIDC_SCOPES", "openid email profile groups"))
-    oidc_groups_claim: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_GROUPS_CLAIM", "groups"))
+        "OMNIROUTE_OIDC_SCOPES", "").strip() or "openid email profile groups")
+    oidc_groups_claim: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_OIDC_GROUPS_CLAIM", "").strip() or "groups")
     oidc_role_map: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_ROLE_MAP", "{}"))
     oidc_team_map: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_TEAM_MAP", "{}"))
     # Empty: OMNIROUTE_PUBLIC_URL (else the request's own URL) + /api/auth/oidc/callback.
     oidc_redirect_url: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_REDIRECT_URL", "").strip())
-    oidc_clock_skew_s: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_OIDC_CLOCK_SKEW_S", "60")))
+    oidc_clock_skew_s: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_OIDC_CLOCK_SKEW_S") or "60"))
     # Health endpoints that /api/monitoring/health polls (defaults follow the port variables).
     edge_health_url: str = field(default_factory=lambda: os.environ.get(
         "EDGE_HEALTH_URL", f"http://127.0.0.1:{os.environ.get('OMNIROUTE_PORT', '20128')}/healthz"))
