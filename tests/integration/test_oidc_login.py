@@ -33,7 +33,7 @@ def idp() -> Iterator[MockIdp]:
 @pytest.fixture(autouse=True)
 def fresh_idp(idp: MockIdp) -> None:
     """Each test starts from a well-behaved IdP and the default user."""
-    idp.fault, idp.alg = None, "RS256"
+    idp.fault, idp.alg, idp.deny = None, "RS256", False
     idp.user.sub, idp.user.email, idp.user.groups = "user-1", "ada@example.com", ["platform-admins"]
     idp.user.email_verified = True
 
@@ -198,6 +198,25 @@ async def test_a_bad_id_token_is_refused_with_no_session_and_an_audit_row(
     refused = await last_audit(admin, "auth.sso_failed")
     assert refused["detail"]["reason"] == reason and refused["detail"]["message"] == message
     assert refused["actor"] == "anonymous"
+
+
+async def test_declining_at_the_idp_is_refused(admin: Admin, idp: MockIdp) -> None:
+    idp.deny = True
+    async with browser(admin) as client:
+        answer = await sign_in(client)
+        assert answer.status_code == 401
+        assert answer.json()["error"]["message"] == "The identity provider said access_denied: The user declined."
+        assert "auth_token" not in client.cookies
+    assert (await last_audit(admin, "auth.sso_failed"))["detail"]["reason"] == "idp_error"
+
+
+async def test_an_unreachable_idp_is_a_502_with_an_audit_row(idp: MockIdp, tmp_path: Path) -> None:
+    settings = {**_oidc_settings(idp), "oidc_issuer": "http://127.0.0.1:9/idp"}
+    async with running_admin(tmp_path, **settings) as admin, browser(admin) as client:
+        answer = await sign_in(client)
+        assert answer.status_code == 502
+        assert answer.json()["error"]["message"] == "The identity provider is unreachable (ConnectError)."
+        assert (await last_audit(admin, "auth.sso_failed"))["detail"]["reason"] == "idp_unreachable"
 
 
 async def test_a_browser_sees_the_refusal_as_a_page(admin: Admin, idp: MockIdp) -> None:

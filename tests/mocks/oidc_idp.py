@@ -12,7 +12,9 @@ test through its attributes (it runs in a thread of the test process):
 - ``POST {issuer}/token``: the code (single use), the same redirect_uri, the code_verifier
   against the challenge, the client's authentication (Basic or form, when the client has a
   secret); answers an id_token signed with ``alg``;
-- ``fault``: what is wrong with the next id_tokens (see FAULTS), for the refusal tests.
+- ``fault``: what is wrong with the next id_tokens (see FAULTS), for the refusal tests;
+  ``deny``: the person declines (back with ``error=access_denied``); ``announced_issuer``: the
+  discovery document names another issuer.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class MockIdp:
         self.alg = "RS256"
         self.fault: str | None = None
         self.announced_issuer: str | None = None   # discovery names another issuer (a look-alike)
+        self.deny = False   # the person declines at the IdP: back with error=access_denied
         self.keys: dict[str, _Key] = {"RS256": _new_key("RS256", "rsa-1"), "ES256": _new_key("ES256", "ec-1")}
         self.jwks_fetches = 0
         self.token_calls = 0
@@ -204,6 +207,10 @@ class MockIdp:
             ("code_challenge_method=S256", q.get("code_challenge_method") == "S256")) if not ok]
         if problems:
             return PlainTextResponse(f"invalid_request: {', '.join(problems)}", status_code=400)
+        if self.deny:
+            back_error = {"error": "access_denied", "error_description": "The user declined.",
+                          **({"state": q["state"]} if "state" in q else {})}
+            return RedirectResponse(f"{q['redirect_uri']}?{urlencode(back_error)}", status_code=302)
         code = secrets.token_urlsafe(24)
         self._codes[code] = _Grant(client_id=q["client_id"], redirect_uri=q["redirect_uri"],
                                    challenge=q["code_challenge"], nonce=q.get("nonce"))

@@ -94,8 +94,8 @@ async def oidc_callback(request: Request, state: StateDep, code: str = "", error
         attempt = await oidc.take_attempt(state.redis, state.settings, request.query_params.get("state", ""),
                                           request.cookies.get(BINDING_COOKIE, ""))
         if error:
-            raise oidc.OidcError("idp_error", f"The identity provider said {error}"
-                                              f"{': ' + error_description if error_description else ''}.", 401)
+            said = f": {error_description[:200].rstrip('.')}" if error_description else ""
+            raise oidc.OidcError("idp_error", f"The identity provider said {error[:100]}{said}.", 401)
         if not code:
             raise oidc.OidcError("token_exchange", "The identity provider sent no code.", 400)
         claims = await found.validate_id_token(await found.exchange_code(code, attempt), attempt.nonce)
