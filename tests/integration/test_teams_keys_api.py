@@ -363,6 +363,8 @@ async def test_usage_and_logs_by_team_and_person(admin: Admin) -> None:
         their_logs = (await lead.get("/api/usage/request-logs", params=window)).json()["requests"]
         assert [r["requestId"] for r in their_logs] == ["u2"]
         assert (await lead.get("/api/usage/request-logs", params={**window, "team": "u-red"})).status_code == 404
+        their_page = (await lead.get("/dashboard/usage", params={"group": "team", "period": "1h"})).text
+        assert '<th scope="row">u-blue</th>' in their_page and "u-red" not in their_page
     finally:
         await lead.aclose()
 
@@ -373,3 +375,8 @@ async def test_usage_and_logs_by_team_and_person(admin: Admin) -> None:
     assert '<th scope="row">u-blue</th><td class="num">1</td>' in page.text
     by_person_page = await admin.client.get("/dashboard/usage", params={"group": "person", "period": "1h"})
     assert '<th scope="row">grace@example.com</th><td class="num">2</td>' in by_person_page.text
+    # Whatever the grouping, the page also shows usage and spend by team.
+    by_key_page = (await admin.client.get("/dashboard/usage", params={"group": "key", "period": "1h"})).text
+    by_team_table = by_key_page[by_key_page.index('id="usage-by-team"'):]
+    assert ('<th scope="row">u-red</th><td class="num">2</td><td class="num">40</td><td class="num">5</td>'
+            '<td class="num">$5.0000</td><td class="num">1</td>') in by_team_table

@@ -212,8 +212,10 @@ async def slots_since(conn: AsyncConnection[Any], since: datetime, bucket_s: int
     return {row["slot"]: row for row in await cursor.fetchall()}
 
 
-async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: str) -> list[dict[str, Any]]:
-    """The top 200 values of `group` (a key by its name) since `since`, busiest first."""
+async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: str,
+                          within_teams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The top 200 values of `group` (a key by its name) since `since`, busiest first;
+    `within_teams` (a team admin's scope): rows of those teams only."""
     column = DASHBOARD_GROUPS.get(group, DASHBOARD_GROUPS["model"])
     label: sql.Composable = sql.SQL("coalesce(k.name, u.key_id)") if group == "key" else sql.SQL(column)
     if group == "team":   # a row without its team counts for its key's
@@ -228,8 +230,11 @@ async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: st
                   count(*) FILTER (WHERE u.status >= 400) AS errors,
                   percentile_cont(0.95) WITHIN GROUP (ORDER BY u.latency_ms) AS p95
            FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id
-           WHERE u.started_at >= %s GROUP BY 1 ORDER BY requests DESC, name LIMIT 200""").format(
-        label=label, cost=await _cost_column(conn)), (since,))
+           WHERE u.started_at >= %s {scope} GROUP BY 1 ORDER BY requests DESC, name LIMIT 200""").format(
+        label=label, cost=await _cost_column(conn),
+        scope=sql.SQL("") if within_teams is None else
+        sql.SQL("AND coalesce(nullif(u.team_id, ''), k.team_id, '') = ANY(%s)")),
+        (since,) if within_teams is None else (since, list(within_teams)))
     return list(await cursor.fetchall())
 
 

@@ -26,7 +26,8 @@ from omniroute_admin.services import settings
 router = APIRouter(include_in_schema=False)
 FLASH_COOKIE = "flash"
 NAV = [("overview", "/dashboard", "Overview"), ("providers", "/dashboard/providers", "Providers"),
-       ("teams", "/dashboard/teams", "Teams"), ("keys", "/dashboard/keys", "API keys"), ("combos", "/dashboard/combos", "Combos & aliases"),
+       ("teams", "/dashboard/teams", "Teams"), ("keys", "/dashboard/keys", "API keys"),
+       ("combos", "/dashboard/combos", "Combos & aliases"),
        ("usage", "/dashboard/usage", "Usage"), ("logs", "/dashboard/logs", "Request logs"),
        ("limits", "/dashboard/limits", "Limits & breakers"), ("cache", "/dashboard/cache", "Cache"),
        ("sync", "/dashboard/sync", "Sync"), ("cli-tools", "/dashboard/cli-tools", "CLI tools"),

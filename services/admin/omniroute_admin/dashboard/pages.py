@@ -102,21 +102,23 @@ async def overview(request: Request) -> Response:
 
 @router.get("/dashboard/usage")
 async def usage_page(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     chosen = data.period(request.query_params.get("period"))
     group = request.query_params.get("group", "key")
     group = group if group in data.GROUPS else "key"
     state = admin_state(request)
+    scope = caller.principal.team_scope   # a team admin: their teams' rows only
     async with state.pool.connection() as conn:
-        rows = await data.breakdown(conn, chosen, group)
+        rows = await data.breakdown(conn, chosen, group, scope)
+        by_team = rows if group == "team" else await data.breakdown(conn, chosen, "team", scope)
     top = rows[:20]
     chart = bar_chart(f"Requests by {group}", [str(r["name"] or "—")[:14] for r in top],
                       [float(r["requests"]) for r in top], highlight=[float(r["errors"]) for r in top])
     # Each key's budget as GET /api/usage/budget shows it: spend and what is left this period.
-    budgets = (await get_budgets(state, None))["budgets"]
+    budgets = (await get_budgets(state, caller, None))["budgets"]
     return await page(request, "usage.html", "usage", {
         "rows": rows, "group": group, "groups": list(data.GROUPS), "period": chosen.name,
-        "periods": list(data.PERIODS), "chart": chart, "budgets": budgets})
+        "periods": list(data.PERIODS), "chart": chart, "budgets": budgets, "by_team": by_team})
 
 
 _CSV_COLUMNS = ["name", "requests", "input_tokens", "output_tokens", "cost", "errors", "p95"]
@@ -124,11 +126,11 @@ _CSV_COLUMNS = ["name", "requests", "input_tokens", "output_tokens", "cost", "er
 
 @router.get("/dashboard/usage.csv")
 async def usage_csv(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     chosen = data.period(request.query_params.get("period"))
     group = request.query_params.get("group", "key")
     async with admin_state(request).pool.connection() as conn:
-        rows = await data.breakdown(conn, chosen, group)
+        rows = await data.breakdown(conn, chosen, group, caller.principal.team_scope)
     body = data.to_csv(rows, _CSV_COLUMNS).replace("name", group, 1)
     return PlainTextResponse(body, media_type="text/csv", headers={
         "content-disposition": f'attachment; filename="omniroute-usage-{group}-{chosen.name}.csv"'})
