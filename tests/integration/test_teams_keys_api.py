@@ -39,6 +39,7 @@ async def session_for(admin: Admin, principal: access.Principal) -> httpx.AsyncC
     issued = await sessions.start_session(admin.app.state.admin, request, principal)
     client = admin.anonymous()
     client.headers["authorization"] = f"Bearer {issued['token']}"
+    client.headers["x-csrf-token"] = issued["csrf"]   # what the dashboard's forms carry
     return client
 
 
@@ -380,3 +381,40 @@ async def test_usage_and_logs_by_team_and_person(admin: Admin) -> None:
     by_team_table = by_key_page[by_key_page.index('id="usage-by-team"'):]
     assert ('<th scope="row">u-red</th><td class="num">2</td><td class="num">40</td><td class="num">5</td>'
             '<td class="num">$5.0000</td><td class="num">1</td>') in by_team_table
+
+
+async def test_dashboard_keys_page_follows_the_role(admin: Admin) -> None:
+    for team in ("d-mine", "d-other"):
+        await admin.client.put(f"/api/teams/{team}", json={"id": team})
+    mine = (await admin.client.post("/api/keys", json={"name": "d-mine-key", "team": "d-mine"})).json()
+    other = (await admin.client.post("/api/keys", json={"name": "d-other-key", "team": "d-other"})).json()
+
+    viewer = await session_for(admin, access.Principal(kind="person", actor="person:v@example.com", role="viewer"))
+    lead = await session_for(admin, team_admin_of("d-mine"))
+    try:
+        seen = (await viewer.get("/dashboard/keys")).text
+        assert "d-other-key" in seen and "Create a key" not in seen and "Revoke" not in seen
+        refused = await viewer.post(f"/dashboard/keys/{mine['id']}/revoke",
+                                    data={"csrf_token": viewer.headers["x-csrf-token"]})
+        assert refused.status_code == 303
+        assert (await admin.client.get(f"/api/keys/{mine['id']}")).json()["state"] == "active"
+        assert "Create team" not in (await viewer.get("/dashboard/teams")).text
+
+        theirs = (await lead.get("/dashboard/keys")).text
+        assert "d-mine-key" in theirs and "d-other-key" not in theirs and "Create a key" in theirs
+        assert '<option>d-mine</option>' in theirs and "d-other" not in theirs
+        assert "/delete" not in theirs   # delete: admin
+        csrf = {"csrf_token": lead.headers["x-csrf-token"]}
+        assert (await lead.post(f"/dashboard/keys/{other['id']}/revoke", data=csrf)).status_code == 303
+        assert (await admin.client.get(f"/api/keys/{other['id']}")).json()["state"] == "active"
+        assert (await lead.post(f"/dashboard/keys/{mine['id']}/revoke", data=csrf)).status_code == 303
+        assert (await admin.client.get(f"/api/keys/{mine['id']}")).json()["state"] == "revoked"
+        made = await lead.post("/dashboard/keys", data={**csrf, "name": "d-made", "team": "d-other"})
+        assert made.status_code == 303   # refused: back with the reason
+        assert "Not created: No team &#39;d-other&#39;." in (await lead.get(made.headers["location"])).text
+        assert all(k["name"] != "d-made" for k in (await admin.client.get("/api/keys")).json()["keys"])
+        teams_page = (await lead.get("/dashboard/teams")).text
+        assert "d-mine" in teams_page and "d-other" not in teams_page and "Create team" not in teams_page
+    finally:
+        await viewer.aclose()
+        await lead.aclose()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from omniroute.config.spec import KeySpec, TeamSpec
+from omniroute_admin.access import Role
 from omniroute_admin.dashboard.base import back, button, error_text, form, gate, page, split
 from omniroute_admin.deps import Caller, admin_state
 from omniroute_admin.services import keys, teams
@@ -34,9 +35,15 @@ def _budget(fields: dict[str, str]) -> dict[str, Any] | None:
     return {"limit": float(limit), "period": fields.get("budget_period") or "monthly"}
 
 
+def _needs(caller: Caller, role: Role) -> None:
+    """The API's rule for the same use case (api/keys.py, api/teams.py): a viewer changes
+    nothing, a team admin manages keys (of their teams: the use case scopes), an admin teams."""
+    if not caller.principal.at_least(role):
+        raise HTTPException(403, f"This needs the {role} role; you are {caller.principal.role}.")
+
+
 def _admin_only(caller: Caller) -> None:
-    if not caller.principal.at_least("admin"):
-        raise HTTPException(403, f"This needs the admin role; you are {caller.principal.role}.")
+    _needs(caller, "admin")
 
 
 # --- teams ---------------------------------------------------------------------------------------
@@ -99,8 +106,10 @@ async def _keys_page(request: Request, caller: Caller, new_key: dict[str, Any] |
     state = admin_state(request)
     listed = await keys.list_keys(state, caller)
     team_ids = [t["id"] for t in await teams.list_teams(state, caller)]
-    return await page(request, "keys.html", "keys", {"keys": listed, "new_key": new_key, "teams": team_ids,
-                                                     "max_grace": keys.MAX_GRACE_S}, status=status)
+    return await page(request, "keys.html", "keys", {
+        "keys": listed, "new_key": new_key, "teams": team_ids, "max_grace": keys.MAX_GRACE_S,
+        "can_manage": caller.principal.at_least("team_admin"), "can_delete": caller.principal.at_least("admin")},
+        status=status)
 
 
 @router.get("/dashboard/keys")
@@ -114,6 +123,7 @@ async def key_create(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
     try:
+        _needs(caller, "team_admin")
         spec = KeySpec.model_validate({
             "name": fields.get("name", ""), "allowed_models": split(fields.get("allowed_models", "")) or None,
             "expires_at": fields.get("expires_at") or None, "budget": _budget(fields),
@@ -130,6 +140,7 @@ async def key_rotate(key_id: str, request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
     try:
+        _needs(caller, "team_admin")
         rotation = Rotation.model_validate({"grace_seconds": _number(fields, "grace_seconds") or 0})
         rotated = await keys.rotate_key(admin_state(request), caller, key_id, rotation)
     except (HTTPException, ValidationError, ValueError) as exc:
@@ -139,9 +150,10 @@ async def key_rotate(key_id: str, request: Request) -> Response:
 
 @router.post("/dashboard/keys/{key_id}/revoke")
 async def key_revoke(key_id: str, request: Request) -> Response:
-    return await button(request, "/dashboard/keys",
-                        lambda caller: keys.revoke_key(admin_state(request), caller, key_id),
-                        lambda revoked: f"Key {revoked['name']} revoked.")
+    async def revoke(caller: Caller) -> dict[str, Any]:
+        _needs(caller, "team_admin")
+        return await keys.revoke_key(admin_state(request), caller, key_id)
+    return await button(request, "/dashboard/keys", revoke, lambda revoked: f"Key {revoked['name']} revoked.")
 
 
 @router.post("/dashboard/keys/{key_id}/delete")
