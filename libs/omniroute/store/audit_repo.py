@@ -31,6 +31,21 @@ async def insert(conn: AsyncConnection[Any], entry: Entry) -> None:
                        (*values[:-2], Jsonb(entry.detail), entry.team_id))
 
 
+async def insert_gateway_refusals(conn: AsyncConnection[Any], rows: list[tuple[datetime, Entry]]) -> int:
+    """Gateway refusals (accounting, from the bus) with the moment they happened; a refusal
+    already kept (a redelivery) is skipped. Returns how many rows were written."""
+    written = 0
+    for at, entry in rows:
+        cursor = await conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail, team_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (request_id, action) WHERE action LIKE 'gateway.%%' DO NOTHING",
+            (at, entry.actor, entry.action, entry.target, entry.ip, entry.request_id, Jsonb(entry.detail),
+             entry.team_id))
+        written += cursor.rowcount
+    return written
+
+
 async def query(conn: AsyncConnection[Any], *, limit: int, offset: int, action: str | None,
                 actor_name: str | None, target: str | None, since: datetime | None,
                 until: datetime | None, team_id: str | None = None,

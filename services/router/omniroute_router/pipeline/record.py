@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from omniroute import telemetry
 from omniroute.answers import CHUNK_KINDS
+from omniroute.bus import audit_events
 from omniroute.bus.publisher import EventPublisher
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2
@@ -129,3 +130,12 @@ class Record:
                 self._publisher.publish(self._settings.subject(f"usage.{subject}"),
                                         record.to_event().SerializeToString(),
                                         msg_id=record.request_id, headers=telemetry.nats_headers())
+            key = call.snapshot.keys_by_id.get(request.key_id)
+            reason = audit_events.router_reason(record.error_class, key, request.key_id)
+            if reason is not None:
+                # A governance refusal is also an audit event (kept in audit_log by accounting).
+                audit_events.publish_refusal(
+                    self._publisher, self._settings, request_id=record.request_id,
+                    actor=audit_events.key_actor(request.key_id), team_id=key.team_id if key else "",
+                    reason=reason, status=record.status, message=record.error_message,
+                    route=subject or "token_count", model=request.model, ip="", service="router")
