@@ -6,6 +6,8 @@ PKCE, a disabled person, unmapped groups): no session, and an audit row saying w
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,17 @@ async def test_authorization_request_uses_pkce_s256_state_and_nonce(admin: Admin
     assert len(query["state"]) >= 32 and len(query["nonce"]) >= 32 and query["state"] != query["nonce"]
     binding = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("oidc_login="))
     assert "HttpOnly" in binding and "SameSite=lax" in binding and "Path=/api/auth/oidc" in binding
+    # The attempt (nonce, PKCE verifier, redirect_uri, next) waits in Redis for 10 minutes, under
+    # the state's hash: nothing of it travels through the browser.
+    redis = admin.app.state.admin.redis
+    state_hash = hashlib.sha256(query["state"].encode()).hexdigest()
+    key = f"{admin.settings.env}:oidc-login:{state_hash}"
+    assert 590 <= await redis.ttl(key) <= 600
+    stored = orjson.loads(await redis.get(key))
+    assert set(stored) == {"nonce", "verifier", "redirect_uri", "next", "binding"}
+    assert stored["nonce"] == query["nonce"] and stored["next"] == "/dashboard"
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(stored["verifier"].encode()).digest()).rstrip(b"=")
+    assert challenge.decode() == query["code_challenge"]
 
 
 @pytest.mark.parametrize(("groups", "role", "team_ids"), [
