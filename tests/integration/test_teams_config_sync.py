@@ -65,7 +65,8 @@ async def test_config_file_declares_teams_and_key_owners_idempotently(admin: Adm
     assert ci["team"] == "ml" and ci["person"] is None
 
     for wrong, said in [({"keys": [{"name": "lost", "team": "nowhere"}]}, "No team 'nowhere'"),
-                        ({"keys": [{"name": "lost", "person": "ghost@example.com"}]}, "ghost@example.com")]:
+                        ({"keys": [{"name": "lost", "person": "ghost@example.com"}]}, "ghost@example.com"),
+                        ({"teams": [{"id": "dup", "name": "Platform"}]}, "another team is named 'Platform'")]:
         with pytest.raises(SystemExit, match=said):
             await config_file.apply(state, ConfigFile.model_validate(wrong))
     assert all(k["name"] != "lost" for k in (await admin.client.get("/api/keys")).json()["keys"])

@@ -55,9 +55,11 @@ class UsageFilter:
                 parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
                 params.append(value)
         for column, value in (("team_id", self.team_id), ("person_id", self.person_id)):
-            if value:
-                parts.append(sql.SQL("{} = %s").format(owner_column(column)))
-                params.append(value)
+            if value:   # written this way, (team_id, started_at) serves it
+                parts.append(sql.SQL("({column} = %s OR ({column} = '' AND key_id IN "
+                                     "(SELECT id FROM api_keys WHERE {column} = %s)))").format(
+                    column=sql.Identifier(column)))
+                params.extend([value, value])
         return sql.SQL(" AND ").join(parts), params
 
 

@@ -41,6 +41,8 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
                 reconfigured += connection_health.reconfigured(before[0], await _new_keys_only(conn, state, provider))
             await config_repo.upsert_provider(conn, provider, state.crypto)
         for team in config.teams:   # before the keys that name them
+            if await teams_repo.name_taken(conn, team.display_name, team.id):
+                raise SystemExit(f"OMNIROUTE_CONFIG: team {team.id!r}: another team is named {team.display_name!r}")
             await teams_repo.upsert(conn, team)
         for person in config.people:   # after the teams they manage, before keys naming them
             await people.declare(conn, person)
