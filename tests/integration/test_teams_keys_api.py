@@ -218,8 +218,8 @@ async def test_rotate_with_grace_then_revoke(admin: Admin) -> None:
     assert not old_entry.usable(until + timedelta(seconds=1))
     assert snapshot.keys_by_hash[hash_api_key(new["key"])].grace_until is None
 
-    # Rotating again without grace: both earlier secrets are refused at once.
-    again = (await admin.client.post(f"/api/keys/{made['id']}/rotate", json={"grace_seconds": 0})).json()
+    # Rotating again without grace (no body: grace 0): both earlier secrets are refused at once.
+    again = (await admin.client.post(f"/api/keys/{made['id']}/rotate")).json()
     assert again["state"] == "active" and again["previous_valid_until"] is None
     snapshot = await load_snapshot(admin.settings.database_url, None)
     assert hash_api_key(made["key"]) not in snapshot.keys_by_hash
