@@ -366,6 +366,8 @@ async def test_usage_and_logs_by_team_and_person(admin: Admin) -> None:
         assert (await lead.get("/api/usage/request-logs", params={**window, "team": "u-red"})).status_code == 404
         their_page = (await lead.get("/dashboard/usage", params={"group": "team", "period": "1h"})).text
         assert '<th scope="row">u-blue</th>' in their_page and "u-red" not in their_page
+        their_log_page = (await lead.get("/dashboard/logs")).text
+        assert "<code>u2</code>" in their_log_page and "<code>u1</code>" not in their_log_page
     finally:
         await lead.aclose()
 
@@ -376,6 +378,9 @@ async def test_usage_and_logs_by_team_and_person(admin: Admin) -> None:
     assert '<th scope="row">u-blue</th><td class="num">1</td>' in page.text
     by_person_page = await admin.client.get("/dashboard/usage", params={"group": "person", "period": "1h"})
     assert '<th scope="row">grace@example.com</th><td class="num">2</td>' in by_person_page.text
+    log_page = (await admin.client.get("/dashboard/logs", params={"team": "u-red"})).text
+    assert "<code>u1</code>" in log_page and "<code>u3</code>" in log_page and "<code>u2</code>" not in log_page
+    assert "<td>red-key</td><td>u-red</td>" in log_page
     # Whatever the grouping, the page also shows usage and spend by team.
     by_key_page = (await admin.client.get("/dashboard/usage", params={"group": "key", "period": "1h"})).text
     by_team_table = by_key_page[by_key_page.index('id="usage-by-team"'):]

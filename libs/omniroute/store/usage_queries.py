@@ -241,10 +241,20 @@ async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: st
 
 
 async def recent_requests(conn: AsyncConnection[Any], *, limit: int, offset: int, errors_only: bool,
-                          model: str, key: str) -> list[dict[str, Any]]:
-    """Newest first; `model` matches the served or the requested model, `key` its id or name."""
-    clauses = [sql.SQL("TRUE")]
+                          model: str, key: str, team: str = "",
+                          within_teams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Newest first; `model` matches the served or the requested model, `key` its id or name,
+    `team` the row's team (its key's for a row without one); `within_teams`: a team admin's
+    scope."""
+    clauses: list[sql.Composable] = [sql.SQL("TRUE")]
     params: list[Any] = []
+    row_team = sql.SQL("coalesce(nullif(u.team_id, ''), k.team_id, '')")
+    if team:
+        clauses.append(sql.SQL("{} = %s").format(row_team))
+        params.append(team)
+    if within_teams is not None:
+        clauses.append(sql.SQL("{} = ANY(%s)").format(row_team))
+        params.append(list(within_teams))
     if errors_only:
         clauses.append(sql.SQL("u.status >= 400"))
     if model:
@@ -255,10 +265,12 @@ async def recent_requests(conn: AsyncConnection[Any], *, limit: int, offset: int
         params += [key, key]
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(sql.SQL(
-        """SELECT u.request_id, u.started_at, coalesce(k.name, u.key_id) AS key, u.provider, u.connection,
+        """SELECT u.request_id, u.started_at, coalesce(k.name, u.key_id) AS key, {row_team} AS team,
+                  u.provider, u.connection,
                   u.model, u.requested_model, u.status, u.error_class, u.latency_ms, u.ttft_ms,
                   u.input_tokens, u.output_tokens, {cost} AS cost, u.stream, u.client_format, u.cache_hit
            FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id WHERE {where}
            ORDER BY u.started_at DESC LIMIT %s OFFSET %s""").format(
-        cost=await _cost_column(conn), where=sql.SQL(" AND ").join(clauses)), [*params, limit, offset])
+        cost=await _cost_column(conn), row_team=row_team, where=sql.SQL(" AND ").join(clauses)),
+        [*params, limit, offset])
     return list(await cursor.fetchall())

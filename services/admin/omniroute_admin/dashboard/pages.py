@@ -138,18 +138,20 @@ async def usage_csv(request: Request) -> Response:
 
 @router.get("/dashboard/logs")
 async def logs(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     page_no = max(1, int(request.query_params.get("page", "1") or 1)) if \
         request.query_params.get("page", "1").isdigit() else 1
     errors_only = request.query_params.get("errors") == "1"
     model = request.query_params.get("model", "")[:200]
     key = request.query_params.get("key", "")[:200]
+    team = request.query_params.get("team", "")[:64]
     async with admin_state(request).pool.connection() as conn:
         rows = await usage_queries.recent_requests(conn, limit=51, offset=(page_no - 1) * 50,
-                                                   errors_only=errors_only, model=model, key=key)
+                                                   errors_only=errors_only, model=model, key=key, team=team,
+                                                   within_teams=caller.principal.team_scope)
     return await page(request, "logs.html", "logs", {
         "rows": rows[:50], "more": len(rows) > 50, "page": page_no, "errors_only": errors_only,
-        "model": model, "key": key})
+        "model": model, "key": key, "team": team})
 
 
 # --- providers and keys --------------------------------------------------------------------------
