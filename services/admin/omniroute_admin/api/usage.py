@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omniroute.shared_state import budget as budgets
 from omniroute.shared_state import budget_holds
-from omniroute.store import budget_repo, config_repo, usage_queries
+from omniroute.store import budget_repo, config_repo, teams_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price
 from omniroute.store.usage_queries import UsageFilter
 from omniroute_admin import audit, settings_model
@@ -152,16 +152,35 @@ async def _status(state: AdminState, key_id: str, raw: dict[str, Any] | None) ->
     return answer
 
 
+async def _team_status(state: AdminState, team: dict[str, Any]) -> dict[str, Any]:
+    """A team's budget as a key's (spent: every key of the team; held: their requests in flight)."""
+    answer = await _status(state, budgets.team_owner(team["id"]), team["budget"])
+    answer.pop("keyId", None)
+    return {"teamId": team["id"], "name": team["name"], **answer}
+
+
 @router.get("/api/usage/budget", openapi_extra=TEAM_SCOPED_READ)
 async def get_budgets(state: StateDep, caller: CallerDep,
-                      key_id: str | None = Query(None, alias="keyId")) -> dict[str, Any]:
+                      key_id: str | None = Query(None, alias="keyId"),
+                      team_id: str | None = Query(None, alias="teamId",
+                                                  description="one team's budget")) -> dict[str, Any]:
+    scope = caller.principal.team_scope
     async with state.pool.connection() as conn:
-        rows = await budget_repo.list_budgets(conn, key_id, caller.principal.team_scope)
+        if team_id is not None:
+            teams = await teams_repo.list_teams(conn, [team_id]) if caller.principal.sees_team(team_id) else []
+            if not teams:  # another team's is as absent as one that does not exist
+                raise HTTPException(404, f"No team {team_id!r}.")
+            return await _team_status(state, teams[0])
+        rows = await budget_repo.list_budgets(conn, key_id, scope)
+        teams = [] if key_id else [team for team in await teams_repo.list_teams(
+            conn, list(scope) if scope is not None else None) if team["budget"]]
     if key_id and not rows:
         raise HTTPException(404, f"No key {key_id!r}.")
     statuses = [{**await _status(state, row["keyId"], row["budget"]), "name": row["name"]}
                 for row in rows]
-    return statuses[0] if key_id else {"budgets": statuses}
+    if key_id:
+        return statuses[0]
+    return {"budgets": statuses, "teamBudgets": [await _team_status(state, team) for team in teams]}
 
 
 @router.post("/api/usage/budget", openapi_extra=requires("team_admin"))
