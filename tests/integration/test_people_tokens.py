@@ -252,3 +252,18 @@ async def test_the_config_file_declares_people(admin: Admin) -> None:
         await config_file.apply(state, ConfigFile.model_validate(wrong))
     with pytest.raises(ValidationError):
         ConfigFile.model_validate({"people": [{"email": "x@example.com", "role": "root"}]})
+
+
+async def test_only_an_owner_switches_the_login_off_by_any_route(admin: Admin) -> None:
+    """Login off makes every caller an owner: PUT /api/settings may not do what the owner-only
+    PUT /api/settings/require-login does."""
+    _, admin_token = await _token(admin, "ci-login", "admin")
+    refused = await admin_token.put("/api/settings", json={"require_login": False})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == "Only an owner may switch the management login on or off."
+    assert (await admin_token.put("/api/settings/require-login", json={"requireLogin": False})).status_code == 403
+    # Other general settings stay an admin's; sending the current value is no switch.
+    assert (await admin_token.put("/api/settings", json={"require_login": True,
+                                                         "instance_name": "by-admin"})).status_code == 200
+    assert (await admin.client.get("/api/settings/require-login")).json() == {"requireLogin": True}
+    await admin_token.aclose()

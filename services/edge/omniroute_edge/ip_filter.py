@@ -85,11 +85,15 @@ class IpFilterMiddleware:
 
 def _audit(edge: Any, scope: Scope, client: str) -> None:
     """The refusal as an audit event: under the key the request presented when it is one of
-    ours (and its team), else under the address."""
+    ours (and its team), else under the address. Nothing without a publisher (an edge state
+    built without NATS)."""
+    publisher = getattr(edge, "publisher", None)
+    if publisher is None:
+        return
     presented = presented_key(Request(scope))
     key = edge.config.current.keys_by_hash.get(hash_api_key(presented)) if presented else None
     audit_events.publish_refusal(
-        edge.publisher, edge.settings, request_id=uuid.uuid4().hex,
+        publisher, edge.settings, request_id=uuid.uuid4().hex,
         actor=audit_events.key_actor(key.id) if key else f"ip:{client}", team_id=key.team_id if key else "",
         reason="ip_blocked", status=403, message=f"Requests from {client} are not allowed.",
         route=scope["path"], model="", ip=client, service="edge")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from omniroute.config.spec import KeySpec, TeamSpec
-from omniroute_admin.access import Role
+from omniroute_admin.access import TEAM_SCOPED_READ, Role, requires
 from omniroute_admin.dashboard.base import back, button, error_text, form, gate, page, split
 from omniroute_admin.deps import Caller, admin_state
 from omniroute_admin.services import keys, teams
@@ -48,7 +48,7 @@ def _admin_only(caller: Caller) -> None:
 
 # --- teams ---------------------------------------------------------------------------------------
 
-@router.get("/dashboard/teams")
+@router.get("/dashboard/teams", openapi_extra=TEAM_SCOPED_READ)
 async def teams_page(request: Request) -> Response:
     caller = await gate(request)
     listed = await teams.list_teams(admin_state(request), caller)
@@ -112,13 +112,13 @@ async def _keys_page(request: Request, caller: Caller, new_key: dict[str, Any] |
         status=status)
 
 
-@router.get("/dashboard/keys")
+@router.get("/dashboard/keys", openapi_extra=TEAM_SCOPED_READ)
 async def keys_page(request: Request) -> Response:
     caller = await gate(request)
     return await _keys_page(request, caller)
 
 
-@router.post("/dashboard/keys")
+@router.post("/dashboard/keys", openapi_extra=requires("team_admin"))
 async def key_create(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -135,7 +135,7 @@ async def key_create(request: Request) -> Response:
     return await _keys_page(request, caller, new_key={**created, "action": "created"}, status=201)
 
 
-@router.post("/dashboard/keys/{key_id}/rotate")
+@router.post("/dashboard/keys/{key_id}/rotate", openapi_extra=requires("team_admin"))
 async def key_rotate(key_id: str, request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -148,7 +148,7 @@ async def key_rotate(key_id: str, request: Request) -> Response:
     return await _keys_page(request, caller, new_key={**rotated, "action": "rotated"})
 
 
-@router.post("/dashboard/keys/{key_id}/revoke")
+@router.post("/dashboard/keys/{key_id}/revoke", openapi_extra=requires("team_admin"))
 async def key_revoke(key_id: str, request: Request) -> Response:
     async def revoke(caller: Caller) -> dict[str, Any]:
         _needs(caller, "team_admin")

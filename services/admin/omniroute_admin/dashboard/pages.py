@@ -15,6 +15,7 @@ from omniroute.catalog import PROVIDER_TYPES
 from omniroute.config.spec import ConnectionSpec, ProviderSpec
 from omniroute.store import audit_repo, usage_queries
 from omniroute_admin import access, audit, sessions
+from omniroute_admin.access import TEAM_SCOPED_READ, requires
 from omniroute_admin.api.auth import PasswordChange
 from omniroute_admin.api.oidc import sso_info
 from omniroute_admin.api.usage import get_budgets
@@ -100,7 +101,7 @@ async def overview(request: Request) -> Response:
         "charts": charts, "models": models[:10]})
 
 
-@router.get("/dashboard/usage")
+@router.get("/dashboard/usage", openapi_extra=TEAM_SCOPED_READ)
 async def usage_page(request: Request) -> Response:
     caller = await gate(request)
     chosen = data.period(request.query_params.get("period"))
@@ -115,7 +116,7 @@ async def usage_page(request: Request) -> Response:
     chart = bar_chart(f"Requests by {group}", [str(r["name"] or "—")[:14] for r in top],
                       [float(r["requests"]) for r in top], highlight=[float(r["errors"]) for r in top])
     # Each key's budget as GET /api/usage/budget shows it: spend and what is left this period.
-    budgets = (await get_budgets(state, caller, None))["budgets"]
+    budgets = (await get_budgets(state, caller, None, None))["budgets"]
     return await page(request, "usage.html", "usage", {
         "rows": rows, "group": group, "groups": list(data.GROUPS), "period": chosen.name,
         "periods": list(data.PERIODS), "chart": chart, "budgets": budgets, "by_team": by_team})
@@ -124,7 +125,7 @@ async def usage_page(request: Request) -> Response:
 _CSV_COLUMNS = ["name", "requests", "input_tokens", "output_tokens", "cost", "errors", "p95"]
 
 
-@router.get("/dashboard/usage.csv")
+@router.get("/dashboard/usage.csv", openapi_extra=TEAM_SCOPED_READ)
 async def usage_csv(request: Request) -> Response:
     caller = await gate(request)
     chosen = data.period(request.query_params.get("period"))
@@ -136,7 +137,7 @@ async def usage_csv(request: Request) -> Response:
         "content-disposition": f'attachment; filename="omniroute-usage-{group}-{chosen.name}.csv"'})
 
 
-@router.get("/dashboard/logs")
+@router.get("/dashboard/logs", openapi_extra=TEAM_SCOPED_READ)
 async def logs(request: Request) -> Response:
     caller = await gate(request)
     page_no = max(1, int(request.query_params.get("page", "1") or 1)) if \
@@ -268,7 +269,7 @@ async def settings_general(request: Request) -> Response:
                                   "Settings saved.")
 
 
-@router.post("/dashboard/settings/password")
+@router.post("/dashboard/settings/password", openapi_extra=requires("owner"))
 async def settings_password(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -317,7 +318,7 @@ async def backup_create(request: Request) -> Response:
     return await _settings_action(lambda: backups.create_backup(admin_state(request), caller), "Backup taken.")
 
 
-@router.post("/dashboard/backups/restore")
+@router.post("/dashboard/backups/restore", openapi_extra=requires("owner"))
 async def backup_restore(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -326,18 +327,22 @@ async def backup_restore(request: Request) -> Response:
                                   f"Backup {wanted} restored.")
 
 
-@router.get("/dashboard/audit")
+@router.get("/dashboard/audit", openapi_extra=TEAM_SCOPED_READ)
 async def audit_page(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
+    scope = caller.principal.team_scope   # a team admin: rows about their teams only
     action = request.query_params.get("action", "")[:100]
+    actor = request.query_params.get("actor", "")[:200]
+    team = request.query_params.get("team", "")[:100]
     page_text = request.query_params.get("page", "1")
     page_no = max(1, int(page_text)) if page_text.isdigit() else 1
     async with admin_state(request).pool.connection() as conn:
         entries, total = await audit_repo.query(conn, limit=50, offset=(page_no - 1) * 50,
-                                                action=action or None, actor_name=None, target=None,
-                                                since=None, until=None)
+                                                action=action or None, actor_name=actor or None, target=None,
+                                                since=None, until=None, team_id=team or None,
+                                                within_teams=frozenset(scope) if scope is not None else None)
     return await page(request, "audit.html", "audit", {
-        "entries": entries, "total": total, "page": page_no, "action": action,
+        "entries": entries, "total": total, "page": page_no, "action": action, "actor": actor, "team": team,
         "more": page_no * 50 < total})
 
 
