@@ -138,3 +138,16 @@ async def test_a_key_the_router_finds_unusable_is_audited_as_the_edge_would(chan
     await run(record_stage(published), call, Answering([error(401, "invalid_api_key", "not valid")]))
     [(refusal, _)] = published.refusals
     assert (refusal.actor, refusal.team_id, refusal.reason, refusal.status) == ("key:k1", "alpha", reason, 401)
+
+
+async def test_the_keys_team_and_person_are_recorded() -> None:
+    published = Published()
+    owned = ApiKey(id="k1", name="k", enabled=True, allowed_models=None, limits={}, budget=None,
+                   expires_at=None, team_id="ml", person_id="person_1")
+    call = make_call(key_id="k1", snapshot=ConfigSnapshot(keys_by_id={"k1": owned}))
+    await run(record_stage(published), call, Answering([start(), response(), usage(3, 4)]))
+    [event] = published.events
+    assert (event.key_id, event.team_id, event.person_id) == ("k1", "ml", "person_1")
+    keyless = Published()
+    await run(record_stage(keyless), make_call(), Answering([start(), response()]))
+    assert (keyless.events[0].team_id, keyless.events[0].person_id) == ("", "")
