@@ -162,6 +162,12 @@ def test_every_operation_says_its_role_in_openapi() -> None:
         for method, operation in methods.items():
             assert access.ROLE_EXTENSION in operation, (method, path)
             assert operation["description"].startswith("Required role: "), (method, path)
+    paths = document["paths"]
+    assert paths["/api/cloud/config"]["put"][access.ROLE_EXTENSION] == "sync-peer"
+    assert paths["/api/auth/login"]["post"][access.ROLE_EXTENSION] == "none"
+    assert paths["/api/db-backups"]["post"][access.ROLE_EXTENSION] == "owner"
+    assert paths["/api/db-backups"]["post"]["description"].startswith("Required role: owner (owners only).")
+    assert paths["/api/usage/logs"]["get"][access.TEAM_SCOPE_EXTENSION] is True
 
 
 @pytest.mark.parametrize("caller", CALLERS)

@@ -193,7 +193,7 @@ def document_roles(app: FastAPI, gate: Callable[..., Any]) -> None:
             else:
                 declared = (route.openapi_extra or {}).get(ROLE_EXTENSION)
                 operation[ROLE_EXTENSION] = declared or "none"
-                sentence = ("Required role: none (no session: it takes its own credential)."
+                sentence = (f"Required role: none (no session: the {declared}'s own credential)."
                             if declared else "Required role: none (public: no session needed).")
             described = operation.get("description", "")
             operation["description"] = f"{sentence}\n\n{described}" if described else sentence

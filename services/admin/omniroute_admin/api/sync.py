@@ -13,13 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
 from omniroute_admin import access
-from omniroute_admin.access import requires
+from omniroute_admin.access import ROLE_EXTENSION, requires
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import sync
 from omniroute_admin.sessions import require_session
 
 manage = APIRouter(dependencies=[Depends(require_session)], tags=["sync"])
 cloud = APIRouter(tags=["sync"])   # peers authenticate with the sync token, not a session
+SYNC_PEER = {ROLE_EXTENSION: "sync-peer"}   # documented: no role, the peer's sync token
 
 
 class InitBody(BaseModel):
@@ -82,7 +83,7 @@ async def _peer(request: Request, state: StateDep) -> str:
 PeerToken = Annotated[str, Depends(_peer)]   # before any CallerDep: it sets the actor
 
 
-@cloud.get("/api/cloud/config", summary="The configuration document, for a peer (sync token)")
+@cloud.get("/api/cloud/config", openapi_extra=SYNC_PEER, summary="The configuration document, for a peer (sync token)")
 async def cloud_get(request: Request, state: StateDep, token: PeerToken) -> Response:
     tag, document = await sync.served_document(state, token)
     if request.headers.get("if-none-match") == tag:
@@ -91,7 +92,8 @@ async def cloud_get(request: Request, state: StateDep, token: PeerToken) -> Resp
                     headers={"etag": tag, "cache-control": "no-store"})
 
 
-@cloud.put("/api/cloud/config", summary="Replace the configuration, if unchanged since If-Match")
+@cloud.put("/api/cloud/config", openapi_extra=SYNC_PEER,
+           summary="Replace the configuration, if unchanged since If-Match")
 async def cloud_put(request: Request, state: StateDep, token: PeerToken, caller: CallerDep) -> Response:
     expected = request.headers.get("if-match")
     if not expected:
