@@ -116,6 +116,8 @@ async def test_page_by_role(world: World, role: str, path: str) -> None:
         assert {"/dashboard/keys", "/dashboard/teams", "/dashboard/audit"} <= nav
     if role in ("owner", "password") and path == "/dashboard/settings":
         assert "/dashboard/settings/password" in actions
+    if path == "/dashboard/settings":   # export links: admin reads, as GET /api/db-backups/export
+        assert ("/api/db-backups/export" in answer.text) == (role != "viewer")
     if role == "admin" and path == "/dashboard/settings":
         assert "/dashboard/settings/password" not in actions and "/dashboard/settings/general" in actions
 
