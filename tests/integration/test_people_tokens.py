@@ -7,6 +7,7 @@ actor, team and time."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.requests import Request
 
 from omniroute.config.spec import ConfigFile
 from omniroute_admin import access, sessions
+from omniroute_admin.app import create_app
 from omniroute_admin.features import config_file
 from tests.integration.admin_app import Admin, running_admin
 
@@ -267,3 +269,20 @@ async def test_only_an_owner_switches_the_login_off_by_any_route(admin: Admin) -
                                                          "instance_name": "by-admin"})).status_code == 200
     assert (await admin.client.get("/api/settings/require-login")).json() == {"requireLogin": True}
     await admin_token.aclose()
+
+
+async def test_a_deleted_token_is_refused_at_once_by_another_admin_replica(admin: Admin) -> None:
+    """Two admin replicas on one database: a token revoked on one is refused by the other on
+    its very next call (no replica caches a token)."""
+    created, _client = await _token(admin, "ci-replicas", "viewer")
+    await _client.aclose()
+    other = create_app(admin.settings)
+    async with other.router.lifespan_context(other):
+        transport = httpx.ASGITransport(app=other, client=("127.0.0.1", 50001))
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin-2.test",
+                                     headers={"authorization": f"Bearer {created['token']}"}) as replica:
+            assert (await replica.get("/api/providers")).status_code == 200
+            assert (await admin.client.delete(f"/api/tokens/{created['id']}")).status_code == 200
+            started = time.monotonic()
+            assert (await replica.get("/api/providers")).status_code == 401
+            assert time.monotonic() - started < 1.0
