@@ -176,3 +176,38 @@ async def test_people_and_tokens_pages_create_and_delete(world: World) -> None:
         revoked = await client.post(f"/dashboard/tokens/{token_id}/delete", data={"csrf_token": csrf})
         assert revoked.status_code == 303
         assert (await bot.get("/api/providers")).status_code == 401
+
+
+RANK = {"viewer": 0, "team_admin": 1, "admin": 2, "owner": 3}
+UNGATED_PAGES = {"/dashboard/login", "/dashboard/logout", "/dashboard/static/{name}", "/dashboard/docs"}
+
+
+def _dashboard_operations() -> list[tuple[str, str, str, bool]]:
+    """Every dashboard route and method but the ungated ones: (method, path, role, team scoped)."""
+    app = create_app(Settings())
+    return sorted({(method, route.path, access.required_role(route, method), access.is_team_scoped(route))
+                   for route, method in access.operations(app)
+                   if route.path.startswith("/dashboard") and route.path not in UNGATED_PAGES
+                   and method in ("GET", "POST")})
+
+
+@pytest.mark.parametrize("role", ["admin", "team_admin", "viewer"])
+async def test_every_dashboard_route_refuses_the_roles_it_does_not_admit(world: World, role: str) -> None:
+    """Forms included: hiding a form is a courtesy, the POST itself is refused (403 page)."""
+    client = world.clients[role]
+    refused = 0
+    for method, path, needed, scoped in _dashboard_operations():
+        allowed = (scoped and RANK[needed] <= RANK["team_admin"]) if role == "team_admin" \
+            else RANK[role] >= RANK[needed]
+        if allowed:
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "x1", path)
+        answer = await client.request(method, concrete, data={"csrf_token": client.headers["x-test-csrf"]},
+                                      follow_redirects=False) if method == "POST" else \
+            await client.get(concrete, follow_redirects=False)
+        if role == "team_admin" and path in ("/dashboard", "/dashboard/"):
+            assert answer.status_code == 303
+            continue
+        assert answer.status_code == 403, (role, method, path, answer.status_code)
+        refused += 1
+    assert refused >= {"admin": 5, "team_admin": 40, "viewer": 30}[role], refused
