@@ -1,10 +1,10 @@
 """Team quotas through the running stack: three router replicas, each behind its own edge, and the
 official SDKs as clients (openai, anthropic):
 - a team budget worth exactly K requests, shared by two keys of the team, 5×K requests fired at
-  once (whole, streamed, embeddings mixed) through the three edges and routers: at most K
-  admitted, the refusals are 429 budget_exhausted naming the team, the team's spend stays within
-  its budget and equals the sum of its usage rows (each carrying the team and the key's person),
-  and every hold (team and key) became spend;
+  once (whole, streamed, embeddings mixed) through the three edges and routers, accounting killed
+  with -9 in the middle: at most K admitted, the refusals are 429 budget_exhausted naming the
+  team, the team's spend stays within its budget and equals the sum of its usage rows (each
+  carrying the team and the key's person), and every hold (team and key) became spend;
 - a team rpm shared by two keys across two routers: exactly N admitted, the refusals 429
   rate_limit_exceeded naming the team with Retry-After and x-ratelimit-*;
 - a key's rpm narrower than its team's applies (and leaves the team's window alone);
@@ -18,6 +18,7 @@ free), embeddings at $400 per million input tokens."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -179,8 +180,14 @@ def _counter(stack: RoutingStack, owner: str) -> str:
 async def test_a_team_budget_worth_k_requests_admits_at_most_k_of_five_k_from_two_keys_on_three_routers(
         stack: RoutingStack, edges: list[str]) -> None:
     kinds = ("whole", "stream", "embeddings")
-    outcomes = await asyncio.gather(*(
+    fired = asyncio.gather(*(
         _call(edges[i % 3], ("q1", "q2")[i % 2], kinds[i % 3], f"team budget {i}") for i in range(5 * K)))
+    await asyncio.sleep(0.2)
+    accounting = stack.gateway.stack.service("accounting")
+    accounting.process.send_signal(signal.SIGKILL)  # in the middle: settled holds wait for it
+    outcomes = await fired
+    accounting.process.wait()
+    stack.gateway.stack._relaunch(accounting)
     refused = [(body, headers) for status, body, headers in outcomes if status != 200]
     admitted = len(outcomes) - len(refused)
     assert 1 <= admitted <= K
