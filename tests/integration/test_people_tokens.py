@@ -196,6 +196,10 @@ async def test_a_persons_session_follows_the_people_table(admin: Admin) -> None:
     assert (await sam.put("/api/settings", json={"instance_name": "by-sam"})).status_code == 200
     rows = await _rows(admin, "actor=person:sam@example.com&action=settings.*")
     assert rows, "the change is recorded under the person"
+    listed = (await admin.client.get("/api/sessions")).json()["sessions"]
+    assert {"actor": "person:sam@example.com", "role": "admin"}.items() <= \
+        next(s for s in listed if s["actor"] == "person:sam@example.com").items()
+    assert any(s["actor"] == "admin" and s["role"] == "owner" for s in listed)
     await admin.client.put(f"/api/people/{person['id']}", json={"email": "sam@example.com", "role": "viewer"})
     demoted = await sam.put("/api/settings", json={"instance_name": "by-sam-2"})
     assert demoted.status_code == 403

@@ -253,7 +253,9 @@ async def list_sessions(state: AdminState) -> list[dict[str, Any]]:
         if raw is None:
             continue
         record = orjson.loads(raw)
-        sessions.append({"id": record.get("id", ""), "ip": record.get("ip", ""),
+        held = session_principal(record)
+        sessions.append({"id": record.get("id", ""), "actor": held.actor, "role": held.role,
+                         "ip": record.get("ip", ""),
                          "user_agent": record.get("user_agent", ""),
                          "created_at": record.get("created", 0),
                          "expires_in_s": await state.redis.ttl(key)})
