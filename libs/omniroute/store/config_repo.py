@@ -365,6 +365,7 @@ class ConfigRows:
     combos: dict[str, Any]                 # name → spec document
     routing_settings: dict[str, Any]       # key → value
     teams: list[dict[str, Any]]
+    mcp_servers: list[dict[str, Any]]
 
 
 async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
@@ -383,8 +384,10 @@ async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
     routing = {row["key"]: row["value"] for row in await cursor.fetchall()}
     await cursor.execute("SELECT * FROM teams ORDER BY id")
     teams = await cursor.fetchall()
+    await cursor.execute("SELECT * FROM mcp_servers ORDER BY id")
+    mcp_servers = await cursor.fetchall()
     return ConfigRows(providers=providers, connections=connections, keys=keys, aliases=aliases,
-                      combos=combos, routing_settings=routing, teams=teams)
+                      combos=combos, routing_settings=routing, teams=teams, mcp_servers=mcp_servers)
 
 
 async def save_oauth_token(conn: AsyncConnection[Any], connection_id: str, access_enc: str,
