@@ -4,6 +4,7 @@ settled to the real cost or released, fail open (or closed when configured) when
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from decimal import Decimal
 from typing import Any, cast
@@ -54,6 +55,10 @@ class FakeHolds:
 
     async def release_all(self, owners: list[str], request_id: str) -> int:
         self.calls.append(("release", request_id, *owners))
+        return len(owners)
+
+    async def extend_all(self, owners: list[str], request_id: str, hold_s: int) -> int:
+        self.calls.append(("extend", request_id, hold_s, *owners))
         return len(owners)
 
 
@@ -226,3 +231,22 @@ async def test_a_team_that_has_no_room_refuses_naming_the_team_and_its_remaining
     [event] = await run(_gate(key_refused), _team_call({"limit": 5.0}, {"limit": 10.0}), next)
     assert event.error.message.startswith("Budget exhausted: API key key_1 has spent")
     assert event.error.headers["x-budget-scope"] == "key"
+
+
+async def test_a_long_streams_holds_are_renewed_while_it_runs() -> None:
+    holds = FakeHolds()
+    gate = _gate(holds)
+    gate._refresh_s = 0.05
+
+    class SlowStream(Answering):
+        async def __call__(self, call: Any) -> Any:
+            for event in self.events:
+                await asyncio.sleep(0.06)  # longer than the renewal interval
+                yield event
+
+    call = _call()
+    answered = SlowStream([start_event(), response(), usage(input_tokens=1, output_tokens=1)])
+    assert len(await run(gate, call, answered)) == 3
+    kinds = [c[0] for c in holds.calls]
+    assert kinds[0] == "reserve" and kinds[-1] == "settle"
+    assert kinds.count("extend") == 3 and all(c[2] == gate._hold_s for c in holds.calls if c[0] == "extend")
