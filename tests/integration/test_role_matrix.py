@@ -70,6 +70,13 @@ DECIDED: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", "/api/usage/budget"): ("team_admin", True),
     ("GET", "/api/keys"): ("viewer", True),
     ("POST", "/api/keys"): ("team_admin", True),
+    ("GET", "/api/mcp/servers"): ("viewer", False),           # platform-wide, like providers
+    ("GET", "/api/mcp/servers/{server_id}"): ("viewer", False),
+    ("POST", "/api/mcp/servers"): ("admin", False),
+    ("PUT", "/api/mcp/servers/{server_id}"): ("admin", False),
+    ("PATCH", "/api/mcp/servers/{server_id}"): ("admin", False),
+    ("DELETE", "/api/mcp/servers/{server_id}"): ("admin", False),
+    ("GET", "/api/mcp/calls"): ("viewer", True),
 }
 
 
