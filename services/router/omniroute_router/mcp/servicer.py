@@ -89,6 +89,7 @@ class McpGatewayServicer(mcp_pb2_grpc.McpGatewayServicer):
                                                           request.request_id) for sid in server_ids))
         items: list[dict[str, Any]] = []
         unavailable: list[str] = []
+        seen: set[str] = set()  # a URI two servers list is read from the first (resources/read)
         for server_id, listed in zip(server_ids, lists, strict=True):
             if listed is None:
                 unavailable.append(server_id)
@@ -99,6 +100,9 @@ class McpGatewayServicer(mcp_pb2_grpc.McpGatewayServicer):
                     continue
                 if request.kind in NAMED_KINDS:
                     item = {**item, "name": mcp_access.namespaced(server_id, name)}
+                elif name in seen:
+                    continue
+                seen.add(name)
                 items.append(item)
         return mcp_pb2.McpCatalog(items_json=orjson.dumps(items), unavailable_servers=unavailable)
 
