@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -371,3 +372,56 @@ async def test_sync_carries_servers_with_their_credentials_resealed(admin: Admin
     with temp_database() as receiver_url:
         async with await psycopg.AsyncConnection.connect(receiver_url) as conn, conn.transaction():
             await sync_doc.replace_local(conn, sync_doc.from_transport(older, receiver, token))
+
+
+async def _follow(client: httpx.AsyncClient, answer: httpx.Response) -> str:
+    assert answer.status_code == 303, (answer.status_code, answer.text[:400])
+    return (await client.get(answer.headers["location"])).text
+
+
+async def test_dashboard_page_creates_edits_grants_and_lists(admin: Admin) -> None:
+    client = admin.client
+    page = await client.get("/dashboard/mcp")
+    assert page.status_code == 200 and "Add an MCP server" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    shown = await _follow(client, await client.post("/dashboard/mcp/servers", data={
+        "csrf_token": token, "id": "dash-tools", "name": "Dash tools", "transport": "http",
+        "url": "https://dash-mcp.example.com/mcp", "credentials": "Authorization: Bearer dash-secret-123456789",
+        "timeout_s": "8", "price": "0.5", "enabled": "on"}))
+    assert "MCP server dash-tools created." in shown and "dash-secret-123456789" not in shown
+    assert "Authorization: Bear…6789" in shown
+    server = (await client.get("/api/mcp/servers/dash-tools")).json()
+    assert (server["timeout_s"], server["price_per_call_usd"], server["enabled"]) == (8.0, 0.5, True)
+
+    # Editing without new credentials keeps them; the unticked box disables the server.
+    shown = await _follow(client, await client.post("/dashboard/mcp/servers/dash-tools", data={
+        "csrf_token": token, "transport": "http", "name": "Dash", "url": "https://dash-mcp.example.com/mcp",
+        "timeout_s": "9", "price": "0.5"}))
+    assert "MCP server dash-tools saved." in shown
+    server = (await client.get("/api/mcp/servers/dash-tools")).json()
+    assert (server["name"], server["enabled"], list(server["headers"])) == ("Dash", False, ["Authorization"])
+    refused = await _follow(client, await client.post("/dashboard/mcp/servers", data={
+        "csrf_token": token, "id": "meta", "transport": "http", "url": "http://169.254.169.254/"}))
+    assert "Not created:" in refused and "url refused" in refused
+
+    shown = await _follow(client, await client.post("/dashboard/mcp/teams/beta", data={
+        "csrf_token": token, "access": "dash-tools: *\nsearch: query, fetch\n"}))
+    assert "MCP access of team beta saved." in shown
+    assert (await client.get("/api/teams/beta")).json()["mcp_access"] == {"dash-tools": ["*"],
+                                                                          "search": ["fetch", "query"]}
+    bad = await _follow(client, await client.post("/dashboard/mcp/teams/beta", data={
+        "csrf_token": token, "access": "no colon here"}))
+    assert "Access not saved:" in bad
+    shown = await _follow(client, await client.post("/dashboard/mcp/teams/beta", data={
+        "csrf_token": token, "access": ""}))
+    assert (await client.get("/api/teams/beta")).json()["mcp_access"] is None
+
+    await _insert_calls(admin)
+    listed = await client.get("/dashboard/mcp")
+    assert "call-a1" not in listed.text and "key-a2" in listed.text and "tickets" in listed.text
+    assert listed.text.count('class="mcp-outcome"') >= 4 and "timeout: timeout" in listed.text
+    shown = await _follow(client, await client.post("/dashboard/mcp/servers/dash-tools/delete",
+                                                    data={"csrf_token": token}))
+    assert "MCP server dash-tools deleted." in shown
+    actions = [a for a, _ in await _audit(admin, "dash-tools")]
+    assert actions == ["mcp_servers.create", "mcp_servers.update", "mcp_servers.delete"]
