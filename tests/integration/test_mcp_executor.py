@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import orjson
 import pytest
 
@@ -25,6 +26,7 @@ from omniroute.devstack import child
 from omniroute.v1 import mcp_pb2, mcp_pb2_grpc
 from tests import log_scan
 from tests.mocks.mcp_tools import README_TEXT, README_URI, McpHttpMock, free_port, stdio_command
+from tests.mocks.oauth import OAuthServer
 from tests.support import wait_for
 
 pytestmark = pytest.mark.xdist_group("mcp_executor")
@@ -264,3 +266,33 @@ async def test_a_stdio_command_that_cannot_start_is_an_upstream_error(
     answer = await call(upstream, target, "tools/call", "echo", {"text": "x"})
     assert answer.error.kind == "upstream_error"
     assert answer.error.message.startswith("MCP server broken-stdio ")
+
+
+async def test_a_cloud_metadata_address_is_refused_without_a_request(
+        upstream: mcp_pb2_grpc.McpUpstreamStub) -> None:
+    target = mcp_pb2.McpServerTarget(server_id="metadata", transport="http", timeout_s=5.0,
+                                     url="http://metadata.google.internal/mcp")
+    answer = await call(upstream, target, "tools/call", "echo", {"text": "x"})
+    assert (answer.error.kind, answer.error.code) == ("upstream_error", -32050)
+    assert answer.error.message == ("MCP server metadata: its address is refused "
+                                    "(metadata.google.internal is a cloud metadata service)")
+
+
+async def test_an_oauth_server_refuses_a_revoked_token_as_unauthorized_and_takes_a_new_one(
+        upstream: mcp_pb2_grpc.McpUpstreamStub) -> None:
+    """The executor's half of the OAuth refresh: the tool server's 401 comes back as kind
+    `unauthorized` (the router then refreshes the connection's token once and calls again)."""
+    with OAuthServer() as oauth, McpHttpMock(introspect_url=f"{oauth.url}/_oauth/introspect") as protected:
+        def target(token: str) -> mcp_pb2.McpServerTarget:
+            return mcp_pb2.McpServerTarget(server_id="oauth-tools", transport="http", url=protected.url,
+                                           headers={"Authorization": f"Bearer {token}"}, timeout_s=10.0)
+
+        first = oauth.state.issue()["access_token"]
+        assert text_of(await call(upstream, target(first), "tools/call", "echo", {"text": "a"})) == "a"
+        await asyncio.to_thread(httpx.post, f"{oauth.url}/_oauth/revoke")
+        refused = await call(upstream, target(first), "tools/call", "echo", {"text": "b"})
+        assert (refused.error.kind, refused.error.code) == ("unauthorized", -32050)
+        assert refused.error.message == "MCP server oauth-tools refused the gateway's credentials (HTTP 401)"
+        second = oauth.state.issue()["access_token"]
+        received = json.loads(text_of(await call(upstream, target(second), "tools/call", "headers", {})))
+        assert received["authorization"] == f"Bearer {second}"

@@ -11,6 +11,8 @@ result; ``headers()`` → the HTTP headers this call arrived with (a JSON object
 lower-cased). Resource ``mock://notes/readme`` (text), template ``mock://notes/{name}``, prompt
 ``greet(name)``. With ``--bearer-file F`` every request must carry ``Authorization: Bearer <t>``
 where t is the file's current content (else 401): a test rewrites the file to "expire" a token.
+With ``--introspect-url U`` (the mock OAuth server's ``/_oauth/introspect``, tests/mocks/oauth.py)
+only its live access tokens are accepted: an OAuth-protected tool server.
 
 Stdio: ``python -m tests.mocks.mcp_tools --stdio`` — tools ``echo``, ``env(name)`` (the value
 of an environment variable), ``pid()`` and ``exit_now()`` (the process dies without answering).
@@ -31,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -99,17 +102,26 @@ def build_stdio_server() -> MCPServer:
 
 
 class _BearerGate:
-    """ASGI wrapper: 401 unless `Authorization: Bearer <the file's current content>`."""
+    """ASGI wrapper: 401 unless `Authorization: Bearer <t>` with t the bearer file's current
+    content, or (introspection) a token the mock OAuth server says is live."""
 
-    def __init__(self, app: Any, bearer_file: Path) -> None:
+    def __init__(self, app: Any, *, bearer_file: str = "", introspect_url: str = "") -> None:
         self._app = app
-        self._file = bearer_file
+        self._file = Path(bearer_file) if bearer_file else None
+        self._introspect_url = introspect_url
+
+    async def _accepts(self, authorization: str) -> bool:
+        token = authorization.removeprefix("Bearer ")
+        if self._file is not None:
+            return authorization == f"Bearer {self._file.read_text().strip()}"
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.post(self._introspect_url, data={"token": token})
+        return bool(answer.json().get("active"))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            expected = f"Bearer {self._file.read_text().strip()}".encode()
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if given != expected:
+            given = dict(scope["headers"]).get(b"authorization", b"").decode()
+            if not await self._accepts(given):
                 await send({"type": "http.response.start", "status": 401,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"www-authenticate", b"Bearer error=\"invalid_token\"")]})
@@ -118,12 +130,12 @@ class _BearerGate:
         await self._app(scope, receive, send)
 
 
-def _serve_http(host: str, port: int, bearer_file: str) -> None:
+def _serve_http(host: str, port: int, bearer_file: str, introspect_url: str) -> None:
     import uvicorn
 
     app: Any = build_server().streamable_http_app(host=host)
-    if bearer_file:
-        app = _BearerGate(app, Path(bearer_file))
+    if bearer_file or introspect_url:
+        app = _BearerGate(app, bearer_file=bearer_file, introspect_url=introspect_url)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -136,9 +148,10 @@ def free_port() -> int:
 class McpHttpMock:
     """The HTTP mock in a child process (killable like a real tool server)."""
 
-    def __init__(self, *, bearer_file: Path | None = None, port: int = 0) -> None:
+    def __init__(self, *, bearer_file: Path | None = None, introspect_url: str = "", port: int = 0) -> None:
         self.port = port or free_port()
         self.bearer_file = bearer_file
+        self.introspect_url = introspect_url
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,6 +162,8 @@ class McpHttpMock:
         command = [sys.executable, "-m", "tests.mocks.mcp_tools", "--port", str(self.port)]
         if self.bearer_file is not None:
             command += ["--bearer-file", str(self.bearer_file)]
+        if self.introspect_url:
+            command += ["--introspect-url", self.introspect_url]
         self._process = subprocess.Popen(command, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -192,12 +207,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--bearer-file", default="")
+    parser.add_argument("--introspect-url", default="")
     parser.add_argument("--stdio", action="store_true")
     args = parser.parse_args()
     if args.stdio:
         build_stdio_server().run("stdio")
     else:
-        _serve_http(args.host, args.port, args.bearer_file)
+        _serve_http(args.host, args.port, args.bearer_file, args.introspect_url)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ async def main() -> None:
     http = HttpClients(new_client(config.upstream_timeout_s), config.upstream_timeout_s)
     direct = DirectClient()
     servicer = ExecutorServicer(families, http, config.upstream_timeout_s, direct)
-    mcp = McpUpstreamServicer() if _serves_mcp(args.family) else None
+    mcp = McpUpstreamServicer(allow_private=config.allow_private_upstreams) if _serves_mcp(args.family) else None
     log.info("serving families: %s", ", ".join([*families, *([MCP_FAMILY] if mcp else [])]))
 
     def register(server: grpc.aio.Server) -> None:

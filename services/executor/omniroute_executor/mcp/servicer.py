@@ -17,8 +17,9 @@ from mcp import ClientSession
 from mcp_types import PaginatedRequestParams
 from pydantic import BaseModel
 
+from omniroute import ssrf
 from omniroute.v1 import mcp_pb2, mcp_pb2_grpc
-from omniroute_executor.mcp.failures import Failure, classify, leaves
+from omniroute_executor.mcp.failures import UPSTREAM_ERROR_CODE, Failure, classify, leaves
 from omniroute_executor.mcp.sessions import HttpStatus, StdioServers, http_session
 
 log = logging.getLogger("omniroute.executor.mcp")
@@ -39,8 +40,9 @@ class UpstreamFailed(Exception):
 
 
 class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
-    def __init__(self, stdio: StdioServers | None = None) -> None:
+    def __init__(self, stdio: StdioServers | None = None, *, allow_private: bool | None = None) -> None:
         self._stdio = stdio or StdioServers()
+        self._allow_private = ssrf.private_allowed() if allow_private is None else allow_private
 
     async def aclose(self) -> None:
         await self._stdio.aclose()
@@ -77,6 +79,13 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
         """`operation` on a session to `target` within its timeout (connecting included)."""
         timeout_s = target.timeout_s if target.timeout_s > 0 else 30.0
         status = HttpStatus()
+        if target.transport != "stdio":
+            # The admin refuses such URLs already; this also covers rows written around it, as
+            # the provider executors check every call.
+            refused = ssrf.refusal(target.url, allow_private=self._allow_private)
+            if refused:
+                raise UpstreamFailed(Failure("upstream_error", UPSTREAM_ERROR_CODE,
+                                             f"MCP server {target.server_id}: its address is refused ({refused})"))
         try:
             with anyio.fail_after(timeout_s):
                 if target.transport == "stdio":
