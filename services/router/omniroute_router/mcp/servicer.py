@@ -118,10 +118,17 @@ class McpGatewayServicer(mcp_pb2_grpc.McpGatewayServicer):
 
         async def list_upstream() -> Items:
             bearer = await self._bearer(snapshot, server)
-            result = await self._upstream.stub.List(
-                mcp_pb2.McpListRequest(request_id=request_id, server=target(server, bearer=bearer),
-                                       kind=mcp_pb2.McpKind.Name(kind)),
-                timeout=deadline(server))
+            listing = mcp_pb2.McpListRequest(request_id=request_id, server=target(server, bearer=bearer),
+                                             kind=mcp_pb2.McpKind.Name(kind))
+            try:
+                result = await self._upstream.stub.List(listing, timeout=deadline(server))
+            except grpc.aio.AioRpcError as exc:
+                # An OAuth server's 401: its token refreshed once, the listing made again.
+                if exc.code() != grpc.StatusCode.UNAUTHENTICATED or not bearer:
+                    raise
+                bearer = await self._bearer(snapshot, server, rejected=bearer)
+                listing.server.CopyFrom(target(server, bearer=bearer))
+                result = await self._upstream.stub.List(listing, timeout=deadline(server))
             items = orjson.loads(result.items_json or b"[]")
             return [item for item in items if isinstance(item, dict)]
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 import grpc
 import orjson
 
-from omniroute.config.snapshot import ApiKey, ConfigSnapshot, McpServer, Team
+from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Connection, McpServer, Provider, Team
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.settings import Settings
 from omniroute.shared_state.breaker import CLOSED, OPEN, BreakerState
@@ -20,6 +20,7 @@ from omniroute.v1 import events_pb2, mcp_pb2
 from omniroute_router.mcp.record import McpRecorder
 from omniroute_router.mcp.servicer import McpGatewayServicer
 from omniroute_router.mcp.upstream import McpUpstreamClient
+from omniroute_router.selection.oauth_tokens import OAuthTokens
 
 TOOLS: dict[str, list[dict[str, Any]]] = {
     "docs": [{"name": "search", "inputSchema": {"type": "object"}},
@@ -46,7 +47,11 @@ def snapshot(team_access: dict[str, tuple[str, ...]] | None, key_access: dict[st
                  expires_at=None, team_id="t1", person_id="p1", mcp_access=key_access)
     team = Team(id="t1", name="T", allowed_models=None, limits=team_limits or {}, budget=None,
                 mcp_access=team_access)
-    return ConfigSnapshot(keys_by_id={"k1": key}, teams={"t1": team},
+    connection = Connection(id="conn-1", provider_id="idp", name="c", api_key="", priority=0, enabled=True,
+                            settings={"oauth": {}})
+    provider = Provider(id="idp", type="openai", family="openai", base_url="", models=(), enabled=True, settings={},
+                        connections=(connection,))
+    return ConfigSnapshot(keys_by_id={"k1": key}, teams={"t1": team}, providers={"idp": provider},
                           mcp_servers=servers if servers is not None else {"docs": server("docs"),
                                                                            "files": server("files")})
 
@@ -63,11 +68,18 @@ class FakeStub:
     calls: list[mcp_pb2.McpUpstreamCall] = field(default_factory=list)
     answer: Any = None          # a McpCallResult, or an exception to raise
     list_error: Exception | None = None
+    expired_bearer: str = ""    # an OAuth token the server answers 401 to
+
+    def _expired(self, request: mcp_pb2.McpListRequest | mcp_pb2.McpUpstreamCall) -> bool:
+        return bool(self.expired_bearer) and (
+            request.server.headers.get("Authorization") == f"Bearer {self.expired_bearer}")
 
     async def List(self, request: mcp_pb2.McpListRequest, timeout: float) -> mcp_pb2.McpListResult:
         self.lists.append((request.server.server_id, request.kind))
         if self.list_error is not None:
             raise self.list_error
+        if self._expired(request):
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "HTTP 401")
         tables: dict[int, dict[str, list[dict[str, Any]]]] = {
             mcp_pb2.MCP_KIND_TOOLS: TOOLS, mcp_pb2.MCP_KIND_RESOURCES: RESOURCES, mcp_pb2.MCP_KIND_PROMPTS: PROMPTS}
         table = tables.get(request.kind, {})
@@ -75,6 +87,8 @@ class FakeStub:
 
     async def Call(self, request: mcp_pb2.McpUpstreamCall, timeout: float) -> mcp_pb2.McpCallResult:
         self.calls.append(request)
+        if self._expired(request):
+            return mcp_pb2.McpCallResult(error=mcp_pb2.McpError(code=-32050, message="HTTP 401", kind="unauthorized"))
         if isinstance(self.answer, Exception):
             raise self.answer
         if self.answer is not None:
@@ -114,6 +128,20 @@ class FakeBreakers:
         return CLOSED
 
 
+class FakeOAuth:
+    """OAuthTokens: "tok-1" until a caller says it was rejected, then "tok-2" (one refresh)."""
+
+    def __init__(self) -> None:
+        self.current = "tok-1"
+        self.refreshes: list[str] = []
+
+    async def access_token(self, connection: Connection, *, rejected: str = "") -> SimpleNamespace:
+        if rejected and rejected == self.current:
+            self.refreshes.append(connection.id)
+            self.current = f"tok-{int(self.current.split('-')[1]) + 1}"
+        return SimpleNamespace(value=self.current, error="")
+
+
 class FakePublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
@@ -136,6 +164,7 @@ class Gateway:
     breakers: FakeBreakers
     publisher: FakePublisher
     holder: Any
+    oauth: FakeOAuth
 
     async def catalog(self, kind: int = mcp_pb2.MCP_KIND_TOOLS) -> tuple[list[dict[str, Any]], list[str]]:
         request = mcp_pb2.McpCatalogRequest(request_id="r", key_id="k1", kind=mcp_pb2.McpKind.Name(kind))
@@ -150,11 +179,11 @@ class Gateway:
 
 
 def gateway(current: ConfigSnapshot) -> Gateway:
-    stub, limiter, breakers, publisher = FakeStub(), FakeLimiter(), FakeBreakers(), FakePublisher()
+    stub, limiter, breakers, publisher, oauth = FakeStub(), FakeLimiter(), FakeBreakers(), FakePublisher(), FakeOAuth()
     holder = SimpleNamespace(current=current)
     upstream = SimpleNamespace(stub=stub)
     settings = Settings(env="unit")
     servicer = McpGatewayServicer(cast(SnapshotHolder, holder), cast(McpUpstreamClient, upstream),
                                   cast(RateLimiter, limiter), cast(McpBreakers, breakers),
-                                  McpRecorder(settings, cast(Any, publisher)))
-    return Gateway(servicer, stub, limiter, breakers, publisher, holder)
+                                  McpRecorder(settings, cast(Any, publisher)), cast(OAuthTokens, oauth))
+    return Gateway(servicer, stub, limiter, breakers, publisher, holder, oauth)

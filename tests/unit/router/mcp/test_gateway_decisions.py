@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from types import SimpleNamespace
 
 import grpc
 import orjson
 import pytest
 
+from omniroute.config.snapshot import Connection
 from omniroute.v1 import mcp_pb2
 from omniroute_router.mcp import errors
 from omniroute_router.mcp.access import ANY
@@ -200,3 +202,39 @@ async def test_resources_are_read_from_the_server_that_lists_them_and_prompts_by
     refused = await gw.call("file:///elsewhere", method="resources/read", args=b"")
     assert (refused.error.code, refused.error.message) == (
         errors.REFUSED, "resource file:///elsewhere is not allowed for this API key")
+
+
+@pytest.mark.parametrize("expired", [False, True])
+async def test_an_oauth_servers_token_is_sent_and_refreshed_once_on_a_401(expired: bool) -> None:
+    servers = {"docs": server("docs", headers={}, oauth_connection_id="conn-1")}
+    gw = gateway(snapshot({"docs": ALL}, servers=servers))
+    gw.stub.expired_bearer = "tok-1" if expired else ""
+    items, unavailable = await gw.catalog()
+    assert ([i["name"] for i in items], unavailable) == (["docs__search", "docs__delete"], [])
+    result = await gw.call("docs__search")
+    assert result.WhichOneof("outcome") == "result_json"
+    assert [c.server.headers["Authorization"] for c in gw.stub.calls] == [
+        "Bearer tok-2" if expired else "Bearer tok-1"]
+    assert gw.oauth.refreshes == (["conn-1"] if expired else [])   # the listing refreshed; the call reused it
+
+
+async def test_a_token_the_server_still_refuses_after_one_refresh_is_an_upstream_error() -> None:
+    servers = {"docs": server("docs", headers={}, oauth_connection_id="conn-1")}
+    gw = gateway(snapshot({"docs": ALL}, servers=servers))
+    gw.stub.expired_bearer = "tok-1"
+    first = await gw.call("docs__search", request_id="r1")        # refreshed to tok-2: answered
+    assert first.WhichOneof("outcome") == "result_json"
+    gw.stub.expired_bearer = "tok-2"
+    gw.oauth.refreshes.clear()
+    second = await gw.call("docs__search", request_id="r2")
+    assert second.WhichOneof("outcome") == "result_json"          # tok-2 refused → tok-3, once
+    gw.stub.expired_bearer = "tok-3"
+    gw.oauth.current = "tok-3"
+
+    async def never_fresh(connection: Connection, *, rejected: str = "") -> SimpleNamespace:
+        return SimpleNamespace(value="tok-3", error="")           # the IdP hands the same token back
+    gw.oauth.access_token = never_fresh  # type: ignore[method-assign]
+    third = await gw.call("docs__search", request_id="r3")
+    assert (third.error.kind, third.error.message) == ("unauthorized", "HTTP 401")
+    assert [c.server.headers["Authorization"] for c in gw.stub.calls[-2:]] == ["Bearer tok-3", "Bearer tok-3"]
+    assert [e.outcome for e in gw.publisher.calls()] == ["ok", "ok", "upstream_error"]
