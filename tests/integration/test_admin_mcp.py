@@ -147,6 +147,15 @@ async def test_a_stdio_server_keeps_its_env_secret(admin: Admin) -> None:
     snapshot = await load_snapshot(admin.settings.database_url, admin.app.state.admin.crypto)
     assert snapshot.mcp_servers["local_fs"].env == {"FS_TOKEN": "stdio-secret-0123456789"}
     assert snapshot.mcp_servers["local_fs"].command == tuple(spec["command"])
+    # Switching to http needs only the url: the command (and the env credentials) go.
+    switched = await admin.client.patch("/api/mcp/servers/local_fs",
+                                        json={"transport": "http", "url": "https://fs.example.com/mcp"})
+    assert switched.status_code == 200, switched.text
+    assert (switched.json()["command"], switched.json()["env"], switched.json()["url"]) == \
+        (None, {}, "https://fs.example.com/mcp")
+    assert (await _stored(admin, "local_fs") or (None, "x"))[1] is None
+    half = await admin.client.patch("/api/mcp/servers/local_fs", json={"transport": "stdio"})
+    assert half.status_code == 400 and "needs a command" in half.json()["error"]["message"]
     assert (await admin.client.delete("/api/mcp/servers/local_fs")).status_code == 200
 
 

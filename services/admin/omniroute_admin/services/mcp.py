@@ -168,6 +168,11 @@ async def change_server(state: AdminState, caller: Caller, server_id: str,
         if before is None:
             raise _missing(server_id)
         merged = {**spec_of(before).model_dump(), **{name: getattr(change, name) for name in given}}
+        if "transport" in given and change.transport != before["transport"]:
+            # Switching transports drops what only the old one used, unless the change sets it.
+            for name in ("url", "oauth_connection", "command"):
+                if name not in given:
+                    merged[name] = None
         try:
             spec = McpServerSpec.model_validate(merged)
         except ValueError as exc:
