@@ -256,7 +256,21 @@ async def test_a_stdio_server_is_kept_gets_its_env_and_restarts_when_it_dies(
     third_pid = int(text_of(await call(upstream, target, "tools/call", "pid", {})))
     assert third_pid not in (first_pid, second_pid)
     listed = await upstream.List(mcp_pb2.McpListRequest(request_id="l5", server=target, kind=mcp_pb2.MCP_KIND_TOOLS))
-    assert [tool["name"] for tool in orjson.loads(listed.items_json)] == ["echo", "env", "pid", "exit_now"]
+    assert [tool["name"] for tool in orjson.loads(listed.items_json)] == ["echo", "sleep", "env", "pid", "exit_now"]
+
+
+async def test_a_stdio_timeout_answers_in_time_and_keeps_the_process_for_the_other_calls(
+        upstream: mcp_pb2_grpc.McpUpstreamStub) -> None:
+    patient = stdio_target("slow-stdio", timeout_s=20.0)
+    pid = int(text_of(await call(upstream, patient, "tools/call", "pid", {})))
+    hasty = stdio_target("slow-stdio", timeout_s=1.0)
+    started = time.monotonic()
+    slow, other = await asyncio.gather(call(upstream, hasty, "tools/call", "sleep", {"seconds": 6}),
+                                       call(upstream, patient, "tools/call", "sleep", {"seconds": 2}))
+    assert (slow.error.kind, slow.error.code) == ("timeout", -32001)
+    assert text_of(other) == "slept"   # the call running beside it on the same process was not cut
+    assert time.monotonic() - started < 5.0
+    assert int(text_of(await call(upstream, patient, "tools/call", "pid", {}))) == pid
 
 
 async def test_a_stdio_command_that_cannot_start_is_an_upstream_error(

@@ -14,7 +14,7 @@ where t is the file's current content (else 401): a test rewrites the file to "e
 With ``--introspect-url U`` (the mock OAuth server's ``/_oauth/introspect``, tests/mocks/oauth.py)
 only its live access tokens are accepted: an OAuth-protected tool server.
 
-Stdio: ``python -m tests.mocks.mcp_tools --stdio`` — tools ``echo``, ``env(name)`` (the value
+Stdio: ``python -m tests.mocks.mcp_tools --stdio`` — tools ``echo``, ``sleep``, ``env(name)`` (the value
 of an environment variable), ``pid()`` and ``exit_now()`` (the process dies without answering).
 """
 
@@ -84,6 +84,11 @@ def build_stdio_server() -> MCPServer:
     @server.tool(description="Answers with the text it was given.")
     def echo(text: str) -> str:
         return text
+
+    @server.tool(description="Sleeps, then answers.")
+    async def sleep(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "slept"
 
     @server.tool(description="The value of one environment variable of this process.")
     def env(name: str) -> str:

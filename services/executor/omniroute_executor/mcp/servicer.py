@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from omniroute import ssrf
 from omniroute.v1 import mcp_pb2, mcp_pb2_grpc
 from omniroute_executor.mcp.failures import UPSTREAM_ERROR_CODE, Failure, classify, leaves
-from omniroute_executor.mcp.sessions import HttpStatus, StdioServers, http_session
+from omniroute_executor.mcp.sessions import HttpStatus, StdioProcess, StdioServers, http_session
 
 log = logging.getLogger("omniroute.executor.mcp")
 T = TypeVar("T")
@@ -79,6 +79,7 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
         """`operation` on a session to `target` within its timeout (connecting included)."""
         timeout_s = target.timeout_s if target.timeout_s > 0 else 30.0
         status = HttpStatus()
+        process: StdioProcess | None = None
         if target.transport != "stdio":
             # The admin refuses such URLs already; this also covers rows written around it, as
             # the provider executors check every call.
@@ -89,7 +90,8 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
         try:
             with anyio.fail_after(timeout_s):
                 if target.transport == "stdio":
-                    return await operation(await self._stdio.session(target))
+                    process, session = await self._stdio.session(target)
+                    return await operation(session)
                 async with http_session(target, status) as session:
                     return await operation(session)
         except UpstreamFailed:
@@ -99,9 +101,10 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
             if own:  # our own refusal, wrapped in the SDK's task groups on the way out
                 raise own[0] from exc
             failure = classify(exc, target.server_id, status=status.last, timeout_s=timeout_s)
-            if target.transport == "stdio" and failure.kind in ("upstream_error", "timeout"):
-                # Died, or stuck: the next call gets a fresh process.
-                await self._stdio.forget(target.server_id)
+            if process is not None and failure.kind == "upstream_error":
+                # It died (or never started): the next call gets a fresh process. A timeout
+                # leaves it be: other calls may be running on it.
+                await self._stdio.forget(process)
             raise UpstreamFailed(failure) from exc
 
 

@@ -97,7 +97,7 @@ class StdioServers:
         self._processes: dict[str, StdioProcess] = {}
         self._lock = asyncio.Lock()
 
-    async def session(self, target: mcp_pb2.McpServerTarget) -> ClientSession:
+    async def session(self, target: mcp_pb2.McpServerTarget) -> tuple[StdioProcess, ClientSession]:
         if not target.command:
             raise ValueError(f"MCP server {target.server_id} (stdio) has no command")
         wanted = fingerprint(target)
@@ -110,14 +110,15 @@ class StdioServers:
                 current = StdioProcess(target.server_id, wanted)
                 current.task = asyncio.create_task(current.run(target), name=f"mcp-stdio-{target.server_id}")
                 self._processes[target.server_id] = current
-        return await asyncio.shield(current.ready)
+        return current, await asyncio.shield(current.ready)
 
-    async def forget(self, server_id: str) -> None:
-        """A call found the process dead: the next call starts a new one."""
+    async def forget(self, process: StdioProcess) -> None:
+        """A call found `process` dead: the next call starts a new one. (Only that process: a
+        concurrent call that failed on it too must not end the one started since.)"""
         async with self._lock:
-            current = self._processes.pop(server_id, None)
-        if current is not None:
-            await self._end(current)
+            if self._processes.get(process.server_id) is process:
+                del self._processes[process.server_id]
+        await self._end(process)
 
     @staticmethod
     async def _end(process: StdioProcess) -> None:
