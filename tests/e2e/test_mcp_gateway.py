@@ -30,11 +30,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 from omniroute.devstack.stack import _wait_ready, free_port
 from tests.e2e.routing_stack import RoutingStack, routing_stack
-from tests.mocks.mcp_tools import McpHttpMock
+from tests.mocks.mcp_tools import McpHttpMock, stdio_command
 
 pytestmark = pytest.mark.xdist_group("mcp-gateway")
 
 TOOL_SECRET = "tool-server-secret-7f3a9c"
+STDIO_SECRET = "stdio-env-secret-41c2"
 PACED_LIMIT = 4
 PRICE = Decimal("0.002")
 SECRETS = {name: f"sk-omni-mcp-{name}-".ljust(32, "0") for name in
@@ -63,11 +64,16 @@ def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
              "headers": {"X-Tool-Secret": TOOL_SECRET}, "timeout_s": 10, "price_per_call_usd": str(PRICE)},
             {"id": "other", "name": "Other", "transport": "http", "url": other.url, "timeout_s": 10},
             {"id": "fragile", "name": "Fragile", "transport": "http", "url": fragile.url, "timeout_s": 20},
+            # the same tool server with a 1 s timeout; and a stdio server the MCP executor runs
+            {"id": "slow", "name": "Slow", "transport": "http", "url": other.url, "timeout_s": 1},
+            {"id": "local", "name": "Local", "transport": "stdio", "command": stdio_command(),
+             "env": {"LOCAL_SECRET": STDIO_SECRET}, "timeout_s": 20},
         ]
         config = {
             "mcp_servers": servers,
             "teams": [
-                {"id": "alpha", "name": "Alpha", "mcp_access": {"docs": ["*"], "fragile": ["*"]}},
+                {"id": "alpha", "name": "Alpha", "mcp_access": {"docs": ["*"], "fragile": ["*"], "slow": ["sleep"],
+                                                                "local": ["echo", "env"]}},
                 {"id": "beta", "name": "Beta", "mcp_access": {"docs": ["echo"], "other": ["*"]}},
                 {"id": "paced", "name": "Paced", "mcp_access": {"docs": ["echo"]},
                  "limits": {"tool_calls_per_minute": PACED_LIMIT}},
@@ -108,7 +114,8 @@ def text_of(result: Any) -> str:
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 @pytest.mark.parametrize(("key", "tools", "prompt_servers"), [
-    ("a1", [f"docs__{t}" for t in MOCK_TOOLS] + [f"fragile__{t}" for t in MOCK_TOOLS], ["docs", "fragile"]),
+    ("a1", [f"docs__{t}" for t in MOCK_TOOLS] + [f"fragile__{t}" for t in MOCK_TOOLS]
+     + ["local__echo", "local__env", "slow__sleep"], ["docs", "fragile"]),
     ("b1", ["docs__echo"] + [f"other__{t}" for t in MOCK_TOOLS], ["other"]),  # docs: the tool echo only
     ("b2", [f"other__{t}" for t in MOCK_TOOLS], ["other"]),        # the key narrows its team's access
     ("none", [], []),                                               # a team without mcp_access: default deny
@@ -209,6 +216,38 @@ async def test_a_tool_server_killed_mid_call_is_a_clean_error_and_the_session_go
         with pytest.raises(MCPError) as down:
             await client.call_tool("fragile__echo", {"text": "x"})
         assert (down.value.code, down.value.data["kind"]) == (-32050, "upstream_error")
+        # a third failure in a row marks it unhealthy: refused by the router without trying it,
+        # and shown as such by the management API
+        with pytest.raises(MCPError):
+            await client.call_tool("fragile__echo", {"text": "x"})
+        with pytest.raises(MCPError) as unhealthy:
+            await client.call_tool("fragile__echo", {"text": "x"})
+        assert unhealthy.value.code == -32050
+        assert unhealthy.value.message.startswith("MCP server fragile is unhealthy; retry in ")
+        assert unhealthy.value.data["retryAfterS"] > 20
+    shown = mcp_stack.routing.gateway.admin_client().get("/api/mcp/servers/fragile")
+    assert shown.status_code == 200
+    assert (shown.json()["health"]["status"], shown.json()["health"]["consecutiveFailures"]) == ("unhealthy", 3)
+
+
+async def test_a_server_slower_than_its_timeout_is_a_timeout_error_and_the_session_goes_on(
+        mcp_stack: McpStack) -> None:
+    async with connect(mcp_stack.edges[0], SECRETS["a1"]) as client:
+        started = time.monotonic()
+        with pytest.raises(MCPError) as late:
+            await client.call_tool("slow__sleep", {"seconds": 8})
+        assert time.monotonic() - started < 5
+        assert (late.value.code, late.value.data["kind"]) == (-32001, "timeout")
+        assert text_of(await client.call_tool("docs__echo", {"text": "next"})) == "next"
+
+
+async def test_a_stdio_server_gets_its_environment_through_the_gateway(mcp_stack: McpStack) -> None:
+    async with connect(mcp_stack.edges[1], SECRETS["a1"], "auto") as client:
+        assert text_of(await client.call_tool("local__echo", {"text": "over stdio"})) == "over stdio"
+        assert text_of(await client.call_tool("local__env", {"name": "LOCAL_SECRET"})) == STDIO_SECRET
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("local__pid", {})
+        assert refused.value.code == -32003
 
 
 async def test_every_call_is_a_usage_row_and_an_audit_entry(mcp_stack: McpStack) -> None:
