@@ -4,6 +4,7 @@ per server, the admin's read of it, and the admin's clearing; apart from connect
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
@@ -53,3 +54,12 @@ async def test_a_success_heals_a_degraded_server(client: redis.Redis, settings: 
     assert (await mcp_health.health(client, settings.env, ["s"]))["s"].as_json() == {
         "status": "healthy", "consecutiveFailures": 0, "retryAfterS": 0, "breaker": "CLOSED"}
     assert await breakers.reset() == 0
+
+
+def test_the_layout_is_written_in_one_module() -> None:
+    """Writers (the routers) and readers (the admin) build the keys through mcp_health only."""
+    root = Path(__file__).resolve().parents[2]
+    found = [path.relative_to(root).as_posix()
+             for path in sorted([*(root / "libs").rglob("*.py"), *(root / "services").rglob("*.py")])
+             if ":mcphealth:" in path.read_text()]
+    assert found == ["libs/omniroute/shared_state/mcp_health.py"]
