@@ -772,6 +772,7 @@ def test_ingress_routes() -> None:
         "/v1beta/models/gemini-pro:generateContent": "omniroute-edge",
         "/api/tags": "omniroute-edge",
         "/api/chat": "omniroute-edge",
+        "/mcp": "omniroute-edge",
         "/api/providers": "omniroute-admin",
         "/api": "omniroute-admin",
         "/dashboard": "omniroute-admin",

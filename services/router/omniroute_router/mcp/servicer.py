@@ -212,7 +212,9 @@ class McpGatewayServicer(mcp_pb2_grpc.McpGatewayServicer):
         if result.WhichOneof("outcome") == "error":
             failed = result.error.kind in _SERVER_FAILURES
             await self._breakers.record(server.id, not failed, MCP_BREAKER_PROFILE)
-            outcome = result.error.kind if result.error.kind in ("timeout",) else "upstream_error"
+            # The server's own JSON-RPC error (kind rejected: an unknown prompt, bad arguments) is
+            # an answer, recorded as the tool's error; the rest is the upstream failing.
+            outcome = {"timeout": "timeout", "rejected": "tool_error"}.get(result.error.kind, "upstream_error")
             self._recorder.finished(record, outcome, error=result.error.message)
             return result
         await self._breakers.record(server.id, True, MCP_BREAKER_PROFILE)

@@ -169,6 +169,8 @@ async def test_an_unhealthy_server_is_not_called() -> None:
      "timeout", -32001, False),
     (mcp_pb2.McpCallResult(error=mcp_pb2.McpError(code=-32050, message="docs is down", kind="upstream_error")),
      "upstream_error", -32050, False),
+    (mcp_pb2.McpCallResult(error=mcp_pb2.McpError(code=-32602, message="unknown prompt", kind="rejected")),
+     "tool_error", -32602, True),                          # the server answered: healthy
     (RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"), "timeout", errors.TIMEOUT, False),
     (RpcError(grpc.StatusCode.UNAVAILABLE, "no executor"), "upstream_error", errors.UPSTREAM_ERROR, None),
 ])
