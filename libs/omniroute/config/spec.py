@@ -119,7 +119,7 @@ class LimitsSpec(BaseModel):
 
 # A server id is the prefix of its namespaced tool and prompt names ("<server>__<tool>"): no "__".
 _MCP_SERVER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
-_MCP_TOOL_PATTERN = re.compile(r"^[^\s]{1,200}$")
+_MCP_TOOL_PATTERN = re.compile(r"^[^\s]{1,2000}$")   # a tool or prompt name, or a resource URI
 
 
 def mcp_server_id_ok(server_id: str) -> bool:
