@@ -26,6 +26,10 @@ from mcp.client.streamable_http import streamable_http_client
 from omniroute.v1 import mcp_pb2
 
 log = logging.getLogger("omniroute.executor.mcp")
+# The SDK's HTTP client logs every request (and the SDK each session's steps) at INFO: a few
+# lines per tool call. Our own line says what failed; theirs are kept for warnings and worse.
+for _chatty in ("httpx2", "mcp"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 
 @dataclass(slots=True)
