@@ -9,7 +9,9 @@ MCP executor (McpUpstream) → mock tool servers built with the same SDK (tests/
   mock's own headers tool, which reports it back by design);
 - the team's tool_calls_per_minute exact with two routers (each behind its own edge);
 - a tool server killed mid-call: a clean MCP error, and the session goes on;
-- one mcp_calls row per call (outcome, sizes, hash, cost) and an audit row per call."""
+- one mcp_calls row per call (outcome, sizes, hash, cost) and an audit row per call;
+- an OAuth-protected tool server reached with an OAuth connection's token: a revoked token is
+  refreshed once and the call made again; a refresh the IdP refuses is a clean upstream error."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -31,6 +34,7 @@ from mcp.client.streamable_http import streamable_http_client
 from omniroute.devstack.stack import _wait_ready, free_port
 from tests.e2e.routing_stack import RoutingStack, routing_stack
 from tests.mocks.mcp_tools import McpHttpMock, stdio_command
+from tests.mocks.oauth import OAuthServer
 
 pytestmark = pytest.mark.xdist_group("mcp-gateway")
 
@@ -39,7 +43,7 @@ STDIO_SECRET = "stdio-env-secret-41c2"
 PACED_LIMIT = 4
 PRICE = Decimal("0.002")
 SECRETS = {name: f"sk-omni-mcp-{name}-".ljust(32, "0") for name in
-           ("a1", "b1", "b2", "none", "p1", "p2", "k1", "audit")}
+           ("a1", "b1", "b2", "none", "p1", "p2", "g1", "audit")}
 MOCK_TOOLS = ["echo", "fail", "headers", "sleep"]
 
 
@@ -75,6 +79,8 @@ def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
                 {"id": "alpha", "name": "Alpha", "mcp_access": {"docs": ["*"], "fragile": ["*"], "slow": ["sleep"],
                                                                 "local": ["echo", "env"]}},
                 {"id": "beta", "name": "Beta", "mcp_access": {"docs": ["echo"], "other": ["*"]}},
+                # "secured" is created in the OAuth test (access that names no server grants nothing)
+                {"id": "gamma", "name": "Gamma", "mcp_access": {"secured": ["*"]}},
                 {"id": "paced", "name": "Paced", "mcp_access": {"docs": ["echo"]},
                  "limits": {"tool_calls_per_minute": PACED_LIMIT}},
             ],
@@ -84,6 +90,7 @@ def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
                 {"name": "audit", "key": SECRETS["audit"], "team": "alpha"},
                 {"name": "b1", "key": SECRETS["b1"], "team": "beta"},
                 {"name": "b2", "key": SECRETS["b2"], "team": "beta", "mcp_access": {"other": ["*"]}},
+                {"name": "g1", "key": SECRETS["g1"], "team": "gamma"},
                 {"name": "p1", "key": SECRETS["p1"], "team": "paced"},
                 {"name": "p2", "key": SECRETS["p2"], "team": "paced"},
             ],
@@ -282,3 +289,58 @@ async def test_every_call_is_a_usage_row_and_an_audit_entry(mcp_stack: McpStack)
             break
         await asyncio.sleep(0.2)
     assert sorted(audited) == sorted((rid, f"key:{key_id}", "mcp.tools/call") for rid in request_ids)
+
+
+OAUTH_PROVIDER = "pv-mcp-oauth"
+
+
+async def test_an_oauth_servers_token_is_refreshed_once_when_refused(mcp_stack: McpStack) -> None:
+    with OAuthServer() as idp:
+        with McpHttpMock(introspect_url=f"{idp.url}/_oauth/introspect") as secured:
+            idp.state.expires_in = 3600
+            admin = mcp_stack.routing.gateway.admin_client()
+            created = admin.post("/api/providers", json={
+                "id": OAUTH_PROVIDER, "type": "openai-compatible", "base_url": f"{idp.url}/v1",
+                "models": ["mock-text"], "settings": {"auth": "oauth", "oauth": {
+                    "authorize_url": f"{idp.url}/authorize", "token_url": f"{idp.url}/token",
+                    "client_id": "omniroute", "scopes": ["tools"],
+                    "redirect_uri": "http://localhost:20128/callback"}}})
+            assert created.status_code == 201, created.text
+            started = admin.post(f"/api/oauth/{OAUTH_PROVIDER}/start", json={"connection": "main"}).json()
+            redirect = httpx2.get(started["authUrl"], follow_redirects=False)
+            back = parse_qs(urlsplit(redirect.headers["location"]).query)
+            done = admin.get(f"/api/oauth/{OAUTH_PROVIDER}/callback",
+                             params={"code": back["code"][0], "state": back["state"][0]})
+            assert done.status_code == 200, done.text
+            server = admin.post("/api/mcp/servers", json={
+                "id": "secured", "transport": "http", "url": secured.url,
+                "oauth_connection": f"{OAUTH_PROVIDER}:main", "timeout_s": 10})
+            assert server.status_code == 201, server.text
+            async with connect(mcp_stack.edges[0], SECRETS["g1"]) as client:
+                deadline = time.monotonic() + 20     # the routers reload their snapshot (config.changed)
+                while True:
+                    try:
+                        answer = await client.call_tool("secured__echo", {"text": "with a token"})
+                        break
+                    except MCPError as exc:
+                        assert exc.code == -32003 and time.monotonic() < deadline, exc
+                        await asyncio.sleep(0.2)
+                assert (text_of(answer), answer.is_error) == ("with a token", False)
+                before = idp.state.refreshes
+                # The IdP revokes every token: the tool server answers 401, the router refreshes
+                # once, the call is made again with the new token.
+                httpx2.post(f"{idp.url}/_oauth/revoke")
+                again = await client.call_tool("secured__echo", {"text": "after a refresh"})
+                assert text_of(again) == "after a refresh"
+                assert idp.state.refreshes == before + 1
+                assert text_of(await client.call_tool("secured__echo", {"text": "kept"})) == "kept"
+                assert idp.state.refreshes == before + 1
+                # A refresh the IdP refuses: a clean MCP error naming it, the session goes on.
+                idp.state.fail_refresh = True
+                httpx2.post(f"{idp.url}/_oauth/revoke")
+                with pytest.raises(MCPError) as refused:
+                    await client.call_tool("secured__echo", {"text": "no token"})
+                assert (refused.value.code, refused.value.data["kind"]) == (-32050, "upstream_error")
+                assert "OAuth token refresh failed" in refused.value.message
+            admin.delete("/api/mcp/servers/secured")
+            admin.delete(f"/api/providers/{OAUTH_PROVIDER}")
