@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +26,8 @@ from starlette.routing import Route
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.devstack.stack import free_port
 from omniroute.secrets import hash_api_key
-from omniroute.v1 import mcp_pb2
+from omniroute.settings import Settings
+from omniroute.v1 import events_pb2, mcp_pb2
 from omniroute_edge import mcp_endpoint
 
 SECRET = "sk-edge-mcp-test"
@@ -65,16 +68,28 @@ KEY = ApiKey(id="k1", name="k", enabled=True, allowed_models=None, limits={}, bu
 OTHER = ApiKey(id="k2", name="k2", enabled=True, allowed_models=None, limits={}, budget=None, expires_at=None)
 
 
+REVOKED = dataclasses.replace(KEY, id="k3", team_id="t9", revoked_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+class Published:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, subject: str, payload: bytes, *, msg_id: str, headers: dict[str, str] | None = None) -> None:
+        self.sent.append((subject, payload))
+
+
 @contextlib.asynccontextmanager
-async def edge() -> AsyncIterator[tuple[str, FakeGateway]]:
+async def edge(publisher: Published | None = None) -> AsyncIterator[tuple[str, FakeGateway]]:
     gateway = FakeGateway()
-    snapshot = ConfigSnapshot(keys_by_hash={hash_api_key(SECRET): KEY, hash_api_key(SECRET + "2"): OTHER},
-                              keys_by_id={"k1": KEY, "k2": OTHER})
+    snapshot = ConfigSnapshot(keys_by_hash={hash_api_key(SECRET): KEY, hash_api_key(SECRET + "2"): OTHER,
+                                            hash_api_key(SECRET + "3"): REVOKED},
+                              keys_by_id={"k1": KEY, "k2": OTHER, "k3": REVOKED})
     manager = mcp_endpoint.session_manager()
     app = Starlette(routes=[Route(mcp_endpoint.PATH, mcp_endpoint.McpEndpoint(manager),
                                   methods=["GET", "POST", "DELETE"])])
-    app.state.edge = SimpleNamespace(config=SimpleNamespace(current=snapshot), mcp=gateway, publisher=None,
-                                     settings=None)
+    app.state.edge = SimpleNamespace(config=SimpleNamespace(current=snapshot), mcp=gateway, publisher=publisher,
+                                     settings=Settings(env="unit"))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     async with manager.run():
@@ -151,3 +166,18 @@ async def test_a_session_is_bound_to_the_key_that_opened_it() -> None:
             **accept, "Authorization": f"Bearer {SECRET}2", "Mcp-Session-Id": session})
         assert other.status_code == 404
         assert gateway.catalogs == []
+
+
+async def test_a_revoked_key_is_401_and_an_audit_event() -> None:
+    published = Published()
+    async with edge(published) as (url, gateway), httpx2.AsyncClient() as http:
+        answer = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers={
+            "Authorization": f"Bearer {SECRET}3", "Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 401
+    assert answer.json()["error"] == {"code": -32001, "message": "API key revoked"}
+    [(subject, payload)] = published.sent
+    event = events_pb2.AuditEvent.FromString(payload)
+    assert subject == "unit.audit.refused"
+    assert (event.actor, event.team_id, event.reason, event.status, event.route, event.service) == (
+        "key:k3", "t9", "key_revoked", 401, "/mcp", "edge")
+    assert gateway.catalogs == []

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import orjson
+import redis.asyncio as redis
 
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot, McpServer
 from omniroute.config.watcher import SnapshotHolder
@@ -152,6 +153,12 @@ class McpGatewayServicer(mcp_pb2_grpc.McpGatewayServicer):
         record = CallRecord(request=request, key=key)
         try:
             return await self._call(snapshot, key, record)
+        except redis.RedisError as exc:
+            # Limits and health live in Redis: without it no call is admitted (as model calls).
+            log.warning("MCP %s %s refused: the state store is unavailable (%s)", request.method, request.name, exc)
+            self._recorder.finished(record, "upstream_error", error="state store unavailable")
+            return errors.error("unavailable", errors.UPSTREAM_ERROR, "the gateway's state store is unavailable",
+                                1.0)
         except Exception:
             log.exception("MCP %s %s failed on an internal error", request.method, request.name)
             self._recorder.finished(record, "upstream_error", error="internal error")

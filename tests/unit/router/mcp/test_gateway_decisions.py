@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import grpc
 import orjson
 import pytest
+from redis import exceptions as redis_errors
 
 from omniroute.config.snapshot import Connection
 from omniroute.v1 import mcp_pb2
@@ -240,3 +241,16 @@ async def test_a_token_the_server_still_refuses_after_one_refresh_is_an_upstream
     assert (third.error.kind, third.error.message) == ("unauthorized", "HTTP 401")
     assert [c.server.headers["Authorization"] for c in gw.stub.calls[-2:]] == ["Bearer tok-3", "Bearer tok-3"]
     assert [e.outcome for e in gw.publisher.calls()] == ["ok", "ok", "upstream_error"]
+
+
+async def test_redis_away_refuses_the_call_cleanly() -> None:
+    gw = gateway(snapshot({"docs": ALL}, key_limits={"tool_calls_per_minute": 5}))
+
+    async def away(*args: object, **kwargs: object) -> None:
+        raise redis_errors.ConnectionError("connection refused")
+    gw.limiter.admit_all = away  # type: ignore[assignment, method-assign]
+    result = await gw.call("docs__search")
+    assert (result.error.code, result.error.kind, result.error.message, result.error.retry_after_s) == (
+        errors.UPSTREAM_ERROR, "unavailable", "the gateway's state store is unavailable", 1.0)
+    assert gw.stub.calls == []
+    assert [e.outcome for e in gw.publisher.calls()] == ["upstream_error"]
