@@ -104,6 +104,20 @@ class StdioServers:
     async def session(self, target: mcp_pb2.McpServerTarget) -> tuple[StdioProcess, ClientSession]:
         if not target.command:
             raise ValueError(f"MCP server {target.server_id} (stdio) has no command")
+        process = await self._current(target)
+        try:
+            return process, await asyncio.shield(process.ready)
+        except Exception:
+            # Starting failed: once more. A child can die before its exec for reasons of ours
+            # (the event loop forks a process that runs gRPC); a command that cannot work fails
+            # twice, quickly.
+            await self.forget(process)
+            process = await self._current(target)
+            return process, await asyncio.shield(process.ready)
+
+    async def _current(self, target: mcp_pb2.McpServerTarget) -> StdioProcess:
+        """The kept process, started (again) when there is none, it died or its command or
+        environment changed."""
         wanted = fingerprint(target)
         async with self._lock:
             current = self._processes.get(target.server_id)
@@ -114,7 +128,7 @@ class StdioServers:
                 current = StdioProcess(target.server_id, wanted)
                 current.task = asyncio.create_task(current.run(target), name=f"mcp-stdio-{target.server_id}")
                 self._processes[target.server_id] = current
-        return current, await asyncio.shield(current.ready)
+        return current
 
     async def forget(self, process: StdioProcess) -> None:
         """A call found `process` dead: the next call starts a new one. (Only that process: a
