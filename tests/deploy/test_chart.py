@@ -281,7 +281,7 @@ def test_each_deployment_has_service_account_service_pdb_and_spread(scenario: st
 def _executor_families() -> set[str]:
     """Every family `python -m omniroute_executor --family <name>` accepts."""
     families = pytest.importorskip("omniroute_executor.families")
-    from omniroute_executor.__main__ import MCP_FAMILY   # the MCP gateway's workload (issue 21)
+    from omniroute_executor.__main__ import MCP_FAMILY  # the MCP gateway's workload (issue 21)
 
     return set(families.FAMILIES) | set(families.OPERATION_ONLY) | {MCP_FAMILY}
 
