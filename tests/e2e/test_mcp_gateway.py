@@ -7,7 +7,7 @@ MCP executor (McpUpstream) → mock tool servers built with the same SDK (tests/
 - credential injection: the tool server receives the gateway's secret header and never the
   client's OmniRoute key; nothing the client receives holds the tool server's secret (except the
   mock's own headers tool, which reports it back by design);
-- the team's tool_calls_per_minute exact with two routers (each behind its own edge);
+- tool_calls_per_minute exact with two routers (each behind its own edge), a team's and a key's;
 - a tool server killed mid-call: a clean MCP error, and the session goes on;
 - one mcp_calls row per call (outcome, sizes, hash, cost) and an audit row per call;
 - an OAuth-protected tool server reached with an OAuth connection's token: a revoked token is
@@ -41,9 +41,10 @@ pytestmark = pytest.mark.xdist_group("mcp-gateway")
 TOOL_SECRET = "tool-server-secret-7f3a9c"
 STDIO_SECRET = "stdio-env-secret-41c2"
 PACED_LIMIT = 4
+KEY_LIMIT = 3
 PRICE = Decimal("0.002")
 SECRETS = {name: f"sk-omni-mcp-{name}-".ljust(32, "0") for name in
-           ("a1", "b1", "b2", "none", "p1", "p2", "g1", "audit")}
+           ("a1", "b1", "b2", "none", "p1", "p2", "g1", "r1", "audit")}
 MOCK_TOOLS = ["echo", "fail", "headers", "sleep"]
 
 
@@ -91,6 +92,7 @@ def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
                 {"name": "b1", "key": SECRETS["b1"], "team": "beta"},
                 {"name": "b2", "key": SECRETS["b2"], "team": "beta", "mcp_access": {"other": ["*"]}},
                 {"name": "g1", "key": SECRETS["g1"], "team": "gamma"},
+                {"name": "r1", "key": SECRETS["r1"], "team": "beta", "limits": {"tool_calls_per_minute": KEY_LIMIT}},
                 {"name": "p1", "key": SECRETS["p1"], "team": "paced"},
                 {"name": "p2", "key": SECRETS["p2"], "team": "paced"},
             ],
@@ -189,21 +191,26 @@ async def test_the_gateways_credential_is_injected_and_the_clients_key_is_not(mc
     assert TOOL_SECRET not in received
 
 
-async def test_a_teams_tool_call_limit_is_exact_across_two_routers(mcp_stack: McpStack) -> None:
+@pytest.mark.parametrize(("scope", "keys", "limit"), [
+    ("team", ("p1", "p2"), PACED_LIMIT),     # two keys of one team, each through its own edge and router
+    ("key", ("r1", "r1"), KEY_LIMIT),        # one key through both
+])
+async def test_tool_call_limits_are_exact_across_two_routers(mcp_stack: McpStack, scope: str,
+                                                            keys: tuple[str, str], limit: int) -> None:
     async def one(index: int) -> str:
-        edge, key = (mcp_stack.edges[0], "p1") if index % 2 == 0 else (mcp_stack.edges[1], "p2")
+        edge, key = mcp_stack.edges[index % 2], keys[index % 2]
         async with connect(edge, SECRETS[key]) as client:
             try:
                 await client.call_tool("docs__echo", {"text": f"call {index}"})
                 return "ok"
             except MCPError as exc:
                 assert exc.code == -32029 and exc.data["kind"] == "rate_limited", exc
-                assert exc.message.startswith(f"tool call rate limit of the team reached ({PACED_LIMIT} per minute)")
+                assert exc.message.startswith(f"tool call rate limit of the {scope} reached ({limit} per minute)")
                 assert exc.data["retryAfterS"] > 0
                 return "limited"
 
-    outcomes = await asyncio.gather(*(one(i) for i in range(3 * PACED_LIMIT)))
-    assert sorted(outcomes) == ["limited"] * (2 * PACED_LIMIT) + ["ok"] * PACED_LIMIT
+    outcomes = await asyncio.gather(*(one(i) for i in range(3 * limit)))
+    assert sorted(outcomes) == ["limited"] * (2 * limit) + ["ok"] * limit
 
 
 async def test_a_tool_server_killed_mid_call_is_a_clean_error_and_the_session_goes_on(
