@@ -17,12 +17,13 @@ from mcp import ClientSession
 from mcp_types import PaginatedRequestParams
 from pydantic import BaseModel
 
-from omniroute import ssrf
+from omniroute import ssrf, telemetry
 from omniroute.v1 import mcp_pb2, mcp_pb2_grpc
 from omniroute_executor.mcp.failures import UPSTREAM_ERROR_CODE, Failure, classify, leaves
 from omniroute_executor.mcp.sessions import HttpStatus, StdioProcess, StdioServers, http_session
 
 log = logging.getLogger("omniroute.executor.mcp")
+_tracer = telemetry.tracer("omniroute.executor")
 T = TypeVar("T")
 MAX_PAGES = 50  # a paginating server that never ends cannot hold a list forever
 _LIST_STATUS = {"timeout": grpc.StatusCode.DEADLINE_EXCEEDED, "unauthorized": grpc.StatusCode.UNAUTHENTICATED}
@@ -49,13 +50,18 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
 
     async def List(self, request: mcp_pb2.McpListRequest,
                    context: grpc.aio.ServicerContext[Any, Any]) -> mcp_pb2.McpListResult:
-        try:
-            items = await self._run(request.server, lambda session: list_items(session, request.kind))
-        except UpstreamFailed as failed:
-            log.warning("listing MCP server %s failed: %s", request.server.server_id, failed.failure.message)
-            await context.abort(_LIST_STATUS.get(failed.failure.kind, grpc.StatusCode.FAILED_PRECONDITION),
-                                failed.failure.message)
-        return mcp_pb2.McpListResult(items_json=orjson.dumps(items))
+        with telemetry.call_span(_tracer, "executor.mcp.list",
+                                 telemetry.context_from_metadata(context.invocation_metadata())) as span:
+            span.set_attribute("omniroute.request_id", request.request_id)
+            span.set_attribute("omniroute.mcp.server", request.server.server_id)
+            try:
+                items = await self._run(request.server, lambda session: list_items(session, request.kind))
+            except UpstreamFailed as failed:
+                span.set_attribute("omniroute.mcp.outcome", failed.failure.kind)
+                log.warning("listing MCP server %s failed: %s", request.server.server_id, failed.failure.message)
+                status = _LIST_STATUS.get(failed.failure.kind, grpc.StatusCode.FAILED_PRECONDITION)
+                await context.abort(status, failed.failure.message)
+            return mcp_pb2.McpListResult(items_json=orjson.dumps(items))
 
     async def Call(self, request: mcp_pb2.McpUpstreamCall,
                    context: grpc.aio.ServicerContext[Any, Any]) -> mcp_pb2.McpCallResult:
@@ -65,14 +71,21 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
             return Failure("rejected", -32602, "the arguments are not JSON").answer()
         if arguments is not None and not isinstance(arguments, dict):
             return Failure("rejected", -32602, "the arguments must be a JSON object").answer()
-        try:
-            result = await self._run(request.server,
-                                     lambda session: call(session, request.method, request.name, arguments))
-        except UpstreamFailed as failed:
-            log.warning("MCP %s %s on %s failed: %s", request.method, request.name,
-                        request.server.server_id, failed.failure.message)
-            return failed.failure.answer()
-        return mcp_pb2.McpCallResult(result_json=orjson.dumps(result))
+        with telemetry.call_span(_tracer, "executor.mcp.call",
+                                 telemetry.context_from_metadata(context.invocation_metadata())) as span:
+            span.set_attribute("omniroute.request_id", request.request_id)
+            span.set_attribute("omniroute.mcp.server", request.server.server_id)
+            span.set_attribute("omniroute.mcp.method", request.method)
+            try:
+                result = await self._run(request.server,
+                                         lambda session: call(session, request.method, request.name, arguments))
+            except UpstreamFailed as failed:
+                span.set_attribute("omniroute.mcp.outcome", failed.failure.kind)
+                log.warning("MCP %s %s on %s failed: %s", request.method, request.name,
+                            request.server.server_id, failed.failure.message)
+                return failed.failure.answer()
+            span.set_attribute("omniroute.mcp.outcome", "tool_error" if result.get("isError") else "ok")
+            return mcp_pb2.McpCallResult(result_json=orjson.dumps(result))
 
     async def _run(self, target: mcp_pb2.McpServerTarget,
                    operation: Callable[[ClientSession], Awaitable[T]]) -> T:
