@@ -239,6 +239,8 @@ async def test_a_tool_server_killed_mid_call_is_a_clean_error_and_the_session_go
         assert unhealthy.value.code == -32050
         assert unhealthy.value.message.startswith("MCP server fragile is unhealthy; retry in ")
         assert unhealthy.value.data["retryAfterS"] > 20
+        listed = [tool.name for tool in (await client.list_tools()).tools]
+        assert "docs__echo" in listed and not [name for name in listed if name.startswith("fragile__")]
     shown = mcp_stack.routing.gateway.admin_client().get("/api/mcp/servers/fragile")
     assert shown.status_code == 200
     assert (shown.json()["health"]["status"], shown.json()["health"]["consecutiveFailures"]) == ("unhealthy", 3)

@@ -85,11 +85,13 @@ class McpGatewayServicer(mcp_pb2_grpc.McpGatewayServicer):
         if key is None or not key.usable():
             return mcp_pb2.McpCatalog(items_json=b"[]")
         allowed = mcp_access.effective(snapshot, key)
-        server_ids = sorted(allowed)
+        # An unhealthy server is left out at once, its cached list too (one Redis read for all).
+        health = await self._breakers.view(sorted(allowed))
+        server_ids = sorted(sid for sid in allowed if health[sid].usable)
         lists = await asyncio.gather(*(self._server_items(snapshot, snapshot.mcp_servers[sid], request.kind,
                                                           request.request_id) for sid in server_ids))
         items: list[dict[str, Any]] = []
-        unavailable: list[str] = []
+        unavailable = sorted(sid for sid in allowed if not health[sid].usable)
         seen: set[str] = set()  # a URI two servers list is read from the first (resources/read)
         for server_id, listed in zip(server_ids, lists, strict=True):
             if listed is None:

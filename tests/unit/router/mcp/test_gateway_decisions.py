@@ -84,6 +84,15 @@ async def test_a_server_that_fails_to_list_is_named_unavailable_and_counted_agai
     assert len(gw.stub.lists) == 1
 
 
+async def test_a_server_marked_unhealthy_drops_out_of_the_listing_at_once_cached_or_not() -> None:
+    gw = gateway(snapshot({"docs": ALL, "files": ALL}))
+    assert [i["name"] for i in (await gw.catalog())[0]] == ["docs__search", "docs__delete", "files__read"]
+    gw.breakers.open.add("files")
+    assert await gw.catalog() == ([{"name": "docs__search", "inputSchema": {"type": "object"}},
+                                   {"name": "docs__delete", "inputSchema": {"type": "object"}}], ["files"])
+    assert len(gw.stub.lists) == 2                             # docs from the cache
+
+
 async def test_an_allowed_call_is_forwarded_with_the_gateways_credentials_and_recorded() -> None:
     gw = gateway(snapshot({"docs": ("search",)}))
     args = b'{"q": "hello"}'
