@@ -8,6 +8,7 @@ restarted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -33,13 +34,13 @@ pytestmark = pytest.mark.xdist_group("mcp_executor")
 SECRET = "tool-server-secret-7f3a"
 
 
-@pytest.fixture(scope="module")
-def executor_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    logs = tmp_path_factory.mktemp("mcp-executor") / "logs"
-    logs.mkdir()
+@contextlib.contextmanager
+def running_executor(logs: Path, family: str = "mcp") -> Iterator[str]:
+    """`python -m omniroute_executor --family <family>`; its address while it runs."""
+    logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with (logs / "executor.log").open("ab") as log_file, log_scan.watched(logs, "mcp-executor") as watched:
-        process = subprocess.Popen(child.command("omniroute_executor", "--family", "mcp"),
+        process = subprocess.Popen(child.command("omniroute_executor", "--family", family),
                                    env={**os.environ, "EXECUTOR_PORT": str(port)},
                                    stdout=log_file, stderr=subprocess.STDOUT)
         try:
@@ -53,6 +54,12 @@ def executor_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.terminate()
             process.wait(timeout=30)
             watched.assert_clean("after the MCP executor stopped")
+
+
+@pytest.fixture(scope="module")
+def executor_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_executor(tmp_path_factory.mktemp("mcp-executor") / "logs") as address:
+        yield address
 
 
 @pytest.fixture
@@ -310,3 +317,42 @@ async def test_an_oauth_server_refuses_a_revoked_token_as_unauthorized_and_takes
         second = oauth.state.issue()["access_token"]
         received = json.loads(text_of(await call(upstream, target(second), "tools/call", "headers", {})))
         assert received["authorization"] == f"Bearer {second}"
+
+
+async def test_many_concurrent_calls_each_get_their_own_answer(upstream: mcp_pb2_grpc.McpUpstreamStub,
+                                                              http_mock: McpHttpMock) -> None:
+    texts = [f"call {i}" for i in range(40)]
+    answers = await asyncio.gather(*(call(upstream, http_target(http_mock), "tools/call", "echo", {"text": text})
+                                     for text in texts))
+    assert [text_of(answer) for answer in answers] == texts
+
+
+async def test_a_stdio_server_whose_command_or_env_changed_is_replaced(
+        upstream: mcp_pb2_grpc.McpUpstreamStub) -> None:
+    before = stdio_target("reconfigured")
+    old_pid = int(text_of(await call(upstream, before, "tools/call", "pid", {})))
+    after = stdio_target("reconfigured")
+    after.env["TOOL_TOKEN"] = "rotated-secret"
+    assert text_of(await call(upstream, after, "tools/call", "env", {"name": "TOOL_TOKEN"})) == "rotated-secret"
+    assert int(text_of(await call(upstream, after, "tools/call", "pid", {}))) != old_pid
+    assert not pid_alive(old_pid)   # the old one was ended, not left behind
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_an_executor_that_stops_ends_its_stdio_servers(tmp_path: Path) -> None:
+    async def start_one(address: str) -> int:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = mcp_pb2_grpc.McpUpstreamStub(channel)
+            return int(text_of(await call(stub, stdio_target("short-lived"), "tools/call", "pid", {})))
+
+    with running_executor(tmp_path / "logs") as address:
+        pid = asyncio.run(start_one(address))
+        assert pid_alive(pid)
+    wait_for(lambda: not pid_alive(pid), timeout=10)
