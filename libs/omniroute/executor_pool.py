@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from omniroute import runtime
+from omniroute.hop_streams.stubs import ExecutorStreams
 from omniroute.settings import Settings
 from omniroute.v1 import executor_pb2_grpc
 
@@ -21,15 +22,23 @@ RECONNECT_OPTIONS = [
 
 
 class ExecutorPool:
-    def __init__(self, settings: Settings) -> None:
+    """`transport`: "unary" (a gRPC call per request; the admin's occasional calls) or "stream"
+    (requests as messages on long-lived session streams, omniroute.hop_streams: the router's hot
+    path, OMNIROUTE_HOP_TRANSPORT). Both stubs answer `Execute` and `ExecuteWhole` alike."""
+
+    def __init__(self, settings: Settings, transport: str = "unary") -> None:
         self._settings = settings
-        self._stubs: dict[str, executor_pb2_grpc.ExecutorStub] = {}
+        self._streams = transport == "stream"
+        self._stubs: dict[str, executor_pb2_grpc.ExecutorStub | ExecutorStreams] = {}
         self._channels: list[grpc.aio.Channel] = []
 
-    def stub(self, family: str) -> executor_pb2_grpc.ExecutorStub:
+    def stub(self, family: str) -> executor_pb2_grpc.ExecutorStub | ExecutorStreams:
         address = self._settings.executor_address(family)
         stub = self._stubs.get(address)
         if stub is None:
+            if self._streams:
+                stub = self._stubs[address] = ExecutorStreams(self._settings, address)
+                return stub
             channel = runtime.channel(address, RECONNECT_OPTIONS)
             self._channels.append(channel)
             stub = self._stubs[address] = executor_pb2_grpc.ExecutorStub(channel)
@@ -43,5 +52,8 @@ class ExecutorPool:
         return max(2, len(address.split(",")))
 
     async def close(self) -> None:
+        for stub in self._stubs.values():
+            if isinstance(stub, ExecutorStreams):
+                await stub.close()
         for channel in self._channels:
             await channel.close()

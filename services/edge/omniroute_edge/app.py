@@ -16,6 +16,7 @@ from omniroute import control, runtime, telemetry
 from omniroute.bus.connection import connect
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
+from omniroute.hop_streams.stubs import RouterStreams
 from omniroute.settings import Settings
 from omniroute.v1 import router_pb2_grpc
 from omniroute_edge import (
@@ -48,12 +49,16 @@ def create_app(settings: Settings) -> FastAPI:
                                   cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         publisher = EventPublisher(nats_client)  # refusals' usage events (refusals.py)
         publisher.start()
-        app.state.edge = EdgeState(settings=settings, config=holder,
-                                   router=router_pb2_grpc.RouterStub(channel), admin=admin,
+        router: router_pb2_grpc.RouterStub | RouterStreams = router_pb2_grpc.RouterStub(channel)
+        if settings.hop_transport == "stream":   # requests as messages on long-lived streams
+            router = RouterStreams(settings, router)
+        app.state.edge = EdgeState(settings=settings, config=holder, router=router, admin=admin,
                                    nats=nats_client, publisher=publisher)
         try:
             yield
         finally:
+            if isinstance(router, RouterStreams):
+                await router.close()
             await publisher.close()
             await holder.stop()
             await admin.aclose()

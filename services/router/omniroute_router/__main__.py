@@ -30,7 +30,7 @@ async def main() -> None:
     snapshot = SnapshotHolder(config, decrypt=True)
     await snapshot.start(nats_client)
     await control.listen(nats_client, config, "router")  # admin's restart / shutdown orders
-    executors = ExecutorPool(config)
+    executors = ExecutorPool(config, transport=config.hop_transport)
     shared = RouterState.connect(config)
     servicer = RouterServicer(config, snapshot, executors, publisher, shared)
     try:
