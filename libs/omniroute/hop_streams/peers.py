@@ -10,6 +10,7 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -194,14 +195,18 @@ class PeerStreams:
             return best
         raise rpc_error(grpc.StatusCode.UNAVAILABLE, f"no session stream to {self.target} could be opened")
 
-    async def start(self, request: Any, options: common_pb2.SessionStart) -> tuple[Pending, common_pb2.SessionEvents]:
+    async def start(self, request: Any, options: common_pb2.SessionStart,
+                    on_pending: Callable[[Pending], None] | None = None) -> tuple[Pending, common_pb2.SessionEvents]:
         """Start a request and wait for its first frame; a request the stream lost before that is
-        started again on another stream (another replica when there is one)."""
+        started again on another stream (another replica when there is one). `on_pending` learns
+        each attempt's request, so that the caller can cancel it before its first frame."""
         attempts = 2 + 2 * max(1, len(self.addresses))
         avoid: ClientStream | None = None
         for attempt in range(1, attempts + 1):
             stream = await self.pick(avoid)
             pending = stream.start(request, options)
+            if on_pending is not None:
+                on_pending(pending)
             try:
                 first = await pending.next()
             except NotStarted as exc:

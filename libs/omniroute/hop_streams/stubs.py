@@ -36,8 +36,7 @@ class StreamingCall:
     async def _events(self) -> AsyncIterator[common_pb2.AnswerEvent]:
         if self._cancelled:
             return
-        pending, frame = await self._peer.start(self._request, self._options)
-        self._pending = pending
+        pending, frame = await self._peer.start(self._request, self._options, self._attempt)
         try:
             while frame is not None:
                 for event in frame.events:
@@ -45,6 +44,9 @@ class StreamingCall:
                 frame = await pending.next()
         finally:
             pending.cancel()   # a caller that stopped reading early cancels the request there too
+
+    def _attempt(self, pending: Pending) -> None:
+        self._pending = pending
 
     def cancel(self) -> bool:
         self._cancelled = True
