@@ -122,9 +122,9 @@ async def test_many_concurrent_requests_on_one_stream_each_get_their_own_answer(
     try:
         streamed = [texts(router.Chat(request("echo:5", f"s{n}"))) for n in range(50)]
         whole = [router.ChatWhole(request("echo:2", f"w{n}")) for n in range(150)]
-        answers = await asyncio.gather(*streamed, *whole)
-        assert answers[:50] == [[f"s{n}/{i}" for i in range(5)] for n in range(50)]
-        assert [[e.chunk.data.decode() for e in answer.events] for answer in answers[50:]] == \
+        streamed_answers, whole_answers = await asyncio.gather(asyncio.gather(*streamed), asyncio.gather(*whole))
+        assert streamed_answers == [[f"s{n}/{i}" for i in range(5)] for n in range(50)]
+        assert [[e.chunk.data.decode() for e in answer.events] for answer in whole_answers] == \
             [[f"w{n}/0", f"w{n}/1"] for n in range(150)]
         streams = [s for address in router.peer.addresses.values() for s in address.streams]
         assert len(streams) == 1 and streams[0].in_flight == 0
@@ -243,7 +243,7 @@ async def test_trace_context_travels_in_the_start_frame(one: Served) -> None:
     try:
         metadata = [("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01")]
         assert await texts(router.Chat(request("trace"), metadata=metadata)) == [TRACE_ID]
-        with telemetry.call_span(telemetry.tracer("test"), "outer", None):   # what callers pass
+        with telemetry.call_span(telemetry.tracer("test"), "outer", otel_context.get_current()):   # what callers pass
             answer = await router.ChatWhole(request("trace"), metadata=telemetry.grpc_metadata())
         assert len(answer.events) == 1
     finally:

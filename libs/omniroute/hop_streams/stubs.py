@@ -37,11 +37,12 @@ class StreamingCall:
         if self._cancelled:
             return
         pending, frame = await self._peer.start(self._request, self._options, self._attempt)
+        current: common_pb2.SessionEvents | None = frame
         try:
-            while frame is not None:
-                for event in frame.events:
+            while current is not None:
+                for event in current.events:
                     yield event
-                frame = await pending.next()
+                current = await pending.next()
         finally:
             pending.cancel()   # a caller that stopped reading early cancels the request there too
 

@@ -49,9 +49,10 @@ def create_app(settings: Settings) -> FastAPI:
                                   cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         publisher = EventPublisher(nats_client)  # refusals' usage events (refusals.py)
         publisher.start()
-        router: router_pb2_grpc.RouterStub | RouterStreams = router_pb2_grpc.RouterStub(channel)
-        if settings.hop_transport == "stream":   # requests as messages on long-lived streams
-            router = RouterStreams(settings, router)
+        unary = router_pb2_grpc.RouterStub(channel)
+        # OMNIROUTE_HOP_TRANSPORT=stream: requests as messages on long-lived streams (ListModels unary)
+        router: router_pb2_grpc.RouterStub | RouterStreams = \
+            RouterStreams(settings, unary) if settings.hop_transport == "stream" else unary
         app.state.edge = EdgeState(settings=settings, config=holder, router=router, admin=admin,
                                    nats=nats_client, publisher=publisher)
         try:
