@@ -1,7 +1,7 @@
-"""Budget alerts: a key's spend crossed one of its budget's thresholds (Budget.alert_at, e.g.
-50 %, 80 %, 100 %) in the current period.
+"""Budget alerts: a key's (or a team's) spend crossed one of its budget's thresholds
+(Budget.alert_at, e.g. 50 %, 80 %, 100 %) in the current period.
 
-Exactly once per key, period and threshold, however many accounting replicas add spend: after a
+Exactly once per key (or team), period and threshold, however many accounting replicas add spend: after a
 batch's spend is added, `claim` reads the key's counter and, in the same Lua script, SET NX's a
 marker per threshold the spend has reached. Only the replica whose SET succeeded sends that alert
 (an event on NATS `<env>.budget.alert` and the webhook). The check is on the level, not the edge:
@@ -41,7 +41,7 @@ import redis.asyncio as redis
 
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
-from omniroute.shared_state.budget import NANOS_PER_USD, Budget, from_nanos, period_bounds, spend_key
+from omniroute.shared_state.budget import NANOS_PER_USD, Budget, from_nanos, period_bounds, spend_key, team_owner
 
 log = logging.getLogger("omniroute.alerts")
 
@@ -79,7 +79,7 @@ def pending_due_key(env: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    key_id: str
+    key_id: str             # "" for a team's budget
     key_name: str
     period: str
     period_start: datetime
@@ -87,25 +87,39 @@ class Alert:
     threshold: float        # share of the limit, e.g. 0.8
     limit_usd: Decimal
     spent_usd: Decimal
+    team_id: str = ""       # set (and key_id "") when the budget is a team's
+    team_name: str = ""
+
+    @property
+    def owner(self) -> str:
+        return team_owner(self.team_id) if self.team_id else self.key_id
 
     @property
     def alert_id(self) -> str:
-        return f"{self.key_id}:{self.period}:{self.period_start:%Y%m%d}:{self.threshold:g}"
+        return f"{self.owner}:{self.period}:{self.period_start:%Y%m%d}:{self.threshold:g}"
 
     @property
     def text(self) -> str:
-        name = f"{self.key_name} ({self.key_id})" if self.key_name else self.key_id
-        return (f"OmniRoute budget alert: API key {name} has spent ${self.spent_usd:.2f} of its "
+        if self.team_id:
+            whose = f"Team {self.team_name} ({self.team_id})" if self.team_name else f"Team {self.team_id}"
+        else:
+            whose = f"API key {self.key_name} ({self.key_id})" if self.key_name else f"API key {self.key_id}"
+        return (f"OmniRoute budget alert: {whose} has spent ${self.spent_usd:.2f} of its "
                 f"${self.limit_usd:.2f} {self.period} budget ({self.threshold:.0%} threshold "
                 f"reached; the period resets at {self.period_end:%Y-%m-%d %H:%M %Z}).")
 
     def as_json(self) -> dict[str, Any]:
         """The webhook body and the NATS event: Slack reads `text`, other receivers the rest."""
-        return {"text": self.text, "type": "budget.threshold", "alertId": self.alert_id,
+        body = {"text": self.text, "type": "budget.threshold", "alertId": self.alert_id,
                 "keyId": self.key_id, "keyName": self.key_name, "period": self.period,
                 "periodStart": self.period_start.isoformat(),
                 "periodEnd": self.period_end.isoformat(), "threshold": self.threshold,
                 "limitUsd": float(self.limit_usd), "spentUsd": float(self.spent_usd)}
+        if self.team_id:
+            body.update(scope="team", teamId=self.team_id, teamName=self.team_name)
+        else:
+            body["scope"] = "key"
+        return body
 
 
 # KEYS[1] the spend counter, KEYS[2..] one claim per threshold. ARGV[1] claim TTL, ARGV[2..] the
@@ -123,20 +137,23 @@ return claimed
 
 
 async def claim(client: redis.Redis, env: str, key_id: str, key_name: str, budget: Budget,
-                now: datetime) -> list[Alert]:
-    """The alerts this caller must send now: thresholds reached and not claimed before."""
+                now: datetime, *, team_id: str = "", team_name: str = "") -> list[Alert]:
+    """The alerts this caller must send now: thresholds reached and not claimed before. With
+    `team_id` (key_id ""), the team's budget: its counter and claims are the team owner's."""
     if not budget.alert_at or budget.limit_usd <= 0:
         return []
+    owner = team_owner(team_id) if team_id else key_id
     start, end = period_bounds(budget.period, now)
     limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
-    keys = [spend_key(env, key_id, budget.period, start)]
-    keys += [claim_key(env, key_id, budget.period, start, share) for share in budget.alert_at]
+    keys = [spend_key(env, owner, budget.period, start)]
+    keys += [claim_key(env, owner, budget.period, start, share) for share in budget.alert_at]
     ttl = max(3600, int((end + _CLAIM_KEEP - now).total_seconds()))
     args = [ttl, *(int(limit_nanos * Decimal(str(share))) for share in budget.alert_at)]
     spent, *indexes = await client.eval(_CLAIM, len(keys), *keys, *args)  # type: ignore[misc]
-    return [Alert(key_id=key_id, key_name=key_name, period=budget.period, period_start=start,
-                  period_end=end, threshold=budget.alert_at[int(index) - 1],
-                  limit_usd=budget.limit_usd, spent_usd=from_nanos(int(spent)))
+    return [Alert(key_id="" if team_id else key_id, key_name="" if team_id else key_name,
+                  period=budget.period, period_start=start, period_end=end,
+                  threshold=budget.alert_at[int(index) - 1], limit_usd=budget.limit_usd,
+                  spent_usd=from_nanos(int(spent)), team_id=team_id, team_name=team_name)
             for index in indexes]
 
 

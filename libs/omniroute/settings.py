@@ -161,6 +161,24 @@ class Settings:
     cli_home: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_CLI_HOME", ""))
     # The OmniRoute key eval runs use when the caller gives none (keys are stored hashed only).
     evals_api_key: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_EVALS_API_KEY", ""))
+    # Single sign-on with OpenID Connect (admin, features/oidc.py): on when the issuer and the
+    # client id are set. No client secret: a public client (PKCE only). The maps are JSON:
+    # group → role ("owner", "admin", "team_admin", "viewer") and group → [team ids].
+    oidc_issuer: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_ISSUER", "").strip())
+    oidc_client_id: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_CLIENT_ID", "").strip())
+    oidc_client_secret: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_CLIENT_SECRET", ""))
+    # The "<provider>" of the login page's "Sign in with <provider>".
+    oidc_display_name: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_OIDC_DISPLAY_NAME", "").strip() or "single sign-on")
+    oidc_scopes: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_OIDC_SCOPES", "").strip() or "openid email profile groups")
+    oidc_groups_claim: str = field(default_factory=lambda: os.environ.get(
+        "OMNIROUTE_OIDC_GROUPS_CLAIM", "").strip() or "groups")
+    oidc_role_map: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_ROLE_MAP", "{}"))
+    oidc_team_map: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_TEAM_MAP", "{}"))
+    # Empty: OMNIROUTE_PUBLIC_URL (else the request's own URL) + /api/auth/oidc/callback.
+    oidc_redirect_url: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_OIDC_REDIRECT_URL", "").strip())
+    oidc_clock_skew_s: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_OIDC_CLOCK_SKEW_S") or "60"))
     # Health endpoints that /api/monitoring/health polls (defaults follow the port variables).
     edge_health_url: str = field(default_factory=lambda: os.environ.get(
         "EDGE_HEALTH_URL", f"http://127.0.0.1:{os.environ.get('OMNIROUTE_PORT', '20128')}/healthz"))

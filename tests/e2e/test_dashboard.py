@@ -140,3 +140,78 @@ def test_login_add_provider_create_key_and_see_the_request_in_usage(
             browser.close()
     # CSP violations and script errors show up as console errors.
     assert not errors, errors
+
+
+def test_teams_page_and_a_keys_lifecycle_in_the_browser(gateway: Gateway) -> None:
+    """Create a team with limits and a budget, edit it, create a key in it, rotate the key (the
+    new secret shown once, the old one refused at once) and revoke it; the keys page shows team and
+    state throughout."""
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = _launch(playwright)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.on("console",
+                    lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("dialog", lambda dialog: dialog.accept())   # the revoke button asks first
+            page.goto(f"{gateway.url}/dashboard/login")
+            page.get_by_label("Admin password").fill(gateway.admin_password)
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{gateway.url}/dashboard")
+
+            page.get_by_role("link", name="Teams").click()
+            page.get_by_label("Team id").fill("browser-team")
+            page.get_by_label("Team name").fill("Browser team")
+            page.get_by_label("Requests per minute").fill("120")
+            page.get_by_label("Team budget in USD").fill("40")
+            page.get_by_label("Team budget period").select_option("weekly")
+            page.get_by_role("button", name="Create team").click()
+            assert page.get_by_role("status").filter(has_text="Team browser-team created.").is_visible()
+            row = page.locator("#teams-table tbody tr").filter(has_text="browser-team")
+            assert row.locator("td").all_inner_texts()[:6] == ["Browser team", "all", "120", "—", "—", "40.0 / weekly"]
+            row.get_by_text("Edit").click()
+            edit = page.get_by_role("form", name="Edit team browser-team")
+            edit.get_by_label("TPM").fill("50000")
+            edit.get_by_role("button", name="Save team browser-team").click()
+            assert page.get_by_role("status").filter(has_text="Team browser-team saved.").is_visible()
+            row = page.locator("#teams-table tbody tr").filter(has_text="browser-team")
+            assert row.locator("td").all_inner_texts()[2:4] == ["120", "50000"]
+            _shot(page, "8-teams")
+
+            page.get_by_role("link", name="API keys").click()
+            page.get_by_label("Name", exact=True).fill("team-browser-key")
+            page.get_by_label("Team", exact=True).select_option("browser-team")
+            page.get_by_role("button", name="Create key").click()
+            first = page.locator("#new-key-value").inner_text().strip()
+            key_row = page.locator("#keys-table tbody tr").filter(has_text="team-browser-key")
+            assert key_row.locator("td").first.inner_text() == "browser-team"
+            assert key_row.locator(".key-state").inner_text() == "active"
+
+            key_row.get_by_role("button", name="Rotate key team-browser-key").click()
+            assert page.get_by_role("heading", name="Key “team-browser-key” rotated").is_visible()
+            second = page.locator("#new-key-value").inner_text().strip()
+            assert second.startswith("sk-omni-") and second != first
+            refused = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {first}"})
+            deadline = time.monotonic() + 5
+            while refused.status_code != 401:   # no grace: the old secret is refused on the next reload
+                assert time.monotonic() < deadline, refused.text
+                time.sleep(0.05)
+                refused = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {first}"})
+            _shot(page, "9-key-rotated")
+
+            key_row = page.locator("#keys-table tbody tr").filter(has_text="team-browser-key")
+            key_row.get_by_role("button", name="Revoke key team-browser-key").click()
+            assert page.get_by_role("status").filter(has_text="Key team-browser-key revoked.").is_visible()
+            key_row = page.locator("#keys-table tbody tr").filter(has_text="team-browser-key")
+            assert key_row.locator(".key-state").inner_text() == "revoked"
+            deadline = time.monotonic() + 5
+            while True:
+                answer = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {second}"})
+                if answer.status_code == 401 and answer.json()["error"]["message"] == "API key revoked":
+                    break
+                assert time.monotonic() < deadline, answer.text
+                time.sleep(0.05)
+            _shot(page, "10-key-revoked")
+        finally:
+            browser.close()
+    assert not errors, errors

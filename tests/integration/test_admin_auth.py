@@ -90,7 +90,8 @@ async def test_validation_errors_are_400_with_a_message(admin: Admin) -> None:
 async def test_require_login_switch_and_init(admin: Admin) -> None:
     async with admin.anonymous() as client:
         init = (await client.get("/api/init")).json()
-        assert init == {"requireLogin": True, "authenticated": False, "passwordIsInitial": True}
+        assert init == {"requireLogin": True, "authenticated": False, "passwordIsInitial": True,
+                        "sso": {"enabled": False}}   # no OMNIROUTE_OIDC_* (test_oidc_login.py has them)
         assert (await admin.client.get("/api/settings/require-login")).json() == {"requireLogin": True}
         bad = await admin.client.put("/api/settings/require-login", json={"requireLogin": "maybe"})
         assert bad.status_code == 400

@@ -139,9 +139,12 @@ async def test_forms_add_a_provider_create_and_revoke_a_key_with_csrf(admin: Adm
     assert made["budget"] == {"limit": 12.5, "period": "weekly"}
     revoked = await client.post(f"/dashboard/keys/{made['id']}/revoke", data={"csrf_token": token})
     assert revoked.status_code == 303
+    assert (await admin.client.get(f"/api/keys/{made['id']}")).json()["state"] == "revoked"   # kept
+    deleted = await client.post(f"/dashboard/keys/{made['id']}/delete", data={"csrf_token": token})
+    assert deleted.status_code == 303
     assert all(k["name"] != "dash-key" for k in (await admin.client.get("/api/keys")).json()["keys"])
     audit = (await admin.client.get("/api/compliance/audit-log", params={"action": "keys.*"})).json()
-    assert [e["action"] for e in audit["entries"][:2]] == ["keys.delete", "keys.create"]
+    assert [e["action"] for e in audit["entries"][:3]] == ["keys.delete", "keys.revoke", "keys.create"]
     await client.aclose()
 
 

@@ -16,11 +16,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from omniroute.bus.connection import ensure_stream
 from omniroute.config.routing_spec import ResilienceProfile
-from omniroute.config.spec import KeySpec
+from omniroute.config.spec import KeySpec, TeamSpec
 from omniroute.settings import Settings
 from omniroute.shared_state import breaker, budget
 from omniroute.shared_state.budget_holds import BudgetHolds
-from omniroute.store import config_repo
+from omniroute.store import config_repo, teams_repo
 from omniroute.telemetry import gauges
 from tests.integration.accounting_support import publish, usage_event
 
@@ -113,6 +113,42 @@ async def test_budget_levels(settings: Settings, database_url: str) -> None:
         assert held.admitted
         await polled.poll_once()
         assert observed(reader)["omniroute.budget.remaining.usd"][attrs] == 1.25
+    finally:
+        await pool.close()
+        async for name in client.scan_iter(match=f"{settings.env}:*"):
+            await client.delete(name)
+        await client.aclose()
+
+
+async def test_team_budget_levels(settings: Settings, database_url: str) -> None:
+    """A team's budget is a series of its own (team, team_name, period), spend from every key."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await teams_repo.upsert(conn, TeamSpec.model_validate(
+            {"id": "gauged", "name": "Gauged", "budget": {"limit": 3, "period": "daily"}}))
+        key_ids = [(await config_repo.create_key(conn, KeySpec(name=f"gauged-{i}-{settings.env}", team="gauged")))[0]
+                   for i in range(2)]
+    client = redis.from_url(settings.redis_url)
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await pool.open()
+    try:
+        now = datetime.now(UTC)
+        await budget.record_spend(client, settings.env, [
+            budget.Spend(request_id=f"{settings.env}-team-{i}", key_id=key_id, nanos=500_000_000, at=now,
+                         team_id="gauged") for i, key_id in enumerate(key_ids)])
+        owner = budget.team_owner("gauged")
+        counter = budget.spend_key(settings.env, owner, "daily", budget.period_bounds("daily", now)[0])
+        held = await BudgetHolds(client, settings.env).reserve(
+            owner, f"{settings.env}-team-held", counter, 3 * budget.NANOS_PER_USD, 250_000_000, 60)
+        assert held.admitted
+        reader = InMemoryMetricReader()
+        polled = gauges.budget_levels(MeterProvider(metric_readers=[reader]).get_meter("t"), pool,
+                                      client, settings.env)
+        await polled.poll_once()
+        got = observed(reader)
+        attrs = (("period", "daily"), ("team", "gauged"), ("team_name", "Gauged"))
+        assert got["omniroute.budget.limit.usd"][attrs] == 3.0
+        assert got["omniroute.budget.spend.usd"][attrs] == 1.0
+        assert got["omniroute.budget.remaining.usd"][attrs] == 1.75
     finally:
         await pool.close()
         async for name in client.scan_iter(match=f"{settings.env}:*"):

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.xdist_group("reliability")
 # Reachable without a session, on purpose: logging in and out, whether login is required (the
 # login page asks), and the OAuth provider's redirect back (it carries its own signed state).
 PUBLIC = {("POST", "/api/auth/login"), ("POST", "/api/auth/logout"), ("GET", "/api/settings/require-login"),
-          ("GET", "/api/init"), ("GET", "/api/oauth/{provider_id}/{action}")}
+          ("GET", "/api/init"), ("GET", "/api/oauth/{provider_id}/{action}"),
+          # Single sign-on: the way in for people without a session (404 while OIDC is off).
+          ("GET", "/api/auth/oidc/login"), ("GET", "/api/auth/oidc/callback")}
 
 
 def admin_operations() -> list[tuple[str, str]]:

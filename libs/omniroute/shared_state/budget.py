@@ -1,4 +1,5 @@
-"""Spend budgets per API key: Redis counters that every router reads and accounting writes.
+"""Spend budgets per API key and per team: Redis counters that every router reads and accounting
+writes (a team's under the owner `team:<id>`, counting the spend of every key of the team).
 
 Counters hold integer nano-dollars per (key, period, period start), so INCRBY is exact and
 their sum equals the Postgres `usage.cost_usd` sum. Periods are calendar periods (day, ISO week
@@ -200,6 +201,13 @@ def hold_deadlines_key(env: str, key_id: str) -> str:
 
 
 TOTAL_FIELD = "=total"  # not a request id (those are UUIDs)
+TEAM_PREFIX = "team:"  # key ids are "key_<hex>": a team's budget owner never names a key
+
+
+def team_owner(team_id: str) -> str:
+    """The budget owner of a team (its spend counters, holds and alert claims): key ids own
+    theirs under the bare id, teams under `team:<id>`."""
+    return TEAM_PREFIX + team_id
 
 
 async def check_budget(client: redis.Redis, settings: Settings, key: KeyWithBudget,
@@ -222,35 +230,45 @@ class Spend:
     key_id: str
     nanos: int
     at: datetime
+    team_id: str = ""  # the key's team when the request ran: its counters count the spend too
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        return (self.key_id, team_owner(self.team_id)) if self.team_id else (self.key_id,)
 
 
-# KEYS per entry: counted marker, daily, weekly, monthly counter, the key's holds and hold
-# deadlines. ARGV: marker TTL, total field, then per entry: request id, nano-dollars and the three
-# counters' TTLs. The request's hold (if any) is dropped whether or not its cost is added now: a
-# marker already set means an earlier delivery added it (and dropped the hold). Returns how many
-# entries were added.
+# KEYS per entry: its counted marker, then per owner (the key, and its team when it has one) the
+# daily, weekly and monthly counters, the holds hash and the hold deadlines. ARGV: marker TTL,
+# total field, then per entry: request id, nano-dollars, number of owners, and per owner the three
+# counters' TTLs. The request's holds (if any) are dropped whether or not its cost is added now: a
+# marker already set means an earlier delivery added it (and dropped the holds). One marker per
+# request guards every owner's counters, so key and team count it together, once. Returns how
+# many entries were added.
 _RECORD = """
 local added = 0
-local marker_ttl = ARGV[1]
-local total = ARGV[2]
-for i = 0, #KEYS / 6 - 1 do
-  local k = i * 6
-  local a = 2 + i * 5
-  local held = redis.call('HGET', KEYS[k + 5], ARGV[a + 1])
-  if held then
-    redis.call('HINCRBY', KEYS[k + 5], total, string.format('%d', -tonumber(held)))
-    redis.call('HDEL', KEYS[k + 5], ARGV[a + 1])
-    redis.call('ZREM', KEYS[k + 6], ARGV[a + 1])
-  end
-  if redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', marker_ttl) then
-    if tonumber(ARGV[a + 2]) > 0 then
-      for j = 2, 4 do
-        redis.call('INCRBY', KEYS[k + j], ARGV[a + 2])
-        redis.call('EXPIRE', KEYS[k + j], ARGV[a + j + 1])
+local marker_ttl, total = ARGV[1], ARGV[2]
+local k, a = 1, 3
+while a <= #ARGV do
+  local id, nanos, owners = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local new = redis.call('SET', KEYS[k], '1', 'NX', 'EX', marker_ttl)
+  k, a = k + 1, a + 3
+  for _ = 1, owners do
+    local holds, deadlines = KEYS[k + 3], KEYS[k + 4]
+    local held = redis.call('HGET', holds, id)
+    if held then
+      redis.call('HINCRBY', holds, total, string.format('%d', -tonumber(held)))
+      redis.call('HDEL', holds, id)
+      redis.call('ZREM', deadlines, id)
+    end
+    if new and tonumber(nanos) > 0 then
+      for j = 0, 2 do
+        redis.call('INCRBY', KEYS[k + j], nanos)
+        redis.call('EXPIRE', KEYS[k + j], ARGV[a + j])
       end
     end
-    added = added + 1
+    k, a = k + 5, a + 3
   end
+  if new then added = added + 1 end
 end
 return added
 """
@@ -276,9 +294,9 @@ def _ttl_s(end: datetime, now: datetime) -> int:
 
 async def record_spend(client: redis.Redis, env: str, spends: Iterable[Spend],
                        now: datetime | None = None, marker_ttl_s: int = COUNTED_TTL_S) -> int:
-    """Add each request's cost to its key's daily, weekly and monthly counters, at most once per
-    request id while its marker lives, and drop the request's hold (a free request's too).
-    Returns how many were added now."""
+    """Add each request's cost to its key's daily, weekly and monthly counters (and its team's),
+    at most once per request id while its marker lives, and drop the request's holds (a free
+    request's too). Returns how many were added now."""
     now = now or datetime.now(UTC)
     keys: list[str] = []
     args: list[str | int] = [marker_ttl_s, TOTAL_FIELD]
@@ -286,12 +304,13 @@ async def record_spend(client: redis.Redis, env: str, spends: Iterable[Spend],
         if not spend.key_id:
             continue
         keys.append(counted_key(env, spend.request_id))
-        args.extend((spend.request_id, max(spend.nanos, 0)))
-        for period in PERIODS:
-            start, end = period_bounds(period, spend.at)
-            keys.append(spend_key(env, spend.key_id, period, start))
-            args.append(_ttl_s(end, now))
-        keys.extend((holds_key(env, spend.key_id), hold_deadlines_key(env, spend.key_id)))
+        args.extend((spend.request_id, max(spend.nanos, 0), len(spend.owners)))
+        for owner in spend.owners:
+            for period in PERIODS:
+                start, end = period_bounds(period, spend.at)
+                keys.append(spend_key(env, owner, period, start))
+                args.append(_ttl_s(end, now))
+            keys.extend((holds_key(env, owner), hold_deadlines_key(env, owner)))
     if not keys:
         return 0
     return int(await client.eval(_RECORD, len(keys), *keys, *args))  # type: ignore[misc]

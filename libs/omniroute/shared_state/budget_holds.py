@@ -1,35 +1,39 @@
-"""Budget reservations: before dispatch the router holds a request's worst-case cost against its
-key's budget, in one Lua script (one round trip, atomic across every router replica).
+"""Budget reservations: before dispatch the router holds a request's worst-case cost against every
+budget that applies to it (its key's and its team's), in one Lua script (one round trip, atomic
+across every router replica): held against all of them, or, when any of them has no room, none.
 
-Per key, a hash holds request id → nano-dollars and their total, and a sorted set scores each
-request id by the time its hold expires. Every reservation first sweeps the expired holds (those
-of a router that died with requests in flight), then admits the request only if the period's
-spend, the live holds and its own worst case together stay within the limit.
+Per budget owner (a key id, or `team:<id>` for a team: omniroute.shared_state.budget.team_owner),
+a hash holds request id → nano-dollars and their total, and a sorted set scores each request id by
+the time its hold expires. Every reservation first sweeps the expired holds (those of a router
+that died with requests in flight), then admits the request only if, for every budget, the
+period's spend, the live holds and its own worst case together stay within the limit.
 
 A hold's life: `reserve` (worst case, expires after the request's longest possible life);
 `settle` when the answer ended (lowered or raised to the real cost, kept until accounting has
 ingested the usage event); `release` when the request failed or was answered by a cache; or
-accounting's ingest drops it when it adds the real cost to the spend counter (the same script,
-omniroute.shared_state.budget.record_spend). Only accounting adds spend, so nothing counts twice.
-Times are Redis's clock (TIME), so replicas' clocks do not matter."""
+accounting's ingest drops it when it adds the real cost to the spend counters (the same script,
+omniroute.shared_state.budget.record_spend, for the key and the team). Only accounting adds
+spend, so nothing counts twice. Times are Redis's clock (TIME), so replicas' clocks do not
+matter."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as redis
 
 from omniroute.shared_state.budget import TOTAL_FIELD, hold_deadlines_key, holds_key
 
-# Shared head: the clock, the sweep of expired holds, and keeping the keys alive.
-# KEYS[1] holds hash, KEYS[2] deadlines set; ARGV[1] total field, ARGV[2] request id.
+# Shared head: the clock, dropping and adding one request's hold in one owner's hash and set.
+# ARGV[1] total field, ARGV[2] request id.
 _COMMON = """
-local holds, deadlines, total, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local total, id = ARGV[1], ARGV[2]
 local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 -- Numbers go back to Redis as integer strings ('%d'): Lua would write 2e9 as '2e+09'.
 local function int(n) return string.format('%d', n) end
-local function drop(request_id)
+local function drop(holds, deadlines, request_id)
   local held = redis.call('HGET', holds, request_id)
   if held then
     redis.call('HINCRBY', holds, total, int(-tonumber(held)))
@@ -38,7 +42,7 @@ local function drop(request_id)
   redis.call('ZREM', deadlines, request_id)
   return held
 end
-local function hold(request_id, nanos, hold_s)
+local function hold(holds, deadlines, request_id, nanos, hold_s)
   redis.call('HSET', holds, request_id, int(nanos))
   redis.call('HINCRBY', holds, total, int(nanos))
   redis.call('ZADD', deadlines, int(now_ms + hold_s * 1000), request_id)
@@ -49,33 +53,53 @@ local function hold(request_id, nanos, hold_s)
 end
 """
 
-# KEYS[3] the period's spend counter. ARGV[3] worst case, ARGV[4] hold seconds, ARGV[5] limit
-# (all nano-dollars). Returns {admitted 0/1, spent, held by others}.
+# KEYS per budget: holds hash, deadlines set, the period's spend counter. ARGV[3] worst case,
+# ARGV[4] hold seconds, then per budget its limit (all nano-dollars). Held in every budget or in
+# none. Returns per budget {fits 0/1, spent, held by others}.
 _RESERVE = _COMMON + """
-for _, expired in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', int(now_ms))) do
-  drop(expired)
+local nanos, hold_s = tonumber(ARGV[3]), tonumber(ARGV[4])
+local answers, all_fit = {}, true
+for b = 0, #KEYS / 3 - 1 do
+  local holds, deadlines, counter = KEYS[b * 3 + 1], KEYS[b * 3 + 2], KEYS[b * 3 + 3]
+  for _, expired in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', int(now_ms))) do
+    drop(holds, deadlines, expired)
+  end
+  drop(holds, deadlines, id)  -- the same request id again (a retry) replaces its hold
+  local spent = tonumber(redis.call('GET', counter) or '0')
+  local held = tonumber(redis.call('HGET', holds, total) or '0')
+  local limit = tonumber(ARGV[5 + b])
+  local fits = not (spent + held >= limit or spent + held + nanos > limit)
+  if not fits then all_fit = false end
+  answers[#answers + 1] = {fits and 1 or 0, spent, held}
 end
-drop(id)  -- the same request id again (a retry) replaces its hold
-local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
-local held = tonumber(redis.call('HGET', holds, total) or '0')
-local nanos, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
-if spent + held >= limit or spent + held + nanos > limit then
-  return {0, spent, held}
+if all_fit then
+  for b = 0, #KEYS / 3 - 1 do
+    hold(KEYS[b * 3 + 1], KEYS[b * 3 + 2], id, nanos, hold_s)
+  end
 end
-hold(id, nanos, tonumber(ARGV[4]))
-return {1, spent, held}
+return answers
 """
 
-# ARGV[3] real cost, ARGV[4] seconds to keep it until accounting ingests. A hold already dropped
-# (ingested, expired) stays dropped.
+# KEYS per budget: holds hash, deadlines set. ARGV[3] real cost, ARGV[4] seconds to keep it until
+# accounting ingests. A hold already dropped (ingested, expired) stays dropped. Returns how many
+# holds were settled.
 _SETTLE = _COMMON + """
-if not drop(id) then return 0 end
-hold(id, tonumber(ARGV[3]), tonumber(ARGV[4]))
-return 1
+local settled = 0
+for b = 0, #KEYS / 2 - 1 do
+  if drop(KEYS[b * 2 + 1], KEYS[b * 2 + 2], id) then
+    hold(KEYS[b * 2 + 1], KEYS[b * 2 + 2], id, tonumber(ARGV[3]), tonumber(ARGV[4]))
+    settled = settled + 1
+  end
+end
+return settled
 """
 
 _RELEASE = _COMMON + """
-return drop(id) and 1 or 0
+local released = 0
+for b = 0, #KEYS / 2 - 1 do
+  if drop(KEYS[b * 2 + 1], KEYS[b * 2 + 2], id) then released = released + 1 end
+end
+return released
 """
 
 
@@ -89,34 +113,64 @@ class Reservation:
         return max(limit_nanos - self.spent_nanos - self.held_nanos, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class HeldBudget:
+    """One budget a request is held against: its owner (a key id or team_owner(team id)), the
+    spend counter of its current period and its limit."""
+
+    owner: str
+    counter: str
+    limit_nanos: int
+
+
 class BudgetHolds:
-    """The reservations of every key of one environment."""
+    """The reservations of every key and team of one environment."""
 
     def __init__(self, client: redis.Redis, env: str) -> None:
         self._redis = client
         self._env = env
 
-    def _keys(self, key_id: str) -> list[str]:
-        return [holds_key(self._env, key_id), hold_deadlines_key(self._env, key_id)]
+    def _keys(self, owner: str) -> list[str]:
+        return [holds_key(self._env, owner), hold_deadlines_key(self._env, owner)]
 
     async def reserve(self, key_id: str, request_id: str, counter: str, limit_nanos: int,
                       nanos: int, hold_s: int) -> Reservation:
         """Hold `nanos` for the request if spend + holds + nanos stay within `limit_nanos`
         (`counter`: the spend counter of the budget's current period)."""
-        admitted, spent, held = await self._redis.eval(  # type: ignore[misc]
-            _RESERVE, 3, *self._keys(key_id), counter, TOTAL_FIELD, request_id, max(nanos, 0),
-            max(hold_s, 1), limit_nanos)
-        return Reservation(admitted=bool(admitted), spent_nanos=int(spent), held_nanos=int(held))
+        [reservation] = await self.reserve_all(request_id, [HeldBudget(key_id, counter, limit_nanos)],
+                                               nanos, hold_s)
+        return reservation
+
+    async def reserve_all(self, request_id: str, budgets: Sequence[HeldBudget], nanos: int,
+                          hold_s: int) -> list[Reservation]:
+        """Hold `nanos` against every budget at once, or against none when any has no room.
+        One Reservation per budget, in order: `admitted` says whether that budget had room (the
+        request is held only when all did)."""
+        keys = [name for held in budgets for name in (*self._keys(held.owner), held.counter)]
+        answers = await self._redis.eval(  # type: ignore[misc]
+            _RESERVE, len(keys), *keys, TOTAL_FIELD, request_id, max(nanos, 0), max(hold_s, 1),
+            *(held.limit_nanos for held in budgets))
+        return [Reservation(admitted=bool(int(fits)), spent_nanos=int(spent), held_nanos=int(held))
+                for fits, spent, held in answers]
 
     async def settle(self, key_id: str, request_id: str, nanos: int, hold_s: int) -> bool:
         """The answer ended and cost `nanos`: hold that until accounting has counted it."""
-        return bool(await self._redis.eval(  # type: ignore[misc]
-            _SETTLE, 2, *self._keys(key_id), TOTAL_FIELD, request_id, max(nanos, 0), max(hold_s, 1)))
+        return bool(await self.settle_all([key_id], request_id, nanos, hold_s))
+
+    async def settle_all(self, owners: Sequence[str], request_id: str, nanos: int, hold_s: int) -> int:
+        """`settle` for each owner's hold of the request (key and team); how many were held."""
+        keys = [name for owner in owners for name in self._keys(owner)]
+        return int(await self._redis.eval(  # type: ignore[misc]
+            _SETTLE, len(keys), *keys, TOTAL_FIELD, request_id, max(nanos, 0), max(hold_s, 1)))
 
     async def release(self, key_id: str, request_id: str) -> bool:
         """The request cost nothing (failed, cancelled before an answer, answered from a cache)."""
-        return bool(await self._redis.eval(  # type: ignore[misc]
-            _RELEASE, 2, *self._keys(key_id), TOTAL_FIELD, request_id))
+        return bool(await self.release_all([key_id], request_id))
+
+    async def release_all(self, owners: Sequence[str], request_id: str) -> int:
+        keys = [name for owner in owners for name in self._keys(owner)]
+        return int(await self._redis.eval(  # type: ignore[misc]
+            _RELEASE, len(keys), *keys, TOTAL_FIELD, request_id))
 
 
 # The sum of the holds still alive (deadline after Redis's now), read-only: what requests in
@@ -133,6 +187,7 @@ return string.format('%d', sum)
 
 
 async def held_nanos(client: redis.Redis, env: str, key_id: str) -> int:
-    """What the key's requests in flight hold now (for /api/usage/budget)."""
+    """What the requests in flight of a key (or a team: `key_id` = team_owner(id)) hold now
+    (for /api/usage/budget)."""
     return int(await client.eval(_HELD, 2, holds_key(env, key_id),  # type: ignore[misc]
                                  hold_deadlines_key(env, key_id)))

@@ -1,6 +1,8 @@
-"""Per-key (and per-connection) rate limits: requests per minute, tokens per minute and
+"""Per-key, per-team (and per-connection) rate limits: requests per minute, tokens per minute and
 concurrent requests, admitted together by one atomic script so that a request is either
-admitted by every limit or charged to none.
+admitted by every limit or charged to none — across scopes too: a key's request is admitted by
+the key's limits and its team's in the same script (`admit_all`), so a team's refusal leaves
+nothing counted for the key.
 
 - rpm: a sliding-window log (a sorted set of request ids scored by time): exact, which is what
   "60 per minute across all replicas" needs.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,48 +25,63 @@ from omniroute.shared_state import NOW_MS
 
 WINDOW_MS = 60_000
 
+# Several scopes (a key and its team) in one script: every scope is checked first, and only when
+# every one admits is the request counted in all of them; a refusal counts it in none. KEYS: per
+# scope its rpm, tpm and concurrency keys; ARGV[1..4]: window, lease, member, dry; then per scope
+# rpm, tpm, concurrency. Returns per scope {allowed, retry ms, rpm used, tpm used, conc used}.
 _ADMIT = NOW_MS + """
-local rpm, tpm, conc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local window, lease, member, dry = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1'
-local retry, rpm_used, tpm_used, conc_used = 0, 0, 0, 0
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-rpm_used = redis.call('ZCARD', KEYS[1])
-if rpm > 0 and rpm_used >= rpm then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  retry = math.max(retry, tonumber(oldest[2]) + window - now)
+local window, lease, member, dry = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'
+local scopes = #KEYS / 3
+local results, refused = {}, false
+for s = 0, scopes - 1 do
+  local k_rpm, k_tpm, k_conc = KEYS[s * 3 + 1], KEYS[s * 3 + 2], KEYS[s * 3 + 3]
+  local rpm, tpm, conc = tonumber(ARGV[5 + s * 3]), tonumber(ARGV[6 + s * 3]), tonumber(ARGV[7 + s * 3])
+  local retry, rpm_used, tpm_used, conc_used = 0, 0, 0, 0
+  redis.call('ZREMRANGEBYSCORE', k_rpm, '-inf', now - window)
+  rpm_used = redis.call('ZCARD', k_rpm)
+  if rpm > 0 and rpm_used >= rpm then
+    local oldest = redis.call('ZRANGE', k_rpm, 0, 0, 'WITHSCORES')
+    retry = math.max(retry, tonumber(oldest[2]) + window - now)
+  end
+  local cutoff = math.floor((now - window) / 1000)
+  local buckets = redis.call('HGETALL', k_tpm)
+  local oldest_sec = nil
+  for i = 1, #buckets, 2 do
+    local sec = tonumber(buckets[i])
+    if sec <= cutoff then
+      redis.call('HDEL', k_tpm, buckets[i])
+    else
+      tpm_used = tpm_used + tonumber(buckets[i + 1])
+      if oldest_sec == nil or sec < oldest_sec then oldest_sec = sec end
+    end
+  end
+  if tpm > 0 and tpm_used >= tpm then
+    retry = math.max(retry, (oldest_sec + 1) * 1000 + window - now)
+  end
+  redis.call('ZREMRANGEBYSCORE', k_conc, '-inf', now)
+  conc_used = redis.call('ZCARD', k_conc)
+  if conc > 0 and conc_used >= conc then
+    retry = math.max(retry, 1000)  -- a slot frees whenever a running request ends
+  end
+  if retry > 0 then refused = true end
+  results[#results + 1] = {retry > 0 and 0 or 1, retry, rpm_used, tpm_used, conc_used}
 end
-local cutoff = math.floor((now - window) / 1000)
-local buckets = redis.call('HGETALL', KEYS[2])
-local oldest_sec = nil
-for i = 1, #buckets, 2 do
-  local sec = tonumber(buckets[i])
-  if sec <= cutoff then
-    redis.call('HDEL', KEYS[2], buckets[i])
-  else
-    tpm_used = tpm_used + tonumber(buckets[i + 1])
-    if oldest_sec == nil or sec < oldest_sec then oldest_sec = sec end
+if not refused and not dry then
+  for s = 0, scopes - 1 do
+    local rpm, conc = tonumber(ARGV[5 + s * 3]), tonumber(ARGV[7 + s * 3])
+    if rpm > 0 then
+      redis.call('ZADD', KEYS[s * 3 + 1], now, member)
+      redis.call('PEXPIRE', KEYS[s * 3 + 1], window)
+      results[s + 1][3] = results[s + 1][3] + 1
+    end
+    if conc > 0 then
+      redis.call('ZADD', KEYS[s * 3 + 3], now + lease, member)
+      redis.call('PEXPIRE', KEYS[s * 3 + 3], lease)
+      results[s + 1][5] = results[s + 1][5] + 1
+    end
   end
 end
-if tpm > 0 and tpm_used >= tpm then
-  retry = math.max(retry, (oldest_sec + 1) * 1000 + window - now)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-conc_used = redis.call('ZCARD', KEYS[3])
-if conc > 0 and conc_used >= conc then
-  retry = math.max(retry, 1000)  -- a slot frees whenever a running request ends
-end
-if retry > 0 or dry then return {retry > 0 and 0 or 1, retry, rpm_used, tpm_used, conc_used} end
-if rpm > 0 then
-  redis.call('ZADD', KEYS[1], now, member)
-  redis.call('PEXPIRE', KEYS[1], window)
-  rpm_used = rpm_used + 1
-end
-if conc > 0 then
-  redis.call('ZADD', KEYS[3], now + lease, member)
-  redis.call('PEXPIRE', KEYS[3], lease)
-  conc_used = conc_used + 1
-end
-return {1, 0, rpm_used, tpm_used, conc_used}
+return results
 """
 
 _ADD_TOKENS = NOW_MS + """
@@ -140,15 +157,28 @@ class RateLimiter:
 
     async def admit(self, scope: str, limits: Limits, member: str, *, dry: bool = False) -> Admission:
         """Admit one request (`member`, unique per request) under every limit at once."""
-        raw = await self._admit(keys=self._keys(scope), args=[
-            limits.rpm, limits.tpm, limits.concurrency, WINDOW_MS, self.lease_ms, member,
-            "1" if dry else "0"])
-        allowed, retry_ms, rpm_used, tpm_used, conc_used = (int(v) for v in raw)
-        reasons = tuple(name for name, used, limit in (
-            ("rpm", rpm_used, limits.rpm), ("tpm", tpm_used, limits.tpm),
-            ("concurrency", conc_used, limits.concurrency)) if limit and used >= limit)
-        return Admission(bool(allowed), retry_ms / 1000, limits, rpm_used, tpm_used, conc_used,
-                         reasons if not allowed else ())
+        [admission] = await self.admit_all([(scope, limits)], member, dry=dry)
+        return admission
+
+    async def admit_all(self, scopes: Sequence[tuple[str, Limits]], member: str, *,
+                        dry: bool = False) -> list[Admission]:
+        """Admit one request under every limit of every scope (a key and its team) in one
+        atomic step: counted in all of them, or, when any refuses, in none. One Admission per
+        scope, in order; each says whether that scope alone would admit."""
+        keys = [name for scope, _ in scopes for name in self._keys(scope)]
+        args: list[int | str] = [WINDOW_MS, self.lease_ms, member, "1" if dry else "0"]
+        for _, limits in scopes:
+            args.extend((limits.rpm, limits.tpm, limits.concurrency))
+        raw = await self._admit(keys=keys, args=args)
+        admissions = []
+        for (_, limits), values in zip(scopes, raw, strict=True):
+            allowed, retry_ms, rpm_used, tpm_used, conc_used = (int(v) for v in values)
+            reasons = tuple(name for name, used, limit in (
+                ("rpm", rpm_used, limits.rpm), ("tpm", tpm_used, limits.tpm),
+                ("concurrency", conc_used, limits.concurrency)) if limit and used >= limit)
+            admissions.append(Admission(bool(allowed), retry_ms / 1000, limits, rpm_used, tpm_used,
+                                        conc_used, reasons if not allowed else ()))
+        return admissions
 
     async def usage(self, scope: str, limits: Limits) -> Admission:
         return await self.admit(scope, limits, "", dry=True)

@@ -21,28 +21,49 @@ class Entry:
     ip: str
     request_id: str
     detail: dict[str, Any]
+    team_id: str = ""   # the team the act concerned ("" for platform-wide acts)
 
 
 async def insert(conn: AsyncConnection[Any], entry: Entry) -> None:
     values = astuple(entry)
     await conn.execute("INSERT INTO audit_log (actor, action, target, before_digest, after_digest, ip, "
-                       "request_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                       (*values[:-1], Jsonb(entry.detail)))
+                       "request_id, detail, team_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                       (*values[:-2], Jsonb(entry.detail), entry.team_id))
+
+
+async def insert_gateway_refusals(conn: AsyncConnection[Any], rows: list[tuple[datetime, Entry]]) -> int:
+    """Gateway refusals (accounting, from the bus) with the moment they happened; a refusal
+    already kept (a redelivery) is skipped. Returns how many rows were written."""
+    written = 0
+    for at, entry in rows:
+        cursor = await conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail, team_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (request_id, action) WHERE action LIKE 'gateway.%%' DO NOTHING",
+            (at, entry.actor, entry.action, entry.target, entry.ip, entry.request_id, Jsonb(entry.detail),
+             entry.team_id))
+        written += cursor.rowcount
+    return written
 
 
 async def query(conn: AsyncConnection[Any], *, limit: int, offset: int, action: str | None,
                 actor_name: str | None, target: str | None, since: datetime | None,
-                until: datetime | None) -> tuple[list[dict[str, Any]], int]:
-    """Newest first, and how many rows match in all."""
+                until: datetime | None, team_id: str | None = None,
+                within_teams: frozenset[str] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, and how many rows match in all. `within_teams` (a team admin's scope):
+    only rows about one of those teams."""
     clauses: list[str] = []
     params: list[Any] = []
+    if within_teams is not None:
+        clauses.append("team_id = ANY(%s)")
+        params.append(sorted(within_teams))
     if action and action.endswith("*"):   # "providers.*" filters a family of actions
         clauses.append("action LIKE %s")
         params.append(action[:-1].replace("%", r"\%").replace("_", r"\_") + "%")
     elif action:
         clauses.append("action = %s")
         params.append(action)
-    for column, value in (("actor", actor_name), ("target", target)):
+    for column, value in (("actor", actor_name), ("target", target), ("team_id", team_id)):
         if value:
             clauses.append(f"{column} = %s")
             params.append(value)
@@ -58,7 +79,8 @@ async def query(conn: AsyncConnection[Any], *, limit: int, offset: int, action: 
                          [*params, limit, offset])
     rows = [{"id": r["id"], "at": r["at"].isoformat(), "actor": r["actor"], "action": r["action"],
              "target": r["target"], "before_digest": r["before_digest"], "after_digest": r["after_digest"],
-             "ip": r["ip"], "request_id": r["request_id"], "detail": r["detail"]}
+             "ip": r["ip"], "request_id": r["request_id"], "detail": r["detail"],
+             "team_id": r["team_id"]}
             for r in await cursor.fetchall()]
     return rows, int(total)
 

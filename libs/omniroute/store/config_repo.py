@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from omniroute.config.routing_spec import ComboSpec, RoutingSettings
 from omniroute.config.spec import KeySpec, ProviderSpec
 from omniroute.secrets import Crypto, generate_api_key, hash_api_key, key_prefix, mask
-from omniroute.store import database_repo
+from omniroute.store import database_repo, people_repo, teams_repo
 
 
 async def upsert_provider(conn: AsyncConnection[Any], spec: ProviderSpec, crypto: Crypto, *,
@@ -132,9 +133,33 @@ async def key_names(conn: AsyncConnection[Any], key_ids: list[str]) -> dict[str,
     return {row[0]: row[1] for row in await cursor.fetchall()}
 
 
+class UnknownOwner(ValueError):
+    """A key names a team or a person that does not exist (the message says which)."""
+
+
+async def resolve_person(conn: AsyncConnection[Any], person: str | None) -> str | None:
+    """A person named by id or e-mail → their id (None: no person)."""
+    if not person:
+        return None
+    found = await people_repo.by_id(conn, person) or (
+        await people_repo.by_email(conn, person) if "@" in person else None)
+    if found is None:
+        raise UnknownOwner(f"No person {person!r} (give a person's id or e-mail).")
+    return found.id
+
+
+async def check_team(conn: AsyncConnection[Any], team_id: str) -> None:
+    row = await (await conn.execute("SELECT 1 FROM teams WHERE id = %s", (team_id,))).fetchone()
+    if row is None:
+        raise UnknownOwner(f"No team {team_id!r}.")
+
+
 async def upsert_key(conn: AsyncConnection[Any], spec: KeySpec) -> tuple[str, str | None]:
     """Create or update a key by name. Returns (id, clear key) — the clear key only when it was
-    generated now, so that the caller can show it once."""
+    generated now, so that the caller can show it once. UnknownOwner when its team or person
+    does not exist."""
+    await check_team(conn, spec.team)
+    person_id = await resolve_person(conn, spec.person)
     cursor = await conn.execute("SELECT id FROM api_keys WHERE name = %s", (spec.name,))
     existing = await cursor.fetchone()
     generated = None
@@ -144,18 +169,18 @@ async def upsert_key(conn: AsyncConnection[Any], spec: KeySpec) -> tuple[str, st
         key_id = "key_" + uuid.uuid4().hex[:16]
         await conn.execute(
             """INSERT INTO api_keys (id, name, key_hash, key_prefix, enabled, allowed_models, limits,
-                                     budget, expires_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                                     budget, expires_at, team_id, person_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (key_id, spec.name, hash_api_key(clear), key_prefix(clear), spec.enabled,
              _json_or_null(spec.allowed_models), Jsonb(spec.limits), _json_or_null(spec.budget),
-             spec.expires_at))
+             spec.expires_at, spec.team, person_id))
         return key_id, generated
     key_id = existing[0]
     await conn.execute(
         """UPDATE api_keys SET enabled = %s, allowed_models = %s, limits = %s, budget = %s,
-             expires_at = %s, updated_at = now() WHERE id = %s""",
+             expires_at = %s, team_id = %s, person_id = %s, updated_at = now() WHERE id = %s""",
         (spec.enabled, _json_or_null(spec.allowed_models), Jsonb(spec.limits),
-         _json_or_null(spec.budget), spec.expires_at, key_id))
+         _json_or_null(spec.budget), spec.expires_at, spec.team, person_id, key_id))
     if spec.key:
         await conn.execute("UPDATE api_keys SET key_hash = %s, key_prefix = %s WHERE id = %s",
                            (hash_api_key(spec.key), key_prefix(spec.key), key_id))
@@ -174,14 +199,95 @@ async def delete_key(conn: AsyncConnection[Any], key_id: str) -> bool:
     return cursor.rowcount > 0
 
 
-async def list_keys(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+# What PATCH /api/keys/{id} may change in place (the secret is not among them).
+KEY_FIELDS = ("enabled", "allowed_models", "limits", "budget", "expires_at", "team_id", "person_id")
+_JSON_FIELDS = frozenset({"allowed_models", "limits", "budget"})
+
+
+async def update_key(conn: AsyncConnection[Any], key_id: str, changes: dict[str, Any]) -> bool:
+    """Set the given KEY_FIELDS of the key (by id); False when there is no such key."""
+    unknown = set(changes) - set(KEY_FIELDS)
+    if unknown:
+        raise ValueError(f"not a key field: {sorted(unknown)}")
+    if not changes:
+        return await get_key(conn, key_id) is not None
+    assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(name)) for name in changes)
+    values = [(_json_or_null(v) if name in _JSON_FIELDS else v) for name, v in changes.items()]
+    cursor = await conn.execute(
+        sql.SQL("UPDATE api_keys SET {}, updated_at = now() WHERE id = %s").format(assignments),
+        [*values, key_id])
+    return cursor.rowcount > 0
+
+
+async def rotate_key(conn: AsyncConnection[Any], key_id: str, grace_seconds: int) -> str | None:
+    """A new secret for the key (returned in clear, to be shown once); the current one stays
+    valid `grace_seconds` more (0: refused at once), an earlier previous one is dropped. None
+    when there is no such key."""
+    clear = generate_api_key()
+    cursor = await conn.execute(
+        """UPDATE api_keys SET
+             previous_key_hash = CASE WHEN %(grace)s > 0 THEN key_hash END,
+             previous_valid_until = CASE WHEN %(grace)s > 0
+                                         THEN now() + make_interval(secs => %(grace)s) END,
+             key_hash = %(hash)s, key_prefix = %(prefix)s, updated_at = now()
+           WHERE id = %(id)s""",
+        {"grace": grace_seconds, "hash": hash_api_key(clear), "prefix": key_prefix(clear), "id": key_id})
+    return clear if cursor.rowcount > 0 else None
+
+
+async def revoke_key(conn: AsyncConnection[Any], key_id: str) -> bool:
+    """Refuse the key (and any secret still in its grace period) from now on; the row stays, so
+    its usage keeps its name. Revoking twice keeps the first time."""
+    cursor = await conn.execute(
+        """UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()), previous_valid_until = NULL,
+             previous_key_hash = NULL, updated_at = now() WHERE id = %s""", (key_id,))
+    return cursor.rowcount > 0
+
+
+def _key_json(r: dict[str, Any], now: datetime) -> dict[str, Any]:
+    rotating_until = r.get("previous_valid_until")
+    if rotating_until is not None and rotating_until <= now:
+        rotating_until = None
+    if r.get("revoked_at") is not None:
+        key_state = "revoked"
+    elif r["expires_at"] is not None and r["expires_at"] <= now:
+        key_state = "expired"
+    elif not r["enabled"]:
+        key_state = "disabled"
+    elif rotating_until is not None:
+        key_state = "rotating"
+    else:
+        key_state = "active"
+    return {"id": r["id"], "name": r["name"], "key_prefix": r["key_prefix"], "enabled": r["enabled"],
+            "allowed_models": r["allowed_models"], "limits": r["limits"], "budget": r["budget"],
+            "expires_at": _iso(r["expires_at"]), "created_at": r["created_at"].isoformat(),
+            "team": r.get("team_id") or "default", "person": r.get("person_id"),
+            "person_email": r.get("person_email"), "state": key_state,
+            "revoked_at": _iso(r.get("revoked_at")), "rotating_until": _iso(rotating_until)}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+_KEYS_SELECT = ("SELECT k.*, p.email AS person_email, now() AS db_now FROM api_keys k "
+                "LEFT JOIN people p ON p.id = k.person_id")
+
+
+async def get_key(conn: AsyncConnection[Any], key_id: str) -> dict[str, Any] | None:
+    """The key by id (or name), as list_keys shows it."""
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute("SELECT * FROM api_keys ORDER BY created_at, name")
-    return [{"id": r["id"], "name": r["name"], "key_prefix": r["key_prefix"], "enabled": r["enabled"],
-             "allowed_models": r["allowed_models"], "limits": r["limits"], "budget": r["budget"],
-             "expires_at": r["expires_at"].isoformat() if r["expires_at"] else None,
-             "created_at": r["created_at"].isoformat()}
-            for r in await cursor.fetchall()]
+    await cursor.execute(_KEYS_SELECT + " WHERE k.id = %s OR k.name = %s", (key_id, key_id))
+    row = await cursor.fetchone()
+    return _key_json(row, row["db_now"]) if row else None
+
+
+async def list_keys(conn: AsyncConnection[Any], team_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every key (only those of `team_ids` when given), oldest first; never a secret."""
+    cursor = conn.cursor(row_factory=dict_row)
+    where, params = (" WHERE k.team_id = ANY(%s)", (team_ids,)) if team_ids is not None else ("", ())
+    await cursor.execute(_KEYS_SELECT + where + " ORDER BY k.created_at, k.name", params)
+    return [_key_json(r, r["db_now"]) for r in await cursor.fetchall()]
 
 
 def _json_or_null(value: Any) -> Jsonb | None:
@@ -302,13 +408,31 @@ class UnknownColumns(ValueError):
 
 async def replace_tables(conn: AsyncConnection[Any], tables: dict[str, list[dict[str, Any]]]) -> None:
     """Replace the rows of these configuration tables (given parents first) in the caller's
-    transaction."""
-    await database_repo.delete_all(conn, list(tables))
-    for table, rows in tables.items():
+    transaction. Teams are upserted, and only the teams not named are deleted (deleting one
+    cascades to its management tokens); a key's person is kept only if that person exists here."""
+    teams = tables.get("teams")
+    plain = {table: rows for table, rows in tables.items() if table != "teams"}
+    await database_repo.delete_all(conn, list(plain))
+    if teams is not None:
+        await teams_repo.delete_except(conn, [row["id"] for row in teams])
+        await teams_repo.upsert_rows(conn, teams)
+    for table, rows in plain.items():
         if not rows:
             continue
+        if table == "api_keys":
+            rows = await _with_local_people(conn, rows)
         columns = await database_repo.columns(conn, table)
         unknown = sorted({k for row in rows for k in row} - set(columns))
         if unknown:
             raise UnknownColumns(f"{table}: columns {unknown} do not exist here (upgrade this deployment)")
         await database_repo.insert_rows(conn, table, columns, rows)
+
+
+async def _with_local_people(conn: AsyncConnection[Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    named = {row["person_id"] for row in rows if row.get("person_id")}
+    if not named:
+        return rows
+    found = await (await conn.execute("SELECT id FROM people WHERE id = ANY(%s)", (list(named),))).fetchall()
+    local = {row[0] for row in found}
+    return [row if not row.get("person_id") or row["person_id"] in local else {**row, "person_id": None}
+            for row in rows]

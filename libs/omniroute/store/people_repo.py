@@ -92,3 +92,23 @@ async def note_login(conn: AsyncConnection[Any], person_id: str) -> None:
 async def delete(conn: AsyncConnection[Any], person_id: str) -> bool:
     cursor = await conn.execute("DELETE FROM people WHERE id = %s", (person_id,))
     return cursor.rowcount > 0
+
+
+async def known_teams(conn: AsyncConnection[Any], team_ids: list[str]) -> set[str]:
+    """Which of `team_ids` are teams (a person's or a token's team scope must name real teams)."""
+    if not team_ids:
+        return set()
+    cursor = await conn.execute("SELECT id FROM teams WHERE id = ANY(%s)", (team_ids,))
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def update(conn: AsyncConnection[Any], person_id: str, *, email: str, name: str, role: str,
+                 team_ids: list[str], enabled: bool) -> Person | None:
+    """Replace a person's editable fields by id (None when there is no such person)."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(
+        """UPDATE people SET email = %s, name = %s, role = %s, team_ids = %s, enabled = %s,
+             updated_at = now() WHERE id = %s RETURNING *""",
+        (email, name, role, Jsonb(team_ids), enabled, person_id))
+    row = await cursor.fetchone()
+    return _person(row) if row else None

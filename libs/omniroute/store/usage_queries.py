@@ -12,7 +12,20 @@ from psycopg.rows import dict_row
 
 BUCKETS = ("minute", "hour", "day", "week", "month")
 GROUPS = {"key": "key_id", "provider": "provider", "model": "model", "connection": "connection",
-          "status": "status"}
+          "status": "status", "team": "team_id", "person": "person_id"}
+
+
+def owner_column(column: str, table: str = "usage") -> sql.Composable:
+    """A usage row's team_id / person_id; a row that carries none (written before the router
+    recorded them) counts for its key's current team / person."""
+    return sql.SQL("coalesce(nullif({table}.{column}, ''), "
+                   "(SELECT k.{column} FROM api_keys k WHERE k.id = {table}.key_id), '')").format(
+        table=sql.Identifier(table), column=sql.Identifier(column))
+
+
+def group_column(group_by: str) -> sql.Composable:
+    column = GROUPS[group_by]
+    return owner_column(column) if group_by in ("team", "person") else sql.Identifier(column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,15 +36,30 @@ class UsageFilter:
     provider: str | None = None
     model: str | None = None
     connection: str | None = None
+    team_id: str | None = None      # the row's team (or its key's, for a row that names none)
+    person_id: str | None = None    # the row's person (likewise)
+    # A team admin's scope: rows of these teams only (None: every team). A row from before
+    # usage carried its team counts for its key's team.
+    within_teams: tuple[str, ...] | None = None
 
     def where(self) -> tuple[sql.Composable, list[Any]]:
         parts: list[sql.Composable] = [sql.SQL("started_at >= %s AND started_at < %s")]
         params: list[Any] = [self.since, self.until]
+        if self.within_teams is not None:
+            parts.append(sql.SQL("(team_id = ANY(%s) OR (team_id = '' AND key_id IN "
+                                 "(SELECT id FROM api_keys WHERE team_id = ANY(%s))))"))
+            params.extend([list(self.within_teams), list(self.within_teams)])
         for column, value in (("key_id", self.key_id), ("provider", self.provider),
                               ("model", self.model), ("connection", self.connection)):
             if value:
                 parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
                 params.append(value)
+        for column, value in (("team_id", self.team_id), ("person_id", self.person_id)):
+            if value:   # written this way, (team_id, started_at) serves it
+                parts.append(sql.SQL("({column} = %s OR ({column} = '' AND key_id IN "
+                                     "(SELECT id FROM api_keys WHERE {column} = %s)))").format(
+                    column=sql.Identifier(column)))
+                params.extend([value, value])
         return sql.SQL(" AND ").join(parts), params
 
 
@@ -57,7 +85,7 @@ async def history(conn: AsyncConnection[Any], where: UsageFilter, bucket: str,
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     condition, params = where.where()
-    group = sql.Identifier(GROUPS[group_by]) if group_by else sql.SQL("''")
+    group = group_column(group_by) if group_by else sql.SQL("''")
     query = sql.SQL(
         "SELECT date_trunc(%s, started_at, 'UTC') AS bucket, {group}::text AS grp, {totals} "
         "FROM usage WHERE {condition} GROUP BY 1, 2 ORDER BY 1, 2").format(
@@ -84,7 +112,7 @@ async def totals(conn: AsyncConnection[Any], where: UsageFilter,
     else:
         query = sql.SQL("SELECT {group}::text AS grp, {totals} FROM usage WHERE {condition} "
                         "GROUP BY 1 ORDER BY sum(cost_usd) DESC, 1").format(
-            group=sql.Identifier(GROUPS[group_by]), totals=_TOTALS, condition=condition)
+            group=group_column(group_by), totals=_TOTALS, condition=condition)
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, params)
         rows = await cursor.fetchall()
@@ -108,8 +136,9 @@ async def request_logs(conn: AsyncConnection[Any], where: UsageFilter, *, limit:
     source = sql.SQL("usage")
     if payloads:
         source = sql.SQL("usage LEFT JOIN request_payloads USING (request_id)")
-    query = sql.SQL("SELECT * FROM {source} WHERE {condition} ORDER BY started_at DESC, request_id DESC "
-                    "LIMIT %s").format(source=source, condition=condition)
+    query = sql.SQL("SELECT *, {team} AS owner_team, {person} AS owner_person FROM {source} "
+                    "WHERE {condition} ORDER BY started_at DESC, request_id DESC LIMIT %s").format(
+        team=owner_column("team_id"), person=owner_column("person_id"), source=source, condition=condition)
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, [*params, limit])
         rows = await cursor.fetchall()
@@ -121,7 +150,8 @@ async def request_logs(conn: AsyncConnection[Any], where: UsageFilter, *, limit:
 
 def _log_json(row: dict[str, Any]) -> dict[str, Any]:
     return {"requestId": row["request_id"], "startedAt": row["started_at"].isoformat(),
-            "keyId": row["key_id"], "provider": row["provider"], "connection": row["connection"],
+            "keyId": row["key_id"], "teamId": row.get("owner_team", ""), "personId": row.get("owner_person", ""),
+            "provider": row["provider"], "connection": row["connection"],
             "model": row["model"], "requestedModel": row["requested_model"], "combo": row["combo"],
             "status": row["status"], "errorClass": row["error_class"],
             # The reason the caller was given ('' on success; 0009_usage_error_message.sql).
@@ -149,7 +179,7 @@ async def resolve_connection(conn: AsyncConnection[Any], connection_id: str) -> 
 # --- the dashboard's reads: totals and slots since a moment, breakdowns, recent requests -----
 
 DASHBOARD_GROUPS = {"key": "u.key_id", "provider": "u.provider", "model": "u.model",
-                    "connection": "u.connection"}
+                    "connection": "u.connection", "team": "team", "person": "person"}
 
 
 async def _cost_column(conn: AsyncConnection[Any]) -> sql.Composable:
@@ -184,10 +214,17 @@ async def slots_since(conn: AsyncConnection[Any], since: datetime, bucket_s: int
     return {row["slot"]: row for row in await cursor.fetchall()}
 
 
-async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: str) -> list[dict[str, Any]]:
-    """The top 200 values of `group` (a key by its name) since `since`, busiest first."""
+async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: str,
+                          within_teams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The top 200 values of `group` (a key by its name) since `since`, busiest first;
+    `within_teams` (a team admin's scope): rows of those teams only."""
     column = DASHBOARD_GROUPS.get(group, DASHBOARD_GROUPS["model"])
-    label = sql.SQL("coalesce(k.name, u.key_id)") if group == "key" else sql.SQL(column)
+    label: sql.Composable = sql.SQL("coalesce(k.name, u.key_id)") if group == "key" else sql.SQL(column)
+    if group == "team":   # a row without its team counts for its key's
+        label = sql.SQL("coalesce(nullif(u.team_id, ''), k.team_id, '')")
+    elif group == "person":   # likewise; by e-mail where the person is known
+        label = sql.SQL("coalesce((SELECT p.email FROM people p WHERE p.id = {id}), {id})").format(
+            id=sql.SQL("coalesce(nullif(u.person_id, ''), k.person_id, '')"))
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(sql.SQL(
         """SELECT {label} AS name, count(*) AS requests, coalesce(sum(u.input_tokens), 0) AS input_tokens,
@@ -195,16 +232,29 @@ async def breakdown_since(conn: AsyncConnection[Any], since: datetime, group: st
                   count(*) FILTER (WHERE u.status >= 400) AS errors,
                   percentile_cont(0.95) WITHIN GROUP (ORDER BY u.latency_ms) AS p95
            FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id
-           WHERE u.started_at >= %s GROUP BY {label} ORDER BY requests DESC, name LIMIT 200""").format(
-        label=label, cost=await _cost_column(conn)), (since,))
+           WHERE u.started_at >= %s {scope} GROUP BY 1 ORDER BY requests DESC, name LIMIT 200""").format(
+        label=label, cost=await _cost_column(conn),
+        scope=sql.SQL("") if within_teams is None else
+        sql.SQL("AND coalesce(nullif(u.team_id, ''), k.team_id, '') = ANY(%s)")),
+        (since,) if within_teams is None else (since, list(within_teams)))
     return list(await cursor.fetchall())
 
 
 async def recent_requests(conn: AsyncConnection[Any], *, limit: int, offset: int, errors_only: bool,
-                          model: str, key: str) -> list[dict[str, Any]]:
-    """Newest first; `model` matches the served or the requested model, `key` its id or name."""
-    clauses = [sql.SQL("TRUE")]
+                          model: str, key: str, team: str = "",
+                          within_teams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Newest first; `model` matches the served or the requested model, `key` its id or name,
+    `team` the row's team (its key's for a row without one); `within_teams`: a team admin's
+    scope."""
+    clauses: list[sql.Composable] = [sql.SQL("TRUE")]
     params: list[Any] = []
+    row_team = sql.SQL("coalesce(nullif(u.team_id, ''), k.team_id, '')")
+    if team:
+        clauses.append(sql.SQL("{} = %s").format(row_team))
+        params.append(team)
+    if within_teams is not None:
+        clauses.append(sql.SQL("{} = ANY(%s)").format(row_team))
+        params.append(list(within_teams))
     if errors_only:
         clauses.append(sql.SQL("u.status >= 400"))
     if model:
@@ -215,10 +265,12 @@ async def recent_requests(conn: AsyncConnection[Any], *, limit: int, offset: int
         params += [key, key]
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(sql.SQL(
-        """SELECT u.request_id, u.started_at, coalesce(k.name, u.key_id) AS key, u.provider, u.connection,
+        """SELECT u.request_id, u.started_at, coalesce(k.name, u.key_id) AS key, {row_team} AS team,
+                  u.provider, u.connection,
                   u.model, u.requested_model, u.status, u.error_class, u.latency_ms, u.ttft_ms,
                   u.input_tokens, u.output_tokens, {cost} AS cost, u.stream, u.client_format, u.cache_hit
            FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id WHERE {where}
            ORDER BY u.started_at DESC LIMIT %s OFFSET %s""").format(
-        cost=await _cost_column(conn), where=sql.SQL(" AND ").join(clauses)), [*params, limit, offset])
+        cost=await _cost_column(conn), row_team=row_team, where=sql.SQL(" AND ").join(clauses)),
+        [*params, limit, offset])
     return list(await cursor.fetchall())

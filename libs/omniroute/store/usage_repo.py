@@ -22,7 +22,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency_ms", "double precision"), ("ttft_ms", "double precision"), ("stream", "boolean"),
     ("client_format", "text"), ("cache_hit", "boolean"), ("failed_attempts", "jsonb"),
     ("started_at", "timestamptz"), ("cost_usd", "numeric"), ("audio_seconds", "double precision"),
-    ("error_message", "text"))
+    ("error_message", "text"), ("team_id", "text"), ("person_id", "text"))
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 # jsonb arrays do not adapt from Python lists of strings; they travel as text and are cast.
 _ARRAYS = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in _COLUMNS)
@@ -50,7 +50,9 @@ def row_of(event: events_pb2.UsageEvent, cost: Decimal = Decimal(0)) -> tuple[An
             # NULL unless the request was a transcription (0007_audio_usage.sql).
             event.usage.audio_seconds or None,
             # Why it failed, as the caller was told (0009_usage_error_message.sql).
-            event.error_message)
+            event.error_message,
+            # The key's team and person when the request ran (0011_governance.sql).
+            event.team_id, event.person_id)
 
 
 async def insert_usage_rows(conn: AsyncConnection[Any], events: Sequence[events_pb2.UsageEvent],

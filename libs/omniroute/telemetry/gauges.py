@@ -38,8 +38,9 @@ from omniroute.shared_state.budget import (
     holds_key,
     period_bounds,
     spend_key,
+    team_owner,
 )
-from omniroute.store import budget_repo
+from omniroute.store import budget_repo, teams_repo
 
 log = logging.getLogger("omniroute.telemetry")
 
@@ -152,7 +153,7 @@ def breaker_states(meter: metrics.Meter, client: redis.Redis, env: str,
 
 async def budget_values(pool: AsyncConnectionPool, client: redis.Redis, env: str,
                         now: datetime | None = None) -> dict[str, Values]:
-    """Every key with a budget: its limit, its spend in the current period (the Redis counter
+    """Every key (and team) with a budget: its limit, its spend in the current period (the Redis counter
     the router checks) and what remains for new requests: limit - spend - the holds of requests
     in flight (omniroute.shared_state.budget_holds), never below 0 (what admission compares against)."""
     now = now or datetime.now(UTC)
@@ -171,6 +172,20 @@ async def budget_values(pool: AsyncConnectionPool, client: redis.Redis, env: str
     remaining: Values = {}
     for (row, budget), raw, raw_held in zip(parsed, spent, held, strict=True):
         attrs = labels(key=row["keyId"], key_name=str(row["name"] or ""), period=budget.period)
+        limits[attrs] = float(budget.limit_usd)
+        spends[attrs] = float(from_nanos(int(raw or 0)))
+        left = budget.limit_usd - from_nanos(int(raw or 0) + int(raw_held or 0))
+        remaining[attrs] = float(max(left, Decimal(0)))
+    # Team budgets (issue 19): the same three gauges, a series per team (labels team, team_name,
+    # period; no key label), from the team's counter and holds (owner team_owner(id)).
+    async with pool.connection() as conn:
+        teams = [(team, budget) for team in await teams_repo.list_teams(conn)
+                 if (budget := Budget.parse(team["budget"])) is not None]
+    for team, budget in teams:
+        owner = team_owner(team["id"])
+        raw = await client.get(spend_key(env, owner, budget.period, period_bounds(budget.period, now)[0]))
+        raw_held = await client.hget(holds_key(env, owner), TOTAL_FIELD)
+        attrs = labels(team=team["id"], team_name=str(team["name"] or ""), period=budget.period)
         limits[attrs] = float(budget.limit_usd)
         spends[attrs] = float(from_nanos(int(raw or 0)))
         left = budget.limit_usd - from_nanos(int(raw or 0) + int(raw_held or 0))

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from omniroute import alerts
 from omniroute.settings import Settings
 from omniroute.shared_state.budget import Budget
-from omniroute.store import admin_settings_repo, budget_repo
+from omniroute.store import admin_settings_repo, budget_repo, teams_repo
 
 log = logging.getLogger("omniroute.accounting")
 _GRACE = timedelta(days=1)  # a pending alert is retried until its period is this far past
@@ -37,13 +37,15 @@ class BudgetAlerts:
         self._pending = alerts.PendingAlerts(client, settings.env, lease_s)
         self._deliveries: set[asyncio.Task[bool]] = set()
 
-    async def check(self, key_ids: Iterable[str], now: datetime | None = None) -> list[alerts.Alert]:
-        """Claim and send the thresholds these keys' spend has reached; returns those sent."""
-        ids = sorted(set(key_ids))
-        if not ids:
+    async def check(self, key_ids: Iterable[str], now: datetime | None = None, *,
+                    team_ids: Iterable[str] = ()) -> list[alerts.Alert]:
+        """Claim and send the thresholds these keys' (and teams') spend has reached; returns
+        those sent."""
+        ids, teams = sorted(set(key_ids)), sorted(set(team_ids))
+        if not ids and not teams:
             return []
         try:
-            claimed = await self._claim(ids, now or datetime.now(UTC))
+            claimed = await self._claim(ids, teams, now or datetime.now(UTC))
         except Exception as exc:
             log.warning("budget alert check failed (%s); the next spend retries it", exc)
             return []
@@ -64,15 +66,21 @@ class BudgetAlerts:
         return alerts.WebhookSender(url, secret, base_delay_s=self._settings.budget_alert_retry_s) \
             if url else None
 
-    async def _claim(self, key_ids: list[str], now: datetime) -> list[alerts.Alert]:
+    async def _claim(self, key_ids: list[str], team_ids: list[str], now: datetime) -> list[alerts.Alert]:
         async with self._pool.connection() as conn:
-            rows = await budget_repo.budgets_of(conn, key_ids)
+            rows = await budget_repo.budgets_of(conn, key_ids) if key_ids else []
+            teams = await teams_repo.list_teams(conn, team_ids) if team_ids else []
         claimed: list[alerts.Alert] = []
         for row in rows:
             budget = Budget.parse(row["budget"])
             if budget is not None:
                 claimed += await alerts.claim(self._redis, self._settings.env, row["keyId"],
                                               row["name"] or "", budget, now)
+        for team in teams:
+            budget = Budget.parse(team["budget"])
+            if budget is not None:
+                claimed += await alerts.claim(self._redis, self._settings.env, "", "", budget, now,
+                                              team_id=team["id"], team_name=team["name"] or "")
         return claimed
 
     async def _send(self, alert: alerts.Alert, webhook: alerts.WebhookSender | None) -> None:

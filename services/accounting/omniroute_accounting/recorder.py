@@ -3,7 +3,8 @@
 Order inside the handler, and why:
 1. price every event (cost is computed here once and stored with the row);
 2. in one transaction: INSERT … RETURNING the request ids that are new, add those costs to the
-   Redis spend counters and drop the router's holds of those requests in the same script
+   Redis spend counters (the key's and its team's) and drop the router's holds of those requests
+   (the key's and the team's) in the same script
    (marker-guarded, see omniroute.shared_state.budget), COMMIT;
 3. drop the markers and record metrics for the new rows only;
 4. claim and send the budget alerts whose thresholds the added spend reached (alerting.py).
@@ -100,9 +101,11 @@ class Recorder:
             except Exception as exc:  # the markers expire on their own
                 log.warning("could not drop spend markers: %s", exc)
         if counted and self._alerts is not None:
-            paid = set(counted)
-            await self._alerts.check(event.key_id for event in events
-                                     if event.request_id in paid and costs[event.request_id] > 0)
+            counted_ids = set(counted)
+            paid = [event for event in events
+                    if event.request_id in counted_ids and costs[event.request_id] > 0]
+            await self._alerts.check((event.key_id for event in paid),
+                                     team_ids=(event.team_id for event in paid if event.team_id))
         inserted = len(new_ids)
         for event in events:
             if event.request_id in new_ids:
@@ -128,7 +131,7 @@ class Recorder:
         rows from being written: the spend is then rebuilt from Postgres when Redis is back."""
         spends = [budget.Spend(request_id=event.request_id, key_id=event.key_id,
                                nanos=to_nanos(costs[event.request_id]),
-                               at=usage_repo.started_at(event))
+                               at=usage_repo.started_at(event), team_id=event.team_id)
                   for event in {e.request_id: e for e in events}.values()
                   if event.request_id in new_ids]
         # A free request goes too: its hold (the router's reservation) is dropped with it.

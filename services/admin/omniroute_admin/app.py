@@ -17,9 +17,9 @@ from omniroute import control, shared_state, telemetry
 from omniroute.bus.connection import connect
 from omniroute.secrets import Crypto
 from omniroute.settings import Settings
-from omniroute_admin import api, dashboard, passwords
+from omniroute_admin import access, api, dashboard, passwords, sessions
 from omniroute_admin.deps import StateDep
-from omniroute_admin.features import config_file, maintenance, model_discovery
+from omniroute_admin.features import config_file, maintenance, model_discovery, oidc
 from omniroute_admin.security import SecurityHeaders
 from omniroute_admin.state import AdminState
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         telemetry.setup("omniroute-admin")
         file_config = config_file.parse(settings.config_file) if settings.config_file else None
+        oidc.OidcConfig.from_settings(settings)   # a malformed SSO role or team map stops the start
         pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False)
         await pool.open()
         nats_client = await connect(settings.nats_url, name="omniroute-admin")
@@ -85,4 +86,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    access.document_roles(app, gate=sessions.require_session)   # x-required-role on every operation
     return app

@@ -28,13 +28,14 @@ def digest(value: Any) -> str | None:
 
 async def record(state: AdminState, caller: Caller | Request, action: str, target: str = "", *,
                  before: Any = None, after: Any = None, detail: dict[str, Any] | None = None,
-                 conn: AsyncConnection[Any] | None = None) -> None:
+                 conn: AsyncConnection[Any] | None = None, team_id: str = "") -> None:
     """Write one audit row; with `conn`, inside the caller's transaction (so the change and its
-    record commit together). A Request stands for its Caller (for callers still holding one)."""
+    record commit together). A Request stands for its Caller (for callers still holding one).
+    `team_id`: the team the act concerned (a team admin's audit view shows only those rows)."""
     who = caller if isinstance(caller, Caller) else Caller.of(caller)
     entry = audit_repo.Entry(actor=who.actor, action=action, target=target, before_digest=digest(before),
                              after_digest=digest(after), ip=who.ip, request_id=who.request_id,
-                             detail=detail or {})
+                             detail=detail or {}, team_id=team_id)
     if conn is not None:
         await audit_repo.insert(conn, entry)
         return
@@ -43,14 +44,15 @@ async def record(state: AdminState, caller: Caller | Request, action: str, targe
 
 
 async def deleted(state: AdminState, caller: Caller, delete: Callable[[AsyncConnection[Any]], Awaitable[bool]], *,
-                  action: str, target: str, missing: str, announce: str | None = None) -> None:
+                  action: str, target: str, missing: str, announce: str | None = None,
+                  team_id: str = "") -> None:
     """A deletion use case: `delete` (a repository call, True when a row went) and its audit row
     on one connection; 404 `missing` when there was nothing to delete; then, with `announce`,
     edges and routers reload their snapshot."""
     async with state.pool.connection() as conn:
         if not await delete(conn):
             raise HTTPException(404, missing)
-        await record(state, caller, action, target, conn=conn)
+        await record(state, caller, action, target, conn=conn, team_id=team_id)
     if announce:
         await state.announce(announce)
 

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from omniroute_admin import access, audit, passwords, settings_model
 from omniroute_admin.deps import Caller, StateDep, admin_state
 from omniroute_admin.requestctx import client_ip
+from omniroute_admin.services import people, tokens
 from omniroute_admin.state import AdminState
 
 router = APIRouter(tags=["auth"])
@@ -103,26 +104,48 @@ async def current_session(request: Request) -> tuple[dict[str, Any] | None, str]
 
 
 async def require_session(request: Request) -> None:
-    """Dependency of every management route: a valid session (or login switched off), and for a
-    cookie-authenticated write, the CSRF token."""
+    """Dependency of every management route: who is calling (a management token, a session, or
+    anyone while login is off), the route's role (access.enforce: before the body is validated,
+    so a refused caller learns nothing of the route's shape), and for a cookie-authenticated
+    write, the CSRF token. Tokens need no CSRF token: no browser attaches them on its own."""
     state = admin_state(request)
-    session, via = await current_session(request)
     unsafe = request.method.upper() in UNSAFE_METHODS
     if unsafe:
         check_cross_site(request)
+    presented, via = presented_token(request)
+    if via == "bearer" and tokens.is_management_token(presented):
+        principal = await tokens.authenticate(state, presented)
+        if principal is None:
+            raise HTTPException(401, "Unknown, expired or revoked management token.")
+        access.set_principal(request, principal)
+        access.enforce(request, principal)
+        return
+    session = await load_session(state, presented)
     if session is None:
         if await login_required(state):
             raise HTTPException(401, "Log in first: POST /api/auth/login with the admin password.")
         access.set_principal(request, access.ANONYMOUS)
         return
-    access.set_principal(request, session_principal(session))
+    principal = await resolve_session(state, session)
+    if principal is None:
+        raise HTTPException(401, "This session's person was removed or disabled: log in again.")
+    access.set_principal(request, principal)
     request.state.session = session
-    access.enforce(request, access.principal_of(request))
+    access.enforce(request, principal)
     if unsafe and via == "cookie":
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, str(session.get("csrf", ""))):
             raise HTTPException(403, "Missing or wrong X-CSRF-Token header (the csrf_token cookie's "
                                      "value, also returned by login).")
+
+
+async def resolve_session(state: AdminState, session: dict[str, Any]) -> access.Principal | None:
+    """The session's principal now: a person's role and teams as the people table says at this
+    call (so a change or removal applies to sessions already open); others as started."""
+    principal = session_principal(session)
+    if principal.kind == "person" and principal.person_id:
+        return await people.current_principal(state, principal.person_id)
+    return principal
 
 
 def session_principal(session: dict[str, Any]) -> access.Principal:
@@ -230,7 +253,9 @@ async def list_sessions(state: AdminState) -> list[dict[str, Any]]:
         if raw is None:
             continue
         record = orjson.loads(raw)
-        sessions.append({"id": record.get("id", ""), "ip": record.get("ip", ""),
+        held = session_principal(record)
+        sessions.append({"id": record.get("id", ""), "actor": held.actor, "role": held.role,
+                         "ip": record.get("ip", ""),
                          "user_agent": record.get("user_agent", ""),
                          "created_at": record.get("created", 0),
                          "expires_in_s": await state.redis.ttl(key)})

@@ -20,6 +20,12 @@ async def proxy(request: Request) -> Response:
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
     forwarded_for = request.client.host if request.client else ""
     headers.append(("x-forwarded-for", forwarded_for))
+    # The URL the client used (the admin builds the single sign-on redirect_uri from it); a TLS
+    # terminator in front of the edge has already said its own, which wins.
+    if "x-forwarded-host" not in request.headers:
+        headers.append(("x-forwarded-host", request.headers.get("host", request.url.netloc)))
+    if "x-forwarded-proto" not in request.headers:
+        headers.append(("x-forwarded-proto", request.url.scheme))
     upstream_request = client.build_request(request.method, request.url.path,
                                             params=request.query_params, headers=headers,
                                             content=request.stream())

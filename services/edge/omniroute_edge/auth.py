@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.secrets import hash_api_key
 
+UNKNOWN_KEY = "Incorrect API key provided."
+
 
 class AuthError(Exception):
-    def __init__(self, message: str) -> None:
+    """A refused caller. `reason`: why, for the refusal's log line (missing_key, unknown_key,
+    key_rotated, key_revoked, key_expired, key_disabled); `key`: the key the secret named, when
+    it named one (never shown to the caller beyond the message)."""
+
+    def __init__(self, message: str, reason: str = "unknown_key", key: ApiKey | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
+        self.key = key
 
 
 def presented_key(request: Request) -> str | None:
@@ -33,11 +43,27 @@ def authenticate(request: Request, snapshot: ConfigSnapshot, required: bool) -> 
     if key is None:
         if required:
             raise AuthError("You didn't provide an API key. Provide it as 'Authorization: Bearer "
-                            "<key>' or 'x-api-key: <key>'.")
+                            "<key>' or 'x-api-key: <key>'.", "missing_key")
         return None
     found = snapshot.keys_by_hash.get(hash_api_key(key))
     if found is None:
-        raise AuthError("Incorrect API key provided.")
-    if not found.usable():
-        raise AuthError("This API key is disabled or expired.")
+        raise AuthError(UNKNOWN_KEY)
+    refusal = refusal_of(found, datetime.now(UTC))
+    if refusal is not None:
+        raise refusal
     return found
+
+
+def refusal_of(key: ApiKey, now: datetime) -> AuthError | None:
+    """Why the snapshot's `key` may not be used now (None: it may). A rotated-out secret is
+    refused like an unknown one, from its grace_until on, without waiting for a reload; so is
+    an expired key, at its expires_at."""
+    if key.grace_until is not None and key.grace_until <= now:
+        return AuthError(UNKNOWN_KEY, "key_rotated", key)
+    if key.revoked_at is not None:
+        return AuthError("API key revoked", "key_revoked", key)
+    if key.expires_at is not None and key.expires_at <= now:
+        return AuthError("API key expired", "key_expired", key)
+    if not key.enabled:
+        return AuthError("API key disabled", "key_disabled", key)
+    return None

@@ -68,8 +68,10 @@ def caller_key(request: Request, fmt: ClientFormat) -> tuple[ApiKey | None, Resp
     try:
         return authenticate(request, state.config.current, state.settings.require_api_key), None
     except AuthError as exc:
-        refusals.record(request, state, fmt, status=401, error_class="invalid_api_key",
-                        reason=exc.message, key=None, authenticated=False)
+        # The log line names why (revoked, expired, rotated out …) and which key, if any.
+        refused_id = refusals.record(request, state, fmt, status=401, error_class="invalid_api_key",
+                                     reason=f"{exc.reason}: {exc.message}", key=exc.key, authenticated=False)
+        refusals.audit_key_refusal(request, state, exc, request_id=refused_id)
         return None, errors.error_response(fmt, 401, exc.message, type_="authentication_error",
                                            code="invalid_api_key")
 

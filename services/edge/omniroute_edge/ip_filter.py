@@ -8,12 +8,17 @@ in `x-omniroute-client-ip` (audit rows, login lockout), replacing any value the 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from omniroute.bus import audit_events
 from omniroute.ipfilter import IpFilter
+from omniroute.secrets import hash_api_key
+from omniroute_edge.auth import presented_key
 
 log = logging.getLogger("omniroute.edge.ip_filter")
 CLIENT_IP_HEADER = b"x-omniroute-client-ip"
@@ -72,9 +77,26 @@ class IpFilterMiddleware:
             applies = options.get("apply_to_api", True) if client_traffic else \
                 options.get("apply_to_dashboard", True)
             if applies and not rules.allows(client):
+                _audit(edge, scope, client)
                 await _forbidden(send, client)
                 return
         await self.app(scope, receive, send)
+
+
+def _audit(edge: Any, scope: Scope, client: str) -> None:
+    """The refusal as an audit event: under the key the request presented when it is one of
+    ours (and its team), else under the address. Nothing without a publisher (an edge state
+    built without NATS)."""
+    publisher = getattr(edge, "publisher", None)
+    if publisher is None:
+        return
+    presented = presented_key(Request(scope))
+    key = edge.config.current.keys_by_hash.get(hash_api_key(presented)) if presented else None
+    audit_events.publish_refusal(
+        publisher, edge.settings, request_id=uuid.uuid4().hex,
+        actor=audit_events.key_actor(key.id) if key else f"ip:{client}", team_id=key.team_id if key else "",
+        reason="ip_blocked", status=403, message=f"Requests from {client} are not allowed.",
+        route=scope["path"], model="", ip=client, service="edge")
 
 
 async def _forbidden(send: Send, client: str) -> None:

@@ -18,7 +18,7 @@ from omniroute import telemetry
 from omniroute.catalog import provider_type
 from omniroute.formats import FormatError, embeddings, images, openai_chat, transcription
 from omniroute.v1 import common_pb2, router_pb2
-from omniroute_edge import errors, multipart_form
+from omniroute_edge import errors, multipart_form, refusals
 from omniroute_edge.auth import AuthError, authenticate
 from omniroute_edge.client_formats import OPENAI_CHAT
 from omniroute_edge.common import (
@@ -74,6 +74,10 @@ async def _json_body(request: Request) -> dict[str, object]:
     try:
         authenticate(request, state.config.current, state.settings.require_api_key)
     except AuthError as exc:
+        # Logged and audited as caller_key does (refusals.py); the caller gets the same 401.
+        refused_id = refusals.record(request, state, OPENAI_CHAT, status=401, error_class="invalid_api_key",
+                                     reason=f"{exc.reason}: {exc.message}", key=exc.key, authenticated=False)
+        refusals.audit_key_refusal(request, state, exc, request_id=refused_id)
         raise FormatError(exc.message, status=401, code="invalid_api_key") from exc
     _, parsed = await read_json(request, state.settings.max_body_bytes)
     if not isinstance(parsed, dict):

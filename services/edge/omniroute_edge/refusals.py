@@ -20,9 +20,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 
 from omniroute import telemetry
+from omniroute.bus import audit_events
 from omniroute.config.snapshot import ApiKey
 from omniroute.redact import redact_payload
 from omniroute.v1 import events_pb2
+from omniroute_edge.auth import AuthError
 from omniroute_edge.client_formats import ClientFormat
 from omniroute_edge.state import EdgeState
 
@@ -59,3 +61,23 @@ def record(request: Request, state: EdgeState, fmt: ClientFormat, *, status: int
     state.publisher.publish(state.settings.subject("usage.chat"), event.SerializeToString(),
                             msg_id=request_id, headers=telemetry.nats_headers())
     return request_id
+
+
+def audit_key_refusal(request: Request, state: EdgeState, refusal: AuthError, *, request_id: str,
+                      model: str = "") -> None:
+    """A refused key (unknown, rotated out, revoked, expired, disabled) is also an audit event,
+    kept by accounting in the audit log under `key:<id>` and the key's team; a request that
+    presented no key at all names no one and is not."""
+    if refusal.reason not in audit_events.EDGE_KEY_REASONS:
+        return
+    key = refusal.key
+    audit_events.publish_refusal(
+        state.publisher, state.settings, request_id=request_id,
+        actor=audit_events.key_actor(key.id if key else ""), team_id=key.team_id if key else "",
+        reason=refusal.reason, status=401, message=refusal.message, route=request.url.path,
+        model=model, ip=_client_address(request), service="edge")
+
+
+def _client_address(request: Request) -> str:
+    # The IP filter middleware worked it out (trusted-proxy rules) and set it on every request.
+    return request.headers.get("x-omniroute-client-ip") or (request.client.host if request.client else "")

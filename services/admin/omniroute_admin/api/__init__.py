@@ -15,15 +15,20 @@ from omniroute_admin.api import (
     control,
     docs,
     evals,
+    keys,
     oauth,
+    oidc,
+    people,
     providers,
     routing,
     settings,
     sync,
+    teams,
+    tokens,
     usage,
 )
 
 router = APIRouter()
 for area in (sessions, auth, catalog, oauth, providers, routing, settings, compliance, backups, docs, usage,
-             control, sync, cli_tools, evals):
+             control, sync, cli_tools, evals, people, tokens, keys, teams, oidc):
     router.include_router(area.router)

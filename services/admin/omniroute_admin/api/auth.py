@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from omniroute_admin import passwords, sessions
+from omniroute_admin.access import requires
+from omniroute_admin.api import oidc
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import auth
 
@@ -20,6 +22,7 @@ class PasswordChange(BaseModel):
 
 
 @router.put("/api/auth/password", dependencies=[Depends(sessions.require_session)],
+            openapi_extra=requires("owner"),
             summary="Change the admin password (ends every other session)")
 async def change_password(body: PasswordChange, request: Request, state: StateDep,
                           caller: CallerDep) -> dict[str, Any]:
@@ -32,10 +35,13 @@ async def change_password(body: PasswordChange, request: Request, state: StateDe
 async def init_state(request: Request, state: StateDep) -> dict[str, Any]:
     """What a dashboard or installer needs before logging in; reveals no configuration."""
     session, _ = await sessions.current_session(request)
-    return await auth.first_run(state, authenticated=session is not None)
+    answer = await auth.first_run(state, authenticated=session is not None)
+    answer["sso"] = oidc.sso_info(request)   # "Sign in with <displayName>" when enabled
+    return answer
 
 
 @router.get("/api/sessions", dependencies=[Depends(sessions.require_session)],
+            openapi_extra=requires("admin"),
             summary="Active management sessions")
 async def list_sessions(state: StateDep) -> dict[str, Any]:
     return {"sessions": await sessions.list_sessions(state)}

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from omniroute_admin.access import requires
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import backups
 from omniroute_admin.sessions import require_session
@@ -33,7 +34,7 @@ async def create_backup(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return await backups.create_backup(state, caller)
 
 
-@router.post("/api/db-backups", summary="Restore a stored backup (one transaction)")
+@router.post("/api/db-backups", openapi_extra=requires("owner"), summary="Restore a stored backup (one transaction)")
 async def restore_backup(body: RestoreRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return await backups.restore_backup(state, caller, body.id)
 
@@ -50,18 +51,20 @@ def _download(data: bytes, stem: str) -> Response:
                     headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/api/db-backups/export", summary="Configuration and usage as a portable .tar.gz",
+@router.get("/api/db-backups/export", openapi_extra=requires("admin"),
+            summary="Configuration and usage as a portable .tar.gz",
             response_class=Response)
 async def export_portable(state: StateDep, caller: CallerDep) -> Response:
     return _download(await backups.export(state, caller, "portable"), "omniroute-export")
 
 
-@router.get("/api/db-backups/exportAll", summary="Everything as a .tar.gz", response_class=Response)
+@router.get("/api/db-backups/exportAll", openapi_extra=requires("admin"),
+            summary="Everything as a .tar.gz", response_class=Response)
 async def export_all(state: StateDep, caller: CallerDep) -> Response:
     return _download(await backups.export(state, caller, "full"), "omniroute-full")
 
 
-@router.post("/api/db-backups/import",
+@router.post("/api/db-backups/import", openapi_extra=requires("owner"),
              summary="Upload an archive (raw .tar.gz body) to replace the tables it carries")
 async def import_archive(request: Request, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     data = bytearray()

@@ -30,6 +30,7 @@ from omniroute.config.spec import ProviderSpec
 from omniroute.store import config_repo
 from omniroute.v1 import executor_pb2
 from omniroute_admin import audit
+from omniroute_admin.access import requires
 from omniroute_admin.deps import Caller, CallerDep, StateDep
 from omniroute_admin.features import connection_health, provider_calls
 from omniroute_admin.services import providers
@@ -125,6 +126,7 @@ def _flow_key(state: AdminState, kind: str, handle: str) -> str:
 
 # One handler for both methods, registered twice so that each has its own OpenAPI operation id.
 @router.get("/api/oauth/{provider_id}/{action:path}", operation_id="oauth_action_get",
+            openapi_extra=requires("admin"),  # it starts and completes a connection's login
             summary="OAuth flows: start, callback, device/start, device/poll, status")
 @router.post("/api/oauth/{provider_id}/{action:path}", operation_id="oauth_action_post",
              summary="OAuth flows: start, callback, device/start, device/poll, status")

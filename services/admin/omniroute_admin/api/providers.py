@@ -1,4 +1,4 @@
-"""/api/providers and /api/keys: the same fields as the config file."""
+"""/api/providers: the same fields as the config file (keys: api/keys.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from omniroute.config.spec import KeySpec, ProviderSpec
+from omniroute.config.spec import ProviderSpec
 from omniroute.model_lists import ModelLists
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import providers
@@ -44,19 +44,3 @@ async def update_provider(provider_id: str, spec: ProviderSpec, state: StateDep,
 async def delete_provider(provider_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     await providers.delete_provider(state, caller, provider_id)
     return {"deleted": provider_id}
-
-
-@router.get("/api/keys")
-async def list_keys(state: StateDep) -> dict[str, Any]:
-    return {"keys": await providers.list_keys(state)}
-
-
-@router.post("/api/keys", status_code=201)
-async def create_key(spec: KeySpec, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    return await providers.create_key(state, caller, spec)
-
-
-@router.delete("/api/keys/{key_id}")
-async def delete_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    await providers.revoke_key(state, caller, key_id)
-    return {"deleted": key_id}

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from omniroute_admin.access import requires
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import settings
 from omniroute_admin.sessions import require_session
@@ -44,7 +45,8 @@ async def get_require_login(state: StateDep) -> dict[str, bool]:
     return {"requireLogin": (await settings.general(state)).require_login}
 
 
-@router.put("/api/settings/require-login", summary="Switch the management login on or off")
+@router.put("/api/settings/require-login", openapi_extra=requires("owner"),
+            summary="Switch the management login on or off")
 async def put_require_login(body: RequireLogin, state: StateDep, caller: CallerDep) -> dict[str, bool]:
     await settings.change_general(state, caller, {"require_login": body.require_login})
     return {"requireLogin": body.require_login}

@@ -13,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
 from omniroute_admin import access
+from omniroute_admin.access import ROLE_EXTENSION, requires
 from omniroute_admin.deps import CallerDep, StateDep
 from omniroute_admin.services import sync
 from omniroute_admin.sessions import require_session
 
 manage = APIRouter(dependencies=[Depends(require_session)], tags=["sync"])
 cloud = APIRouter(tags=["sync"])   # peers authenticate with the sync token, not a session
+SYNC_PEER = {ROLE_EXTENSION: "sync-peer"}   # documented: no role, the peer's sync token
 
 
 class InitBody(BaseModel):
@@ -46,7 +48,8 @@ class SyncAction(BaseModel):
     force: bool = False   # push without If-Match: overwrite whatever the remote has
 
 
-@manage.post("/api/sync/initialize", status_code=201, summary="Create this deployment's sync token")
+@manage.post("/api/sync/initialize", status_code=201, openapi_extra=requires("owner"),
+              summary="Create this deployment's sync token")
 async def initialize(state: StateDep, caller: CallerDep, body: InitBody | None = None) -> dict[str, Any]:
     return await sync.initialize(state, caller, rotate=bool(body and body.rotate))
 
@@ -56,13 +59,15 @@ async def status(state: StateDep) -> dict[str, Any]:
     return await sync.status(state)
 
 
-@manage.put("/api/sync/cloud", summary="Configure the remote deployment (URL and its sync token)")
+@manage.put("/api/sync/cloud", openapi_extra=requires("owner"),
+             summary="Configure the remote deployment (URL and its sync token)")
 async def configure(body: RemoteBody, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     await sync.configure(state, caller, body.url, body.token)
     return {"configured": True, "url": body.url}
 
 
-@manage.post("/api/sync/cloud", summary="Push this configuration to the remote, or pull the remote's")
+@manage.post("/api/sync/cloud", openapi_extra=requires("owner"),
+              summary="Push this configuration to the remote, or pull the remote's")
 async def run(body: SyncAction, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return await sync.run(state, caller, body.action, body.force)
 
@@ -78,7 +83,7 @@ async def _peer(request: Request, state: StateDep) -> str:
 PeerToken = Annotated[str, Depends(_peer)]   # before any CallerDep: it sets the actor
 
 
-@cloud.get("/api/cloud/config", summary="The configuration document, for a peer (sync token)")
+@cloud.get("/api/cloud/config", openapi_extra=SYNC_PEER, summary="The configuration document, for a peer (sync token)")
 async def cloud_get(request: Request, state: StateDep, token: PeerToken) -> Response:
     tag, document = await sync.served_document(state, token)
     if request.headers.get("if-none-match") == tag:
@@ -87,7 +92,8 @@ async def cloud_get(request: Request, state: StateDep, token: PeerToken) -> Resp
                     headers={"etag": tag, "cache-control": "no-store"})
 
 
-@cloud.put("/api/cloud/config", summary="Replace the configuration, if unchanged since If-Match")
+@cloud.put("/api/cloud/config", openapi_extra=SYNC_PEER,
+           summary="Replace the configuration, if unchanged since If-Match")
 async def cloud_put(request: Request, state: StateDep, token: PeerToken, caller: CallerDep) -> Response:
     expected = request.headers.get("if-match")
     if not expected:

@@ -19,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omniroute.shared_state import budget as budgets
 from omniroute.shared_state import budget_holds
-from omniroute.store import budget_repo, usage_queries
+from omniroute.store import budget_repo, config_repo, teams_repo, usage_queries
 from omniroute.store.pricing import ANY_PROVIDER, Price
 from omniroute.store.usage_queries import UsageFilter
-from omniroute_admin import settings_model
+from omniroute_admin import audit, settings_model
+from omniroute_admin.access import TEAM_SCOPED_READ, requires
 from omniroute_admin.api import monitoring
-from omniroute_admin.deps import StateDep
+from omniroute_admin.deps import Caller, CallerDep, StateDep
 from omniroute_admin.services import usage
 from omniroute_admin.sessions import require_session
 from omniroute_admin.state import AdminState
@@ -69,7 +70,7 @@ def _auto_bucket(span: timedelta) -> str:
     return "week"
 
 
-GroupBy = Literal["key", "provider", "model", "connection", "status"]
+GroupBy = Literal["key", "provider", "model", "connection", "status", "team", "person"]
 Bucket = Literal["minute", "hour", "day", "week", "month"]
 
 
@@ -151,43 +152,72 @@ async def _status(state: AdminState, key_id: str, raw: dict[str, Any] | None) ->
     return answer
 
 
-@router.get("/api/usage/budget")
-async def get_budgets(state: StateDep, key_id: str | None = Query(None, alias="keyId")) -> dict[str, Any]:
+async def _team_status(state: AdminState, team: dict[str, Any]) -> dict[str, Any]:
+    """A team's budget as a key's (spent: every key of the team; held: their requests in flight)."""
+    answer = await _status(state, budgets.team_owner(team["id"]), team["budget"])
+    answer.pop("keyId", None)
+    return {"teamId": team["id"], "name": team["name"], **answer}
+
+
+@router.get("/api/usage/budget", openapi_extra=TEAM_SCOPED_READ)
+async def get_budgets(state: StateDep, caller: CallerDep,
+                      key_id: str | None = Query(None, alias="keyId"),
+                      team_id: str | None = Query(None, alias="teamId",
+                                                  description="one team's budget")) -> dict[str, Any]:
+    scope = caller.principal.team_scope
     async with state.pool.connection() as conn:
-        rows = await budget_repo.list_budgets(conn, key_id)
+        if team_id is not None:
+            teams = await teams_repo.list_teams(conn, [team_id]) if caller.principal.sees_team(team_id) else []
+            if not teams:  # another team's is as absent as one that does not exist
+                raise HTTPException(404, f"No team {team_id!r}.")
+            return await _team_status(state, teams[0])
+        rows = await budget_repo.list_budgets(conn, key_id, scope)
+        teams = [] if key_id else [team for team in await teams_repo.list_teams(
+            conn, list(scope) if scope is not None else None) if team["budget"]]
     if key_id and not rows:
         raise HTTPException(404, f"No key {key_id!r}.")
     statuses = [{**await _status(state, row["keyId"], row["budget"]), "name": row["name"]}
                 for row in rows]
-    return statuses[0] if key_id else {"budgets": statuses}
+    if key_id:
+        return statuses[0]
+    return {"budgets": statuses, "teamBudgets": [await _team_status(state, team) for team in teams]}
 
 
-@router.post("/api/usage/budget")
-async def set_budget(spec: BudgetSpec, state: StateDep) -> dict[str, Any]:
+@router.post("/api/usage/budget", openapi_extra=requires("team_admin"))
+async def set_budget(spec: BudgetSpec, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     budget = None if spec.limit is None else budgets.Budget(
         limit_usd=spec.limit, period=spec.period, warn_at=spec.warn_at,
         alert_at=budgets.parse_alert_at(spec.alert_at))
     async with state.pool.connection() as conn:
-        if not await budget_repo.set_budget(conn, spec.key_id, budget):
+        # Another team's key is as absent as a key that does not exist (ids do not leak).
+        visible = await budget_repo.list_budgets(conn, spec.key_id, caller.principal.team_scope)
+        if not visible or not await budget_repo.set_budget(conn, spec.key_id, budget):
             raise HTTPException(404, f"No key {spec.key_id!r}.")
+        await audit.record(state, caller, "budgets.set", spec.key_id, conn=conn,
+                           after=budget.as_json() if budget else None,
+                           team_id=await budget_repo.team_of_key(conn, spec.key_id))
     await state.announce("keys")  # routers reload the snapshot that carries budgets
     return await _status(state, spec.key_id, budget.as_json() if budget else None)
 
 
 # ---- usage queries ---------------------------------------------------------------------------
 
-@router.get("/api/usage/history")
+@router.get("/api/usage/history", openapi_extra=TEAM_SCOPED_READ)
 async def usage_history(
-        state: StateDep, since: str | None = Query(None, alias="from"),
+        state: StateDep, caller: CallerDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), bucket: Bucket | None = None,
         group_by: GroupBy | None = Query(None, alias="groupBy"),
         key_id: str | None = Query(None, alias="keyId"), provider: str | None = None,
-        model: str | None = None) -> dict[str, Any]:
+        model: str | None = None, team: str | None = Query(None, description="a team's id"),
+        person: str | None = Query(None, description="a person's id or e-mail")) -> dict[str, Any]:
+    """Usage per time bucket, optionally grouped (by team and person too) and filtered."""
+    owners = await _owners(state, caller, team, person)
     start, end = _range(since, until, timedelta(hours=24))
     chosen = bucket or _auto_bucket(end - start)
     if chosen == "minute" and end - start > timedelta(days=2):
         raise HTTPException(400, "Minute buckets cover at most 2 days; pick a larger bucket.")
-    where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
+    where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model,
+                        within_teams=caller.principal.team_scope, **owners)
     async with state.pool.connection() as conn:
         buckets = await usage_queries.history(conn, where, chosen, group_by)
         total = await usage_queries.totals(conn, where)
@@ -195,16 +225,35 @@ async def usage_history(
             "buckets": buckets, "totals": total}
 
 
-async def _logs(state: AdminState, since: str | None, until: str | None, key_id: str | None,
-                provider: str | None, model: str | None, limit: int, before: str | None,
-                before_id: str | None, request_id: str | None = None,
-                payloads: bool = False) -> list[dict[str, Any]]:
+async def _logs(state: AdminState, caller: Caller, since: str | None, until: str | None,
+                key_id: str | None, provider: str | None, model: str | None, limit: int,
+                before: str | None, before_id: str | None, request_id: str | None = None,
+                payloads: bool = False, team: str | None = None,
+                person: str | None = None) -> list[dict[str, Any]]:
+    owners = await _owners(state, caller, team, person)
     start, end = _range(since, until, timedelta(days=7))
-    where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model)
+    where = UsageFilter(since=start, until=end, key_id=key_id, provider=provider, model=model,
+                        within_teams=caller.principal.team_scope, **owners)
     cursor = (parse_time(before, end), before_id or "\uffff") if before else None
     async with state.pool.connection() as conn:
         return await usage_queries.request_logs(conn, where, limit=limit, before=cursor,
                                                 request_id=request_id, payloads=payloads)
+
+
+async def _owners(state: AdminState, caller: Caller, team: str | None,
+                  person: str | None) -> dict[str, str | None]:
+    """The team / person filters of a usage query: a team the caller may not see is 404 (ids do
+    not leak); a person is given by id or e-mail."""
+    if team and not caller.principal.sees_team(team):
+        raise HTTPException(404, f"No team {team!r}.")
+    person_id = None
+    if person:
+        async with state.pool.connection() as conn:
+            try:
+                person_id = await config_repo.resolve_person(conn, person)
+            except config_repo.UnknownOwner as exc:
+                raise HTTPException(404, str(exc)) from None
+    return {"team_id": team or None, "person_id": person_id}
 
 
 async def _detailed_logging(state: AdminState) -> bool:
@@ -213,35 +262,39 @@ async def _detailed_logging(state: AdminState) -> bool:
     return general.detailed_logging
 
 
-@router.get("/api/usage/logs")
+@router.get("/api/usage/logs", openapi_extra=TEAM_SCOPED_READ)
 async def usage_logs(
-        state: StateDep, since: str | None = Query(None, alias="from"),
+        state: StateDep, caller: CallerDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
         provider: str | None = None, model: str | None = None,
-        limit: int = Query(100, ge=1, le=1000), before: str | None = None) -> dict[str, Any]:
+        limit: int = Query(100, ge=1, le=1000), before: str | None = None,
+        team: str | None = None, person: str | None = None) -> dict[str, Any]:
     """Recent requests as one short line each, newest first."""
-    rows = await _logs(state, since, until, key_id, provider, model, limit, before, None)
+    rows = await _logs(state, caller, since, until, key_id, provider, model, limit, before, None,
+                       team=team, person=person)
     lines = [f"{r['startedAt']} {r['status']} {r['provider']}/{r['model']} key={r['keyId'] or '-'} "
              f"in={r['inputTokens']} out={r['outputTokens']} ${r['costUsd']:.6f} "
              f"{r['latencyMs']:.0f}ms{' cache-hit' if r['cacheHit'] else ''}" for r in rows]
     return {"logs": lines, "count": len(lines)}
 
 
-@router.get("/api/usage/request-logs")
+@router.get("/api/usage/request-logs", openapi_extra=TEAM_SCOPED_READ)
 async def usage_request_logs(
-        state: StateDep, since: str | None = Query(None, alias="from"),
+        state: StateDep, caller: CallerDep, since: str | None = Query(None, alias="from"),
         until: str | None = Query(None, alias="to"), key_id: str | None = Query(None, alias="keyId"),
         provider: str | None = None, model: str | None = None,
         request_id: str | None = Query(None, alias="requestId"),
         limit: int = Query(100, ge=1, le=1000), before: str | None = None,
         before_id: str | None = Query(None, alias="beforeId"),
-        payloads: bool = Query(True, description="false: leave the logged payloads out")) -> dict[str, Any]:
+        payloads: bool = Query(True, description="false: leave the logged payloads out"),
+        team: str | None = Query(None, description="a team's id"),
+        person: str | None = Query(None, description="a person's id or e-mail")) -> dict[str, Any]:
     """Per request, newest first; page with before=<startedAt>&beforeId=<requestId> of the last
     row. `requestPayload` / `responsePayload`: what the router logged (redacted, capped) while
     detailed logging was on, else null. `detailedLogging`: the setting is on now, or a row shown
     carries payloads."""
-    rows = await _logs(state, since, until, key_id, provider, model, limit, before, before_id,
-                       request_id, payloads=payloads)
+    rows = await _logs(state, caller, since, until, key_id, provider, model, limit, before, before_id,
+                       request_id, payloads=payloads, team=team, person=person)
     last = rows[-1] if len(rows) == limit else None
     detailed = await _detailed_logging(state) or any(
         row.get("requestPayload") is not None for row in rows)
@@ -249,11 +302,12 @@ async def usage_request_logs(
             "next": {"before": last["startedAt"], "beforeId": last["requestId"]} if last else None}
 
 
-@router.get("/api/usage/request-logs/{request_id}")
-async def usage_request_log(request_id: str, state: StateDep) -> dict[str, Any]:
+@router.get("/api/usage/request-logs/{request_id}", openapi_extra=TEAM_SCOPED_READ)
+async def usage_request_log(request_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """One request (whenever it ran), with its payloads when detailed logging captured them."""
+    everything = UsageFilter(since=datetime.min, until=datetime.max, within_teams=caller.principal.team_scope)
     async with state.pool.connection() as conn:
-        rows = await usage_queries.request_logs(conn, UsageFilter(since=datetime.min, until=datetime.max),
+        rows = await usage_queries.request_logs(conn, everything,
                                                 limit=1, request_id=request_id, payloads=True)
     if not rows:
         raise HTTPException(404, f"No request {request_id!r} is recorded (or not yet).")

@@ -16,32 +16,40 @@ from urllib.parse import parse_qs, quote, unquote
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from omniroute_admin import access, sessions
-from omniroute_admin.dashboard.templating import STATIC, render
+from omniroute_admin.dashboard import roles
+from omniroute_admin.dashboard.templating import STATIC, env, render
 from omniroute_admin.deps import Caller, admin_state
 from omniroute_admin.services import settings
 
 router = APIRouter(include_in_schema=False)
 FLASH_COOKIE = "flash"
 NAV = [("overview", "/dashboard", "Overview"), ("providers", "/dashboard/providers", "Providers"),
-       ("keys", "/dashboard/keys", "API keys"), ("combos", "/dashboard/combos", "Combos & aliases"),
+       ("teams", "/dashboard/teams", "Teams"), ("keys", "/dashboard/keys", "API keys"),
+       ("combos", "/dashboard/combos", "Combos & aliases"),
        ("usage", "/dashboard/usage", "Usage"), ("logs", "/dashboard/logs", "Request logs"),
        ("limits", "/dashboard/limits", "Limits & breakers"), ("cache", "/dashboard/cache", "Cache"),
        ("sync", "/dashboard/sync", "Sync"), ("cli-tools", "/dashboard/cli-tools", "CLI tools"),
        ("evals", "/dashboard/evals", "Evals"), ("settings", "/dashboard/settings", "Settings"),
+       ("people", "/dashboard/people", "People"), ("tokens", "/dashboard/tokens", "Tokens"),
        ("audit", "/dashboard/audit", "Audit log")]
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(css|js)$")
 _FAILURES = (HTTPException, ValidationError, ValueError)
 
 
 async def gate(request: Request) -> Caller:
-    """Who is looking: a session, or anyone while login is off; otherwise off to the login page."""
+    """Who is looking: a session (a person's as the people table says now), or anyone while
+    login is off; otherwise off to the login page. Then the page's or form's role (declared on
+    its route like the API route it mirrors; dashboard/roles.py): a team admin opening the
+    overview lands on their first page, any other refusal is a 403 page."""
     session, _ = await sessions.current_session(request)
-    if session is not None:
-        access.set_principal(request, sessions.session_principal(session))
+    principal = await sessions.resolve_session(admin_state(request), session) if session is not None else None
+    if session is not None and principal is not None:
+        access.set_principal(request, principal)
         request.state.session = session
+        _check_role(request, principal)
         return Caller.of(request)
     if await sessions.login_required(admin_state(request)):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -51,6 +59,20 @@ async def gate(request: Request) -> Caller:
         raise HTTPException(303, "Log in first.", headers={"location": login})
     access.set_principal(request, access.ANONYMOUS)
     return Caller.of(request)
+
+
+def _check_role(request: Request, principal: access.Principal) -> None:
+    route = request.scope.get("route")
+    if route is None or access.admits(principal, route, request.method):
+        return
+    if request.method == "GET" and request.url.path in ("/dashboard", "/dashboard/"):
+        landing = roles.first_page(request, NAV)
+        if landing:
+            raise HTTPException(303, "Your pages.", headers={"location": landing})
+    needed = access.required_role(route, request.method)
+    raise HTTPException(403, f"This page or action needs the {needed} role; you are {principal.role}"
+                             + (" (your teams' keys, usage and audit only)." if principal.role == "team_admin"
+                                else "."))
 
 
 def csrf_token(request: Request) -> str:
@@ -98,10 +120,14 @@ async def page(request: Request, template: str, active: str, context: dict[str, 
         kind, _, text = unquote(request.cookies[FLASH_COOKIE]).partition("|")
         shown = {"kind": "error" if kind == "error" else "ok", "text": text}
     csrf = csrf_token(request)
-    response = render(request, template, {
-        "nav": NAV, "active": active, "csrf": csrf, "flash": shown, "instance": general.instance_name,
-        "authenticated": getattr(request.state, "session", None) is not None,
-        "require_login": general.require_login, **context}, status=status)
+    principal = access.principal_of(request)
+    html = env.get_template(template).render(request=request, **{
+        "nav": roles.visible_nav(request, NAV), "active": active, "csrf": csrf, "flash": shown,
+        "instance": general.instance_name, "authenticated": getattr(request.state, "session", None) is not None,
+        "require_login": general.require_login, "principal": principal,
+        "writable": principal.at_least("team_admin"), **context})
+    # Forms the caller may not post are not shown (a viewer: none); the POST is refused anyway.
+    response = HTMLResponse(roles.without_forbidden_forms(request, html), status_code=status)
     if shown:
         response.delete_cookie(FLASH_COOKIE, path="/dashboard")
     if getattr(request.state, "new_csrf", ""):

@@ -53,8 +53,10 @@ async def overview(conn: AsyncConnection[Any], chosen: Period) -> dict[str, Any]
     return {"totals": totals, "series": series}
 
 
-async def breakdown(conn: AsyncConnection[Any], chosen: Period, group: str) -> list[dict[str, Any]]:
-    return await usage_queries.breakdown_since(conn, datetime.now(UTC) - chosen.span, group)
+async def breakdown(conn: AsyncConnection[Any], chosen: Period, group: str,
+                    within_teams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """`within_teams`: a team admin's scope (Principal.team_scope)."""
+    return await usage_queries.breakdown_since(conn, datetime.now(UTC) - chosen.span, group, within_teams)
 
 
 def _cell(value: Any) -> Any:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from omniroute.config.routing_spec import STRATEGIES, ComboSpec
+from omniroute_admin.access import requires
 from omniroute_admin.api.cli_tools import WriteBody
 from omniroute_admin.api.evals import EvalRequest
 from omniroute_admin.api.routing import AliasBody
@@ -217,7 +218,7 @@ async def sync_page(request: Request) -> Response:
     return await _sync_page(request)
 
 
-@router.post("/dashboard/sync/initialize")
+@router.post("/dashboard/sync/initialize", openapi_extra=requires("owner"))
 async def sync_initialize(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -229,7 +230,7 @@ async def sync_initialize(request: Request) -> Response:
     return await _sync_page(request, token=issued, status=201)
 
 
-@router.post("/dashboard/sync/remote")
+@router.post("/dashboard/sync/remote", openapi_extra=requires("owner"))
 async def sync_remote(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -244,7 +245,7 @@ async def sync_remote(request: Request) -> Response:
     return back("/dashboard/sync", "Remote saved.")
 
 
-@router.post("/dashboard/sync/run")
+@router.post("/dashboard/sync/run", openapi_extra=requires("owner"))
 async def sync_run(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)

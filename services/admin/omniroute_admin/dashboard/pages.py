@@ -12,10 +12,12 @@ from pydantic import ValidationError
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from omniroute.catalog import PROVIDER_TYPES
-from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
+from omniroute.config.spec import ConnectionSpec, ProviderSpec
 from omniroute.store import audit_repo, usage_queries
 from omniroute_admin import access, audit, sessions
+from omniroute_admin.access import TEAM_SCOPED_READ, requires
 from omniroute_admin.api.auth import PasswordChange
+from omniroute_admin.api.oidc import sso_info
 from omniroute_admin.api.usage import get_budgets
 from omniroute_admin.dashboard import data
 from omniroute_admin.dashboard.base import back, button, error_text, form, gate, page, posted, split
@@ -41,7 +43,8 @@ async def login_page(request: Request) -> Response:
     session, _ = await sessions.current_session(request)
     if session is not None or not await sessions.login_required(admin_state(request)):
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
-    return await page(request, "login.html", "", {"next": _safe_next(request.query_params.get("next")),
+    return await page(request, "login.html", "", {"sso": sso_info(request),
+                                                  "next": _safe_next(request.query_params.get("next")),
                                                   "error": None})
 
 
@@ -54,9 +57,11 @@ async def login_submit(request: Request) -> Response:
     try:
         ok = await sessions.check_password(state, Caller.of(request), fields.get("password", ""))
     except HTTPException as exc:   # locked out
-        return await page(request, "login.html", "", {"next": target, "error": exc.detail}, status=429)
+        return await page(request, "login.html", "", {"sso": sso_info(request), "next": target,
+                                                      "error": exc.detail}, status=429)
     if not ok:
-        return await page(request, "login.html", "", {"next": target, "error": "Wrong password."},
+        return await page(request, "login.html", "", {"sso": sso_info(request), "next": target,
+                                                      "error": "Wrong password."},
                           status=401)
     issued = await sessions.start_session(state, request)
     access.set_principal(request, access.OWNER_BREAK_GLASS)
@@ -96,54 +101,58 @@ async def overview(request: Request) -> Response:
         "charts": charts, "models": models[:10]})
 
 
-@router.get("/dashboard/usage")
+@router.get("/dashboard/usage", openapi_extra=TEAM_SCOPED_READ)
 async def usage_page(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     chosen = data.period(request.query_params.get("period"))
     group = request.query_params.get("group", "key")
     group = group if group in data.GROUPS else "key"
     state = admin_state(request)
+    scope = caller.principal.team_scope   # a team admin: their teams' rows only
     async with state.pool.connection() as conn:
-        rows = await data.breakdown(conn, chosen, group)
+        rows = await data.breakdown(conn, chosen, group, scope)
+        by_team = rows if group == "team" else await data.breakdown(conn, chosen, "team", scope)
     top = rows[:20]
     chart = bar_chart(f"Requests by {group}", [str(r["name"] or "—")[:14] for r in top],
                       [float(r["requests"]) for r in top], highlight=[float(r["errors"]) for r in top])
     # Each key's budget as GET /api/usage/budget shows it: spend and what is left this period.
-    budgets = (await get_budgets(state, None))["budgets"]
+    budgets = (await get_budgets(state, caller, None, None))["budgets"]
     return await page(request, "usage.html", "usage", {
         "rows": rows, "group": group, "groups": list(data.GROUPS), "period": chosen.name,
-        "periods": list(data.PERIODS), "chart": chart, "budgets": budgets})
+        "periods": list(data.PERIODS), "chart": chart, "budgets": budgets, "by_team": by_team})
 
 
 _CSV_COLUMNS = ["name", "requests", "input_tokens", "output_tokens", "cost", "errors", "p95"]
 
 
-@router.get("/dashboard/usage.csv")
+@router.get("/dashboard/usage.csv", openapi_extra=TEAM_SCOPED_READ)
 async def usage_csv(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     chosen = data.period(request.query_params.get("period"))
     group = request.query_params.get("group", "key")
     async with admin_state(request).pool.connection() as conn:
-        rows = await data.breakdown(conn, chosen, group)
+        rows = await data.breakdown(conn, chosen, group, caller.principal.team_scope)
     body = data.to_csv(rows, _CSV_COLUMNS).replace("name", group, 1)
     return PlainTextResponse(body, media_type="text/csv", headers={
         "content-disposition": f'attachment; filename="omniroute-usage-{group}-{chosen.name}.csv"'})
 
 
-@router.get("/dashboard/logs")
+@router.get("/dashboard/logs", openapi_extra=TEAM_SCOPED_READ)
 async def logs(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
     page_no = max(1, int(request.query_params.get("page", "1") or 1)) if \
         request.query_params.get("page", "1").isdigit() else 1
     errors_only = request.query_params.get("errors") == "1"
     model = request.query_params.get("model", "")[:200]
     key = request.query_params.get("key", "")[:200]
+    team = request.query_params.get("team", "")[:64]
     async with admin_state(request).pool.connection() as conn:
         rows = await usage_queries.recent_requests(conn, limit=51, offset=(page_no - 1) * 50,
-                                                   errors_only=errors_only, model=model, key=key)
+                                                   errors_only=errors_only, model=model, key=key, team=team,
+                                                   within_teams=caller.principal.team_scope)
     return await page(request, "logs.html", "logs", {
         "rows": rows[:50], "more": len(rows) > 50, "page": page_no, "errors_only": errors_only,
-        "model": model, "key": key})
+        "model": model, "key": key, "team": team})
 
 
 # --- providers and keys --------------------------------------------------------------------------
@@ -226,42 +235,6 @@ async def provider_delete(provider_id: str, request: Request) -> Response:
                         lambda _: f"Provider {provider_id} deleted.")
 
 
-async def _keys_page(request: Request, new_key: dict[str, Any] | None = None, status: int = 200) -> Response:
-    keys = await providers.list_keys(admin_state(request))
-    return await page(request, "keys.html", "keys", {"keys": keys, "new_key": new_key}, status=status)
-
-
-@router.get("/dashboard/keys")
-async def keys_page(request: Request) -> Response:
-    await gate(request)
-    return await _keys_page(request)
-
-
-@router.post("/dashboard/keys")
-async def key_create(request: Request) -> Response:
-    caller = await gate(request)
-    fields = await form(request)
-    try:
-        budget = float(fields["budget"]) if fields.get("budget") else None
-        spec = KeySpec.model_validate({
-            "name": fields.get("name", ""), "allowed_models": split(fields.get("allowed_models", "")) or None,
-            "expires_at": fields.get("expires_at") or None,
-            "budget": {"limit": budget, "period": fields.get("budget_period") or "monthly"}
-            if budget is not None else None})
-        created = await providers.create_key(admin_state(request), caller, spec)
-    except (HTTPException, ValidationError, ValueError) as exc:
-        return back("/dashboard/keys", f"Not created: {error_text(exc)}", "error")
-    # Rendered directly (no redirect): the clear key exists only in this answer.
-    return await _keys_page(request, new_key=created, status=201)
-
-
-@router.post("/dashboard/keys/{key_id}/revoke")
-async def key_revoke(key_id: str, request: Request) -> Response:
-    return await button(request, "/dashboard/keys",
-                        lambda caller: providers.revoke_key(admin_state(request), caller, key_id),
-                        lambda _: "Key revoked.")
-
-
 # --- settings, backups, audit --------------------------------------------------------------------
 
 @router.get("/dashboard/settings")
@@ -296,7 +269,7 @@ async def settings_general(request: Request) -> Response:
                                   "Settings saved.")
 
 
-@router.post("/dashboard/settings/password")
+@router.post("/dashboard/settings/password", openapi_extra=requires("owner"))
 async def settings_password(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -345,7 +318,7 @@ async def backup_create(request: Request) -> Response:
     return await _settings_action(lambda: backups.create_backup(admin_state(request), caller), "Backup taken.")
 
 
-@router.post("/dashboard/backups/restore")
+@router.post("/dashboard/backups/restore", openapi_extra=requires("owner"))
 async def backup_restore(request: Request) -> Response:
     caller = await gate(request)
     fields = await form(request)
@@ -354,18 +327,22 @@ async def backup_restore(request: Request) -> Response:
                                   f"Backup {wanted} restored.")
 
 
-@router.get("/dashboard/audit")
+@router.get("/dashboard/audit", openapi_extra=TEAM_SCOPED_READ)
 async def audit_page(request: Request) -> Response:
-    await gate(request)
+    caller = await gate(request)
+    scope = caller.principal.team_scope   # a team admin: rows about their teams only
     action = request.query_params.get("action", "")[:100]
+    actor = request.query_params.get("actor", "")[:200]
+    team = request.query_params.get("team", "")[:100]
     page_text = request.query_params.get("page", "1")
     page_no = max(1, int(page_text)) if page_text.isdigit() else 1
     async with admin_state(request).pool.connection() as conn:
         entries, total = await audit_repo.query(conn, limit=50, offset=(page_no - 1) * 50,
-                                                action=action or None, actor_name=None, target=None,
-                                                since=None, until=None)
+                                                action=action or None, actor_name=actor or None, target=None,
+                                                since=None, until=None, team_id=team or None,
+                                                within_teams=frozenset(scope) if scope is not None else None)
     return await page(request, "audit.html", "audit", {
-        "entries": entries, "total": total, "page": page_no, "action": action,
+        "entries": entries, "total": total, "page": page_no, "action": action, "actor": actor, "team": team,
         "more": page_no * 50 < total})
 
 

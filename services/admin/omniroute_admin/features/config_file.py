@@ -11,8 +11,9 @@ from psycopg import AsyncConnection
 from pydantic import ValidationError
 
 from omniroute.config.spec import ConfigFile, ProviderSpec
-from omniroute.store import config_repo
+from omniroute.store import config_repo, teams_repo
 from omniroute_admin.features import connection_health
+from omniroute_admin.services import people
 from omniroute_admin.state import AdminState
 
 log = logging.getLogger("omniroute.admin.config")
@@ -39,8 +40,17 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
             if before:
                 reconfigured += connection_health.reconfigured(before[0], await _new_keys_only(conn, state, provider))
             await config_repo.upsert_provider(conn, provider, state.crypto)
+        for team in config.teams:   # before the keys that name them
+            if await teams_repo.name_taken(conn, team.display_name, team.id):
+                raise SystemExit(f"OMNIROUTE_CONFIG: team {team.id!r}: another team is named {team.display_name!r}")
+            await teams_repo.upsert(conn, team)
+        for person in config.people:   # after the teams they manage, before keys naming them
+            await people.declare(conn, person)
         for key in config.keys:
-            _, clear = await config_repo.upsert_key(conn, key)
+            try:
+                _, clear = await config_repo.upsert_key(conn, key)
+            except config_repo.UnknownOwner as exc:
+                raise SystemExit(f"OMNIROUTE_CONFIG: key {key.name!r}: {exc}") from None
             if clear:
                 generated[key.name] = clear
         for alias, target in config.aliases.items():
@@ -54,7 +64,8 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
         print(f"OmniRoute API key '{name}' created: {clear}", flush=True)
     await state.announce("config-file")
     await connection_health.forget(state, reconfigured)
-    log.info("applied config file: %d providers, %d keys", len(config.providers), len(config.keys))
+    log.info("applied config file: %d providers, %d teams, %d people, %d keys", len(config.providers),
+             len(config.teams), len(config.people), len(config.keys))
     return generated
 
 

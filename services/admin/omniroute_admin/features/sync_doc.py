@@ -1,6 +1,6 @@
 """The configuration document that two deployments exchange in cloud sync.
 
-What travels: providers and their connections, API keys (hashes and prefixes only: the clear
+What travels: teams, providers and their connections, API keys (hashes and prefixes only: the clear
 key never existed after creation), combos, aliases and the routing settings (resilience,
 fallback, cache, prompts, policies). What does not: admin_settings (the login switch, sessions,
 IP filter, backup schedule and proxy credentials are choices of each deployment — copying a peer's
@@ -35,8 +35,12 @@ from omniroute.store import config_repo, database_repo
 FORMAT = "omniroute-config"
 VERSION = 1
 # Parents before children (connections reference providers). Key: the column to sort rows by.
-TABLES = {"providers": "id", "connections": "id", "api_keys": "id", "aliases": "alias",
+# Teams first: keys name their team. (People are not synced: a key's person is kept only where
+# that person exists on the receiving side.)
+TABLES = {"teams": "id", "providers": "id", "connections": "id", "api_keys": "id", "aliases": "alias",
           "combos": "name", "routing_settings": "key"}
+# A document from a deployment before teams has no "teams": its keys land in the team "default".
+OPTIONAL_TABLES = frozenset({"teams"})
 SKIP_COLUMNS = frozenset({"created_at", "updated_at"})
 ENCRYPTED_SUFFIX = "_enc"   # convention of the schema: a column holding a master-key ciphertext
 
@@ -93,7 +97,7 @@ def from_transport(document: Any, crypto: Crypto, token: str) -> dict[str, list[
         raise DocumentError(f"document version {document.get('version')!r} is not supported "
                             f"(expected {VERSION})")
     tables = document.get("tables")
-    if not isinstance(tables, dict) or set(tables) != set(TABLES):
+    if not isinstance(tables, dict) or not set(TABLES) - OPTIONAL_TABLES <= set(tables) <= set(TABLES):
         raise DocumentError(f"tables must be exactly {sorted(TABLES)}")
     for table, rows in tables.items():
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -119,6 +123,6 @@ def from_transport(document: Any, crypto: Crypto, token: str) -> dict[str, list[
 async def replace_local(conn: AsyncConnection[Any], tables: dict[str, list[dict[str, Any]]]) -> None:
     """Replace the configuration tables in the caller's transaction: all or nothing."""
     try:
-        await config_repo.replace_tables(conn, {table: tables[table] for table in TABLES})
+        await config_repo.replace_tables(conn, {table: tables[table] for table in TABLES if table in tables})
     except config_repo.UnknownColumns as exc:
         raise DocumentError(str(exc)) from None

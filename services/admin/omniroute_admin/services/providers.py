@@ -1,4 +1,4 @@
-"""Providers (with their connections) and OmniRoute API keys: the same fields as the config file."""
+"""Providers (with their connections): the same fields as the config file (keys: services/keys.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
+from omniroute.config.spec import ConnectionSpec, ProviderSpec
 from omniroute.store import config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
@@ -84,27 +84,3 @@ async def delete_provider(state: AdminState, caller: Caller, provider_id: str) -
     await state.announce("providers")
     # A provider created again under this id starts healthy.
     await connection_health.forget(state, [f"{provider_id}:{c['name']}" for p in before for c in p["connections"]])
-
-
-async def list_keys(state: AdminState) -> list[dict[str, Any]]:
-    async with state.pool.connection() as conn:
-        return await config_repo.list_keys(conn)
-
-
-async def create_key(state: AdminState, caller: Caller, spec: KeySpec) -> dict[str, Any]:
-    """The new key, in clear: the only time it is shown (only its hash is stored)."""
-    async with state.pool.connection() as conn:
-        if any(k["name"] == spec.name for k in await config_repo.list_keys(conn)):
-            raise HTTPException(409, f"A key named {spec.name!r} exists.")
-        key_id, clear = await config_repo.create_key(conn, spec)
-    await audit.record(state, caller, "keys.create", key_id, after=spec.model_dump(mode="json", exclude={"key"}))
-    await state.announce("keys")
-    return {"id": key_id, "name": spec.name, "key": clear}
-
-
-async def revoke_key(state: AdminState, caller: Caller, key_id: str) -> None:
-    async with state.pool.connection() as conn:
-        if not await config_repo.delete_key(conn, key_id):
-            raise HTTPException(404, f"No key {key_id!r}.")
-    await audit.record(state, caller, "keys.delete", key_id)
-    await state.announce("keys")

@@ -42,10 +42,13 @@ async def change_general(state: AdminState, caller: Caller, changes: dict[str, A
     async with state.pool.connection() as conn:
         before = await admin_settings_repo.load(conn, "general")
     try:
-        merged = GeneralSettings.model_validate({**GeneralSettings.model_validate(before).model_dump(),
-                                                 **changes})
+        current = GeneralSettings.model_validate(before)
+        merged = GeneralSettings.model_validate({**current.model_dump(), **changes})
     except ValidationError as exc:
         raise HTTPException(400, _message(exc)) from None
+    if merged.require_login != current.require_login and not caller.principal.at_least("owner"):
+        # Login off makes every caller an owner: only an owner may decide that (any route).
+        raise HTTPException(403, "Only an owner may switch the management login on or off.")
     await _store(state, caller, "general", merged.model_dump(mode="json"), before)
     return merged
 

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from omniroute import telemetry
 from omniroute.answers import CHUNK_KINDS
+from omniroute.bus import audit_events
 from omniroute.bus.publisher import EventPublisher
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, events_pb2
@@ -29,6 +30,8 @@ class RequestRecord:
     requested_model: str
     client_format: int
     stream: bool
+    team_id: str = ""    # the key's team and person (usage by team / person)
+    person_id: str = ""
     started: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     provider: str = ""
@@ -90,7 +93,8 @@ class RequestRecord:
             ttft_ms=(self.first_chunk_at - self.started_monotonic) * 1000 if self.first_chunk_at else 0.0,
             stream=self.stream, client_format=self.client_format,  # type: ignore[arg-type]
             started_at=started_at, failed_attempts=self.failed_attempts,
-            combo=self.combo, cache_hit=self.cache_hit, cache_kind=self.cache_kind)
+            combo=self.combo, cache_hit=self.cache_hit, cache_kind=self.cache_kind,
+            team_id=self.team_id, person_id=self.person_id)
         if self.capture is not None:
             event.request_payload, event.response_payload = self.capture.payloads()
         return event
@@ -111,6 +115,9 @@ class Record:
         record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
                                requested_model=request.model, client_format=request.client_format,
                                stream=request.stream)
+        owner = call.snapshot.keys_by_id.get(request.key_id) if request.key_id else None
+        if owner is not None:
+            record.team_id, record.person_id = owner.team_id, owner.person_id or ""
         if request.operation == common_pb2.OPERATION_CHAT and payloads.enabled(call.snapshot):
             record.capture = Capture(request.body)
         try:
@@ -129,3 +136,12 @@ class Record:
                 self._publisher.publish(self._settings.subject(f"usage.{subject}"),
                                         record.to_event().SerializeToString(),
                                         msg_id=record.request_id, headers=telemetry.nats_headers())
+            key = call.snapshot.keys_by_id.get(request.key_id)
+            reason = audit_events.router_reason(record.error_class, key, request.key_id)
+            if reason is not None:
+                # A governance refusal is also an audit event (kept in audit_log by accounting).
+                audit_events.publish_refusal(
+                    self._publisher, self._settings, request_id=record.request_id,
+                    actor=audit_events.key_actor(request.key_id), team_id=key.team_id if key else "",
+                    reason=reason, status=record.status, message=record.error_message,
+                    route=subject or "token_count", model=request.model, ip="", service="router")

@@ -1,5 +1,5 @@
-"""What this key may do: its own allow-list and expiry, then the global routing policies
-(model rewrites, blocked models, allowed providers)."""
+"""What this key may do: its own allow-list and expiry, its team's allow-list, then the global
+routing policies (model rewrites, blocked models, allowed providers)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def check_access(snapshot: ConfigSnapshot, key: ApiKey | None, policies: list[Po
         if not all(_matches(key.allowed_models, names, t) for t in leaves):
             raise RoutingError(403, f"This API key may not use the model {requested!r}.",
                                code="model_not_allowed", type_="permission_error")
+    # The key's team narrows it further: the effective list is the key's ∩ the team's.
+    team = snapshot.teams.get(key.team_id) if key is not None else None
+    if team is not None and team.allowed_models is not None and not _matches(team.allowed_models, names, None):
+        if not all(_matches(team.allowed_models, names, t) for t in leaves):
+            raise RoutingError(403, f"The team {team.id!r} of this API key may not use the model "
+                                    f"{requested!r}.", code="model_not_allowed", type_="permission_error")
     for policy in policies:
         blocked = _matches(policy.block_models, names, None) or any(
             _matches(policy.block_models, set(), t) for t in leaves)

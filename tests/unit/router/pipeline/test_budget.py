@@ -11,9 +11,9 @@ from typing import Any, cast
 import redis.asyncio as redis
 
 from omniroute.config.routing_spec import ComboSpec
-from omniroute.config.snapshot import ApiKey, ConfigSnapshot
+from omniroute.config.snapshot import ApiKey, ConfigSnapshot, Team
 from omniroute.settings import Settings
-from omniroute.shared_state.budget_holds import Reservation
+from omniroute.shared_state.budget_holds import HeldBudget, Reservation
 from omniroute.store.pricing import DefaultPrice, Price, PriceBook
 from omniroute.v1 import common_pb2
 from omniroute_router.pipeline.budget import BudgetGate
@@ -31,26 +31,30 @@ NO_DEFAULT = DefaultPrice()
 
 
 class FakeHolds:
-    """BudgetHolds' methods, noted; `admit` says how reservations end."""
+    """BudgetHolds' methods, noted; `admit` says how reservations end (per budget owner when a
+    dict), `spent`/`held` what each budget reports."""
 
-    def __init__(self, admit: bool = True, spent: int = 0, held: int = 0, fail: bool = False) -> None:
+    def __init__(self, admit: bool | dict[str, bool] = True, spent: int = 0, held: int = 0,
+                 fail: bool = False) -> None:
         self.admit, self.spent, self.held, self.fail = admit, spent, held, fail
         self.calls: list[tuple[Any, ...]] = []
 
-    async def reserve(self, key_id: str, request_id: str, counter: str, limit_nanos: int, nanos: int,
-                      hold_s: int) -> Reservation:
-        self.calls.append(("reserve", request_id, limit_nanos, nanos, hold_s))
+    async def reserve_all(self, request_id: str, budgets: list[HeldBudget], nanos: int,
+                          hold_s: int) -> list[Reservation]:
+        for held in budgets:
+            self.calls.append(("reserve", request_id, held.limit_nanos, nanos, hold_s, held.owner))
         if self.fail:
             raise redis.ConnectionError("down")
-        return Reservation(self.admit, self.spent, self.held)
+        return [Reservation(self.admit.get(held.owner, True) if isinstance(self.admit, dict) else self.admit,
+                            self.spent, self.held) for held in budgets]
 
-    async def settle(self, key_id: str, request_id: str, nanos: int, hold_s: int) -> bool:
-        self.calls.append(("settle", request_id, nanos, hold_s))
-        return True
+    async def settle_all(self, owners: list[str], request_id: str, nanos: int, hold_s: int) -> int:
+        self.calls.append(("settle", request_id, nanos, hold_s, *owners))
+        return len(owners)
 
-    async def release(self, key_id: str, request_id: str) -> bool:
-        self.calls.append(("release", request_id))
-        return True
+    async def release_all(self, owners: list[str], request_id: str) -> int:
+        self.calls.append(("release", request_id, *owners))
+        return len(owners)
 
 
 def _key(budget: dict[str, Any] | None) -> ApiKey:
@@ -156,17 +160,17 @@ async def test_the_hold_is_settled_to_the_real_cost_or_released() -> None:
     assert call.headers["x-budget-reset"].endswith("+00:00")
     reserve, settle = holds.calls
     assert reserve[0] == "reserve" and reserve[2] == 1_000_000_000 and reserve[4] == 660
-    assert settle == ("settle", "r1", 100 * 1_000 + 50 * 2_000, SETTINGS.budget_settled_hold_s)
+    assert settle == ("settle", "r1", 100 * 1_000 + 50 * 2_000, SETTINGS.budget_settled_hold_s, "key_1")
 
     holds.calls.clear()
     await run(gate, _call(), Answering([error()]))
-    assert holds.calls[-1] == ("release", "r1")
+    assert holds.calls[-1] == ("release", "r1", "key_1")
 
     holds.calls.clear()
     cached = _call()
     cached.cache_kind = "exact"  # a cache's answer costs nothing
     await run(gate, cached, answered)
-    assert holds.calls[-1] == ("release", "r1")
+    assert holds.calls[-1] == ("release", "r1", "key_1")
 
 
 async def test_redis_failure_fails_open_unless_configured_closed() -> None:
@@ -175,3 +179,45 @@ async def test_redis_failure_fails_open_unless_configured_closed() -> None:
     closed = dataclasses.replace(SETTINGS, budget_fail_open=False)
     [event] = await run(_gate(FakeHolds(fail=True), closed), _call(), next)
     assert event.error.status == 503 and event.error.code == "budget_unavailable"
+
+
+def _team_call(key_budget: dict[str, Any] | None, team_budget: dict[str, Any] | None) -> Any:
+    snapshot = dataclasses.replace(SNAPSHOT, teams={"ml": Team(id="ml", name="ML", allowed_models=None,
+                                                               limits={}, budget=team_budget)})
+    call = make_call(snapshot=snapshot, body=b'{"max_tokens": 1000}')
+    call.key = dataclasses.replace(_key(key_budget), team_id="ml")
+    call.node = Target(SNAPSHOT.providers["p"], "m")
+    return call
+
+
+async def test_the_key_and_its_team_are_held_together_and_settled_together() -> None:
+    holds = FakeHolds(spent=100_000_000)
+    call = _team_call({"limit": 1.0}, {"limit": 5.0, "period": "daily"})
+    await run(_gate(holds), call, Answering([start_event(), response(), usage(input_tokens=100, output_tokens=50)]))
+    key_hold, team_hold, settle = holds.calls
+    assert (key_hold[2], key_hold[5]) == (1_000_000_000, "key_1")
+    assert (team_hold[2], team_hold[5]) == (5_000_000_000, "team:ml")
+    assert settle[-2:] == ("key_1", "team:ml")
+    # The key's $1 leaves less than the team's $5: its remaining amount is the one shown.
+    assert Decimal(call.headers["x-budget-remaining-usd"]) < Decimal("0.9")
+
+
+async def test_a_team_budget_alone_is_held_for_every_key_of_the_team() -> None:
+    holds = FakeHolds()
+    await run(_gate(holds), _team_call(None, {"limit": 5.0}), Answering([start_event(), error()]))
+    assert [call[-1] for call in holds.calls] == ["team:ml", "team:ml"] and holds.calls[-1][0] == "release"
+
+
+async def test_a_team_that_has_no_room_refuses_naming_the_team_and_its_remaining_budget() -> None:
+    holds = FakeHolds(admit={"team:ml": False}, spent=4_900_000_000)  # $4.90 of the team's $5
+    next = Answering([start_event(), response()])
+    [event] = await run(_gate(holds), _team_call({"limit": 10.0}, {"limit": 5.0}), next)
+    assert (event.error.status, event.error.code) == (429, "budget_exhausted") and not next.calls
+    assert event.error.message.startswith("Budget exhausted: Team 'ml' has spent $4.90 of its $5.00 monthly")
+    assert event.error.headers["x-budget-scope"] == "team"
+    assert event.error.headers["x-budget-remaining-usd"] == "0.1"
+    assert event.error.headers["x-budget-limit-usd"] == "5"
+    key_refused = FakeHolds(admit={"key_1": False}, spent=4_900_000_000)
+    [event] = await run(_gate(key_refused), _team_call({"limit": 5.0}, {"limit": 10.0}), next)
+    assert event.error.message.startswith("Budget exhausted: API key key_1 has spent")
+    assert event.error.headers["x-budget-scope"] == "key"

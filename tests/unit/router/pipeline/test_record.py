@@ -5,10 +5,13 @@ a subject-less operation; a caller that went away is 499."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
 
+from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.settings import Settings
 from omniroute.v1 import events_pb2
 from omniroute_router.dispatch.dispatch import Attempts
@@ -22,8 +25,12 @@ class Published:
     def __init__(self) -> None:
         self.subjects: list[str] = []
         self.events: list[events_pb2.UsageEvent] = []
+        self.refusals: list[tuple[events_pb2.AuditEvent, str]] = []
 
-    def publish(self, subject: str, data: bytes, **_: Any) -> None:
+    def publish(self, subject: str, data: bytes, *, msg_id: str = "", **_: Any) -> None:
+        if subject.endswith(".audit.refused"):
+            self.refusals.append((events_pb2.AuditEvent.FromString(data), msg_id))
+            return
         self.subjects.append(subject)
         self.events.append(events_pb2.UsageEvent.FromString(data))
 
@@ -89,3 +96,58 @@ async def test_a_caller_that_went_away_is_499() -> None:
         await run(record_stage(published), make_call(), cancelled)
     [event] = published.events
     assert (event.status, event.error_class) == (499, "CancelledError")
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "budget_exhausted"), (429, "rate_limit_exceeded"),
+                                              (403, "model_blocked"), (403, "provider_not_allowed"),
+                                              (403, "model_not_allowed"), (429, "team_budget_exhausted")])
+async def test_a_governance_refusal_is_also_an_audit_event(status: int, code: str) -> None:
+    published = Published()
+    team_key = ApiKey(id="k1", name="ci", enabled=True, allowed_models=None, limits={}, budget=None,
+                      expires_at=None, team_id="alpha")
+    call = make_call(key_id="k1", snapshot=ConfigSnapshot(keys_by_id={"k1": team_key}))
+    await run(record_stage(published, subject="embeddings"), call,
+              Answering([error(status, code, "refused for a reason")]))
+    [event] = published.events          # the usage row as before
+    assert event.error_class == code
+    [(refusal, msg_id)] = published.refusals
+    assert msg_id == "refused:r1"
+    assert (refusal.actor, refusal.team_id, refusal.reason, refusal.status) == ("key:k1", "alpha", code, status)
+    assert (refusal.route, refusal.model, refusal.request_id, refusal.service) == ("embeddings", "p/m", "r1", "router")
+    assert refusal.message == "refused for a reason"
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "rate_limited"), (502, "upstream_error"), (400, "bad_request")])
+async def test_other_failures_are_not_audit_events(status: int, code: str) -> None:
+    """An upstream's own 429 or a bad request is the caller's or the provider's, not a decision."""
+    published = Published()
+    await run(record_stage(published), make_call(key_id="k1"), Answering([error(status, code, "no")]))
+    assert published.refusals == [] and len(published.events) == 1
+
+
+@pytest.mark.parametrize(("change", "reason"), [({"revoked_at": datetime(2026, 1, 1, tzinfo=UTC)}, "key_revoked"),
+                                                ({"expires_at": datetime(2026, 1, 1, tzinfo=UTC)}, "key_expired"),
+                                                ({"enabled": False}, "key_disabled")])
+async def test_a_key_the_router_finds_unusable_is_audited_as_the_edge_would(change: dict[str, Any],
+                                                                             reason: str) -> None:
+    """The router's snapshot may learn of a revocation before the edge's: the same audit row."""
+    published = Published()
+    key = ApiKey(id="k1", name="ci", enabled=True, allowed_models=None, limits={}, budget=None,
+                 expires_at=None, team_id="alpha")
+    call = make_call(key_id="k1", snapshot=ConfigSnapshot(keys_by_id={"k1": replace(key, **change)}))
+    await run(record_stage(published), call, Answering([error(401, "invalid_api_key", "not valid")]))
+    [(refusal, _)] = published.refusals
+    assert (refusal.actor, refusal.team_id, refusal.reason, refusal.status) == ("key:k1", "alpha", reason, 401)
+
+
+async def test_the_keys_team_and_person_are_recorded() -> None:
+    published = Published()
+    owned = ApiKey(id="k1", name="k", enabled=True, allowed_models=None, limits={}, budget=None,
+                   expires_at=None, team_id="ml", person_id="person_1")
+    call = make_call(key_id="k1", snapshot=ConfigSnapshot(keys_by_id={"k1": owned}))
+    await run(record_stage(published), call, Answering([start(), response(), usage(3, 4)]))
+    [event] = published.events
+    assert (event.key_id, event.team_id, event.person_id) == ("k1", "ml", "person_1")
+    keyless = Published()
+    await run(record_stage(keyless), make_call(), Answering([start(), response()]))
+    assert (keyless.events[0].team_id, keyless.events[0].person_id) == ("", "")
