@@ -281,7 +281,9 @@ def test_each_deployment_has_service_account_service_pdb_and_spread(scenario: st
 def _executor_families() -> set[str]:
     """Every family `python -m omniroute_executor --family <name>` accepts."""
     families = pytest.importorskip("omniroute_executor.families")
-    return set(families.FAMILIES) | set(families.OPERATION_ONLY)
+    from omniroute_executor.__main__ import MCP_FAMILY  # the MCP gateway's workload (issue 21)
+
+    return set(families.FAMILIES) | set(families.OPERATION_ONLY) | {MCP_FAMILY}
 
 
 def test_default_families_are_the_executors_families() -> None:
@@ -774,6 +776,7 @@ def test_ingress_routes() -> None:
         "/v1beta/models/gemini-pro:generateContent": "omniroute-edge",
         "/api/tags": "omniroute-edge",
         "/api/chat": "omniroute-edge",
+        "/mcp": "omniroute-edge",
         "/api/providers": "omniroute-admin",
         "/api": "omniroute-admin",
         "/dashboard": "omniroute-admin",

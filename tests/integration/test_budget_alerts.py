@@ -220,8 +220,10 @@ async def test_a_pending_alert_is_taken_over_once_when_its_sender_gave_up_or_die
         client = redis.from_url(REDIS_URL)
         try:
             async with AsyncConnectionPool(database_url, min_size=1, max_size=2) as pool:
-                claimer = BudgetAlerts(configured, pool, client, None, lease_s=0.5)
-                other = BudgetAlerts(configured, pool, client, None, lease_s=0.5)
+                # The lease outlasts the claimer's whole retry schedule even on a loaded machine
+                # (0.5 s did not, once: the other replica took over while it still retried).
+                claimer = BudgetAlerts(configured, pool, client, None, lease_s=3.0)
+                other = BudgetAlerts(configured, pool, client, None, lease_s=3.0)
                 await budget.record_spend(client, settings.env, [
                     budget.Spend(f"{settings.env}-p", key, 600_000_000, now)])
                 [alert] = await claimer.check([key], now)
@@ -229,7 +231,7 @@ async def test_a_pending_alert_is_taken_over_once_when_its_sender_gave_up_or_die
                 assert len(hook.received) == 6 and not hook.delivered  # every attempt failed
                 assert await other.resend_due() == 0  # still leased to the claimer
                 hook.fail_first = 0  # the receiver is back
-                await asyncio.sleep(0.6)
+                await asyncio.sleep(3.1)
                 assert await other.resend_due() == 1
                 await other.drain()
                 assert await other.resend_due() == 0

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 
 from omniroute.settings import Settings
 from omniroute.shared_state import budget
-from omniroute.shared_state.budget_holds import BudgetHolds
+from omniroute.shared_state.budget_holds import BudgetHolds, HeldBudget
 from tests.support import REDIS_URL
 
 DOLLAR = budget.NANOS_PER_USD
@@ -87,6 +87,25 @@ async def test_settle_release_and_ingest_count_each_request_once(
     await budget.record_spend(redis_client, settings.env, free)
     assert await _held(redis_client, settings, "key-s") == 0
     assert int(await redis_client.get(counter) or 0) == DOLLAR // 2
+
+
+async def test_a_renewed_hold_outlives_its_first_deadline_and_an_expired_one_stays_gone(
+        settings: Settings, redis_client: redis.Redis) -> None:
+    holds = BudgetHolds(redis_client, settings.env)
+    counter = _counter(settings, "key-l")
+    team_counter = _counter(settings, budget.team_owner("t-l"))
+    budgets = [HeldBudget("key-l", counter, 4 * DOLLAR), HeldBudget(budget.team_owner("t-l"), team_counter, 4 * DOLLAR)]
+    assert all(r.admitted for r in await holds.reserve_all("long", budgets, 3 * DOLLAR, 1))
+    assert all(r.admitted for r in await holds.reserve_all("short", budgets, DOLLAR, 1))
+    await asyncio.sleep(0.6)
+    # The long stream is still running: its holds (key and team) are renewed; the other's are not.
+    assert await holds.extend_all(["key-l", budget.team_owner("t-l")], "long", 60) == 2
+    await asyncio.sleep(0.7)  # past both first deadlines
+    for owner in ("key-l", budget.team_owner("t-l")):
+        refused = (await holds.reserve_all("probe", [HeldBudget(owner, counter, 4 * DOLLAR)], 2 * DOLLAR, 60))[0]
+        assert not refused.admitted and refused.held_nanos == 3 * DOLLAR  # "short" expired, "long" held
+    assert await holds.extend_all(["key-l"], "short", 60) == 0  # expired: stays gone
+    assert await _held(redis_client, settings, "key-l") == 3 * DOLLAR
 
 
 async def test_holds_of_a_router_that_died_expire_and_the_budget_is_whole_again(

@@ -70,6 +70,13 @@ DECIDED: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", "/api/usage/budget"): ("team_admin", True),
     ("GET", "/api/keys"): ("viewer", True),
     ("POST", "/api/keys"): ("team_admin", True),
+    ("GET", "/api/mcp/servers"): ("viewer", False),           # platform-wide, like providers
+    ("GET", "/api/mcp/servers/{server_id}"): ("viewer", False),
+    ("POST", "/api/mcp/servers"): ("admin", False),
+    ("PUT", "/api/mcp/servers/{server_id}"): ("admin", False),
+    ("PATCH", "/api/mcp/servers/{server_id}"): ("admin", False),
+    ("DELETE", "/api/mcp/servers/{server_id}"): ("admin", False),
+    ("GET", "/api/mcp/calls"): ("viewer", True),
 }
 
 
@@ -223,3 +230,24 @@ def test_enforcement_is_the_session_gate() -> None:
     for route, method in access.operations(app):
         if route.path.startswith("/api/") and route.path_format not in UNGATED and method != "HEAD":
             assert access._gated_by(route, sessions.require_session), (method, route.path)
+
+
+async def test_a_team_admins_usage_reads_hold_their_teams_rows_only(world: World) -> None:
+    """Usage history, request logs and one request's log: the same routes, other teams' rows
+    absent (and one of their requests a 404)."""
+    owner, team_admin = world.clients["owner"], world.clients["team_admin"]
+    async with world.admin.app.state.admin.pool.connection() as conn:
+        for request_id, team in (("req-alpha-1", "alpha"), ("req-alpha-2", "alpha"), ("req-beta-1", "beta")):
+            await conn.execute("INSERT INTO usage (request_id, key_id, model, status, started_at, team_id) "
+                               "VALUES (%s, %s, 'm', 200, now() - interval '1 minute', %s)",
+                               (request_id, f"key-{team}", team))
+    mine = {row["requestId"] for row in (await team_admin.get("/api/usage/request-logs")).json()["requests"]}
+    every = {row["requestId"] for row in (await owner.get("/api/usage/request-logs")).json()["requests"]}
+    assert mine == {"req-alpha-1", "req-alpha-2"} and every >= mine | {"req-beta-1"}
+    assert (await team_admin.get("/api/usage/history")).json()["totals"]["requests"] == 2
+    assert (await owner.get("/api/usage/history")).json()["totals"]["requests"] >= 3
+    assert (await team_admin.get("/api/usage/request-logs/req-alpha-1")).status_code == 200
+    assert (await team_admin.get("/api/usage/request-logs/req-beta-1")).status_code == 404
+    assert (await owner.get("/api/usage/request-logs/req-beta-1")).status_code == 200
+    lines = (await team_admin.get("/api/usage/logs")).json()["logs"]
+    assert len(lines) == 2 and all("key=key-alpha" in line for line in lines)

@@ -13,7 +13,7 @@ from omniroute.config.spec import ConnectionSpec, KeySpec, ProviderSpec
 from omniroute.config.watcher import SnapshotHolder, changed_subject
 from omniroute.secrets import Crypto, hash_api_key
 from omniroute.settings import Settings
-from omniroute.store import config_repo, migrate
+from omniroute.store import config_repo, migrate, people_repo
 
 
 def test_migrations_apply_once(database_url: str) -> None:
@@ -128,3 +128,16 @@ async def _loads_key(holder: SnapshotHolder, key: str, within_s: float = 2.0) ->
             return True
         await asyncio.sleep(0.02)
     return hash_api_key(key) in holder.current.keys_by_hash
+
+
+async def test_two_first_sign_ins_of_one_person_at_once_make_one_row(settings: Settings) -> None:
+    async def sign_in() -> people_repo.Person:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await people_repo.upsert(conn, email="race@example.com", name="R", role="viewer",
+                                            team_ids=[], source="oidc", oidc_subject="iss|race")
+
+    first, second = await asyncio.gather(sign_in(), sign_in())
+    assert first.id == second.id
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        assert [p.email for p in await people_repo.list_people(conn)].count("race@example.com") == 1
+        assert await people_repo.delete(conn, first.id)

@@ -23,7 +23,9 @@ headers every API call must carry. The default profile accepts any well-formed O
   project), ``:generateContent`` and ``:streamGenerateContent?alt=sse`` ({"model", "project",
   "request"} in, {"response", "traceId"} out; 403 for another project).
 - Test controls: ``POST /_oauth/config`` ``{"expires_in", "fail_refresh", "refresh_delay_ms"}``,
-  ``POST /_oauth/revoke`` (every access token), ``GET /_oauth/stats`` → ``{"refreshes", "issued"}``.
+  ``POST /_oauth/revoke`` (every access token), ``GET /_oauth/stats`` → ``{"refreshes", "issued"}``,
+  ``POST /_oauth/introspect`` (form ``token``) → ``{"active"}`` (for resource servers in another
+  process, such as the MCP tool server mock).
 """
 
 from __future__ import annotations
@@ -385,6 +387,15 @@ async def revoke(request: Request) -> Response:
     return json_response({"ok": True})
 
 
+async def introspect(request: Request) -> Response:
+    """RFC 7662-like: `token=<access token>` (form) → {"active": live or not}. Lets a resource
+    server in another process (tests/mocks/mcp_tools.py, an MCP server) accept only live tokens."""
+    state: OAuthState = request.app.state.oauth
+    token = str((await request.form()).get("token", ""))
+    expires = state.access.get(token)
+    return json_response({"active": expires is not None and expires >= time.time()})
+
+
 async def stats(request: Request) -> Response:
     state: OAuthState = request.app.state.oauth
     return json_response({"refreshes": state.refreshes, "issued": len(state.access)})
@@ -406,6 +417,7 @@ def create_app(profile: Profile | None = None) -> Starlette:
         Route("/_oauth/config", configure, methods=["POST"]),
         Route("/_oauth/revoke", revoke, methods=["POST"]),
         Route("/_oauth/stats", stats, methods=["GET"]),
+        Route("/_oauth/introspect", introspect, methods=["POST"]),
     ])
     app.state.oauth = OAuthState(profile)
     app.state.recorder = Recorder()

@@ -35,7 +35,7 @@ def test_token_usage_follows_the_inference_family() -> None:
     metrics = {m.name: m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
     assert "gen_ai.client.token.usage" not in metrics  # replaced by the inference family
     ok = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-          "gen_ai.operation.name": "chat"}
+          "gen_ai.operation.name": "chat", "omniroute.operation": "chat"}
     failed = {**ok, "error.type": "upstream_error"}
 
     def sums(name: str) -> dict[frozenset[tuple[str, object]], object]:
@@ -60,6 +60,23 @@ def test_token_usage_follows_the_inference_family() -> None:
         assert all(tuple(p.explicit_bounds) == TOKEN_BUCKETS for p in points)  # type: ignore[union-attr]
     assert TOKEN_BUCKETS[-1] == 67108864
     assert metrics["gen_ai.client.operation.duration"].unit == "s"
+
+
+def test_each_operation_is_named_by_the_conventions() -> None:
+    reader = InMemoryMetricReader()
+    genai = GenAiMetrics.create(MeterProvider(metric_readers=[reader]).get_meter("t"))
+    for operation in (common_pb2.OPERATION_CHAT, common_pb2.OPERATION_EMBEDDINGS,
+                      common_pb2.OPERATION_IMAGES, common_pb2.OPERATION_TRANSCRIPTION):
+        genai.record(events_pb2.UsageEvent(request_id="r", provider="openai", model="m", status=200,
+                                           latency_ms=10, operation=operation))
+    data = reader.get_metrics_data()
+    assert data is not None
+    [duration] = [m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics
+                  if m.name == "gen_ai.client.operation.duration"]
+    named = {((p.attributes or {})["gen_ai.operation.name"], (p.attributes or {})["omniroute.operation"])
+             for p in duration.data.data_points}
+    assert named == {("chat", "chat"), ("embeddings", "embeddings"), ("generate_content", "images"),
+                     ("generate_content", "transcription")}
 
 
 def test_alert_thresholds_parse_and_store() -> None:

@@ -34,7 +34,7 @@ def stream_config(settings: Settings) -> StreamConfig:
     return StreamConfig(
         name=settings.stream_name,
         subjects=[settings.subject("usage.>"), settings.subject("telemetry.>"),
-                  settings.subject("audit.>")],
+                  settings.subject("audit.>"), settings.subject("mcp.>")],  # mcp.call: McpCallEvent
         storage=StorageType.FILE,
         duplicate_window=120.0,  # seconds: a publish retried within it is stored once
     )

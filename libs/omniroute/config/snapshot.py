@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 
 from omniroute.catalog import provider_type
@@ -55,6 +56,26 @@ class Team:
     allowed_models: tuple[str, ...] | None
     limits: dict[str, Any]
     budget: dict[str, Any] | None
+    # MCP tools the team's keys may use at most: server id → ("*",) or tool names; None = none.
+    mcp_access: dict[str, tuple[str, ...]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    """An upstream MCP tool server (issue 21). Credentials are clear only in the router's memory
+    (crypto given); the edge's snapshot keeps them empty."""
+
+    id: str
+    name: str
+    transport: str                      # "http" (Streamable HTTP at url) or "stdio" (command)
+    url: str
+    command: tuple[str, ...]
+    headers: dict[str, str]             # injected on every upstream request
+    env: dict[str, str]                 # a stdio server's environment
+    oauth_connection_id: str
+    timeout_s: float
+    price_per_call_usd: str             # decimal string
+    enabled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,8 @@ class ApiKey:
     # Set on the entry found by the key's previous secret (a rotation's grace period): that
     # secret is refused from this moment on, without waiting for a reload.
     grace_until: datetime | None = None
+    # MCP tools this key may use, narrowing its team's (None = the team's).
+    mcp_access: dict[str, tuple[str, ...]] | None = None
 
     def usable(self, now: datetime | None = None) -> bool:
         if not self.enabled or self.revoked_at is not None:
@@ -88,6 +111,7 @@ class ConfigSnapshot:
     keys_by_hash: dict[str, ApiKey] = field(default_factory=dict)   # current and in-grace secrets
     keys_by_id: dict[str, ApiKey] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
+    mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     loaded_at: float = 0.0
     aliases: dict[str, str] = field(default_factory=dict)
     combos: dict[str, ComboSpec] = field(default_factory=dict)
@@ -135,7 +159,7 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
                      allowed_models=tuple(allowed) if allowed is not None else None,
                      limits=row["limits"] or {}, budget=row["budget"], expires_at=row["expires_at"],
                      team_id=row.get("team_id") or DEFAULT_TEAM, person_id=row.get("person_id") or "",
-                     revoked_at=row.get("revoked_at"))
+                     revoked_at=row.get("revoked_at"), mcp_access=_mcp_access(row.get("mcp_access")))
         keys_by_hash[row["key_hash"]] = key
         keys_by_id[row["id"]] = key
         previous, until = row.get("previous_key_hash"), row.get("previous_valid_until")
@@ -143,15 +167,44 @@ async def load_snapshot(database_url: str, crypto: Crypto | None) -> ConfigSnaps
             keys_by_hash[previous] = replace(key, grace_until=until)
     teams = {row["id"]: Team(id=row["id"], name=row["name"],
                              allowed_models=tuple(row["allowed_models"]) if row["allowed_models"] is not None else None,
-                             limits=row["limits"] or {}, budget=row["budget"])
+                             limits=row["limits"] or {}, budget=row["budget"],
+                             mcp_access=_mcp_access(row.get("mcp_access")))
              for row in rows.teams}
+    mcp_servers = {row["id"]: _mcp_server(row, crypto) for row in rows.mcp_servers}
     return ConfigSnapshot(providers=providers, keys_by_hash=keys_by_hash, keys_by_id=keys_by_id, teams=teams,
+                          mcp_servers=mcp_servers,
                           loaded_at=time.time(),
                           aliases=rows.aliases,
                           combos={name: ComboSpec.model_validate(spec) for name, spec in rows.combos.items()},
                           routing=RoutingSettings.from_rows(rows.routing_settings),
                           settings=admin_settings, custom_models=_custom_models(custom_rows),
                           prices=prices)
+
+
+def _mcp_access(value: Any) -> dict[str, tuple[str, ...]] | None:
+    """{server: ["*"] | [tools]} as stored → tuples; None stays None (a key: its team's)."""
+    if not isinstance(value, dict):
+        return None
+    return {str(server): tuple(str(t) for t in tools) for server, tools in value.items()
+            if isinstance(tools, list)}
+
+
+def _mcp_server(row: dict[str, Any], crypto: Crypto | None) -> McpServer:
+    headers: dict[str, str] = {}
+    env: dict[str, str] = {}
+    usable = True
+    if crypto is not None:
+        try:
+            headers = orjson.loads(crypto.decrypt(row["headers_enc"])) if row["headers_enc"] else {}
+            env = orjson.loads(crypto.decrypt(row["env_enc"])) if row["env_enc"] else {}
+        except ValueError:
+            log.error("MCP server %s: its credentials cannot be decrypted with this master key; "
+                      "the server is disabled", row["id"])
+            usable = False
+    return McpServer(id=row["id"], name=row["name"], transport=row["transport"], url=row["url"] or "",
+                     command=tuple(row["command"] or ()), headers=headers, env=env,
+                     oauth_connection_id=row["oauth_connection_id"] or "", timeout_s=float(row["timeout_s"]),
+                     price_per_call_usd=str(row["price_per_call_usd"]), enabled=row["enabled"] and usable)
 
 
 def _custom_models(rows: list[tuple[str, str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:

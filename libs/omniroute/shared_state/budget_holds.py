@@ -94,6 +94,22 @@ end
 return settled
 """
 
+# A long answer's holds outlive it: each owner's hold of the request gets a new deadline (only a
+# hold that is still there: one expired or dropped stays gone). Returns how many were extended.
+_EXTEND = _COMMON + """
+local hold_s, extended = tonumber(ARGV[3]), 0
+for b = 0, #KEYS / 2 - 1 do
+  if redis.call('ZADD', KEYS[b * 2 + 2], 'XX', 'CH', int(now_ms + hold_s * 1000), id) == 1 then
+    extended = extended + 1
+    local keep = hold_s + 60
+    for _, name in ipairs({KEYS[b * 2 + 1], KEYS[b * 2 + 2]}) do
+      if redis.call('TTL', name) < keep then redis.call('EXPIRE', name, int(keep)) end
+    end
+  end
+end
+return extended
+"""
+
 _RELEASE = _COMMON + """
 local released = 0
 for b = 0, #KEYS / 2 - 1 do
@@ -162,6 +178,13 @@ class BudgetHolds:
         keys = [name for owner in owners for name in self._keys(owner)]
         return int(await self._redis.eval(  # type: ignore[misc]
             _SETTLE, len(keys), *keys, TOTAL_FIELD, request_id, max(nanos, 0), max(hold_s, 1)))
+
+    async def extend_all(self, owners: Sequence[str], request_id: str, hold_s: int) -> int:
+        """The request is still running: its holds expire `hold_s` from now (a stream can outlive
+        the hold it started with: the upstream timeout bounds a read, not the whole answer)."""
+        keys = [name for owner in owners for name in self._keys(owner)]
+        return int(await self._redis.eval(  # type: ignore[misc]
+            _EXTEND, len(keys), *keys, TOTAL_FIELD, request_id, max(hold_s, 1)))
 
     async def release(self, key_id: str, request_id: str) -> bool:
         """The request cost nothing (failed, cancelled before an answer, answered from a cache)."""

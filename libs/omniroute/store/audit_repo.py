@@ -46,6 +46,17 @@ async def insert_gateway_refusals(conn: AsyncConnection[Any], rows: list[tuple[d
     return written
 
 
+async def insert_at(conn: AsyncConnection[Any], rows: list[tuple[datetime, Entry]]) -> None:
+    """Rows that carry the moment they happened (accounting's MCP call records: the caller
+    makes them once per request, mcp_calls_repo.insert_new says which are new)."""
+    for at, entry in rows:
+        await conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail, team_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (at, entry.actor, entry.action, entry.target, entry.ip, entry.request_id, Jsonb(entry.detail),
+             entry.team_id))
+
+
 async def query(conn: AsyncConnection[Any], *, limit: int, offset: int, action: str | None,
                 actor_name: str | None, target: str | None, since: datetime | None,
                 until: datetime | None, team_id: str | None = None,

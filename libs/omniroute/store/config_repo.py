@@ -169,18 +169,20 @@ async def upsert_key(conn: AsyncConnection[Any], spec: KeySpec) -> tuple[str, st
         key_id = "key_" + uuid.uuid4().hex[:16]
         await conn.execute(
             """INSERT INTO api_keys (id, name, key_hash, key_prefix, enabled, allowed_models, limits,
-                                     budget, expires_at, team_id, person_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                                     budget, expires_at, team_id, person_id, mcp_access)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (key_id, spec.name, hash_api_key(clear), key_prefix(clear), spec.enabled,
              _json_or_null(spec.allowed_models), Jsonb(spec.limits), _json_or_null(spec.budget),
-             spec.expires_at, spec.team, person_id))
+             spec.expires_at, spec.team, person_id, _json_or_null(spec.mcp_access)))
         return key_id, generated
     key_id = existing[0]
     await conn.execute(
         """UPDATE api_keys SET enabled = %s, allowed_models = %s, limits = %s, budget = %s,
-             expires_at = %s, team_id = %s, person_id = %s, updated_at = now() WHERE id = %s""",
+             expires_at = %s, team_id = %s, person_id = %s, mcp_access = %s, updated_at = now()
+           WHERE id = %s""",
         (spec.enabled, _json_or_null(spec.allowed_models), Jsonb(spec.limits),
-         _json_or_null(spec.budget), spec.expires_at, spec.team, person_id, key_id))
+         _json_or_null(spec.budget), spec.expires_at, spec.team, person_id,
+         _json_or_null(spec.mcp_access), key_id))
     if spec.key:
         await conn.execute("UPDATE api_keys SET key_hash = %s, key_prefix = %s WHERE id = %s",
                            (hash_api_key(spec.key), key_prefix(spec.key), key_id))
@@ -200,8 +202,9 @@ async def delete_key(conn: AsyncConnection[Any], key_id: str) -> bool:
 
 
 # What PATCH /api/keys/{id} may change in place (the secret is not among them).
-KEY_FIELDS = ("enabled", "allowed_models", "limits", "budget", "expires_at", "team_id", "person_id")
-_JSON_FIELDS = frozenset({"allowed_models", "limits", "budget"})
+KEY_FIELDS = ("enabled", "allowed_models", "limits", "budget", "expires_at", "team_id", "person_id",
+              "mcp_access")
+_JSON_FIELDS = frozenset({"allowed_models", "limits", "budget", "mcp_access"})
 
 
 async def update_key(conn: AsyncConnection[Any], key_id: str, changes: dict[str, Any]) -> bool:
@@ -260,7 +263,8 @@ def _key_json(r: dict[str, Any], now: datetime) -> dict[str, Any]:
         key_state = "active"
     return {"id": r["id"], "name": r["name"], "key_prefix": r["key_prefix"], "enabled": r["enabled"],
             "allowed_models": r["allowed_models"], "limits": r["limits"], "budget": r["budget"],
-            "expires_at": _iso(r["expires_at"]), "created_at": r["created_at"].isoformat(),
+            "mcp_access": r.get("mcp_access"), "expires_at": _iso(r["expires_at"]),
+            "created_at": r["created_at"].isoformat(),
             "team": r.get("team_id") or "default", "person": r.get("person_id"),
             "person_email": r.get("person_email"), "state": key_state,
             "revoked_at": _iso(r.get("revoked_at")), "rotating_until": _iso(rotating_until)}
@@ -365,6 +369,7 @@ class ConfigRows:
     combos: dict[str, Any]                 # name → spec document
     routing_settings: dict[str, Any]       # key → value
     teams: list[dict[str, Any]]
+    mcp_servers: list[dict[str, Any]]
 
 
 async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
@@ -383,8 +388,10 @@ async def config_rows(conn: AsyncConnection[Any]) -> ConfigRows:
     routing = {row["key"]: row["value"] for row in await cursor.fetchall()}
     await cursor.execute("SELECT * FROM teams ORDER BY id")
     teams = await cursor.fetchall()
+    await cursor.execute("SELECT * FROM mcp_servers ORDER BY id")
+    mcp_servers = await cursor.fetchall()
     return ConfigRows(providers=providers, connections=connections, keys=keys, aliases=aliases,
-                      combos=combos, routing_settings=routing, teams=teams)
+                      combos=combos, routing_settings=routing, teams=teams, mcp_servers=mcp_servers)
 
 
 async def save_oauth_token(conn: AsyncConnection[Any], connection_id: str, access_enc: str,

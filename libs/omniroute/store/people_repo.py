@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -68,21 +68,31 @@ async def upsert(conn: AsyncConnection[Any], *, email: str, name: str, role: str
                  team_ids: list[str], source: str, enabled: bool = True,
                  oidc_subject: str | None = None) -> Person:
     """Create or update by e-mail (case-insensitive); the id stays. `oidc_subject` None keeps
-    the stored one."""
-    existing = await by_email(conn, email)
-    person_id = existing.id if existing else "person_" + uuid.uuid4().hex[:16]
-    cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(
-        """INSERT INTO people (id, email, name, role, team_ids, source, enabled, oidc_subject)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role,
-             team_ids = EXCLUDED.team_ids, enabled = EXCLUDED.enabled,
-             oidc_subject = COALESCE(EXCLUDED.oidc_subject, people.oidc_subject), updated_at = now()
-           RETURNING *""",
-        (person_id, email, name, role, Jsonb(team_ids), source, enabled, oidc_subject))
-    row = await cursor.fetchone()
-    assert row is not None
-    return _person(row)
+    the stored one. Two first sign-ins of one person at the same moment make one row: the one
+    that loses the race (a unique violation, inside its own savepoint) updates the winner's."""
+    for attempt in range(2):
+        existing = await by_email(conn, email)
+        person_id = existing.id if existing else "person_" + uuid.uuid4().hex[:16]
+        try:
+            async with conn.transaction():
+                cursor = conn.cursor(row_factory=dict_row)
+                await cursor.execute(
+                    """INSERT INTO people (id, email, name, role, team_ids, source, enabled, oidc_subject)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role,
+                         team_ids = EXCLUDED.team_ids, enabled = EXCLUDED.enabled,
+                         oidc_subject = COALESCE(EXCLUDED.oidc_subject, people.oidc_subject),
+                         updated_at = now()
+                       RETURNING *""",
+                    (person_id, email, name, role, Jsonb(team_ids), source, enabled, oidc_subject))
+                row = await cursor.fetchone()
+        except errors.UniqueViolation:
+            if attempt:
+                raise
+            continue
+        assert row is not None
+        return _person(row)
+    raise AssertionError("unreachable")
 
 
 async def note_login(conn: AsyncConnection[Any], person_id: str) -> None:

@@ -16,7 +16,7 @@ DEFAULT_TEAM = "default"
 
 def _json(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "allowed_models": row["allowed_models"],
-            "limits": row["limits"] or {}, "budget": row["budget"],
+            "limits": row["limits"] or {}, "budget": row["budget"], "mcp_access": row.get("mcp_access"),
             "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
 
 
@@ -56,18 +56,21 @@ async def name_taken(conn: AsyncConnection[Any], name: str, other_than: str) -> 
 async def upsert(conn: AsyncConnection[Any], spec: TeamSpec) -> None:
     """Create or replace the team `spec.id` (idempotent: the config file applies it each start)."""
     await conn.execute(
-        """INSERT INTO teams (id, name, allowed_models, limits, budget)
-           VALUES (%s, %s, %s, %s, %s)
+        """INSERT INTO teams (id, name, allowed_models, limits, budget, mcp_access)
+           VALUES (%s, %s, %s, %s, %s, %s)
            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
              allowed_models = EXCLUDED.allowed_models, limits = EXCLUDED.limits,
-             budget = EXCLUDED.budget,
-             updated_at = CASE WHEN (teams.name, teams.allowed_models, teams.limits, teams.budget)
+             budget = EXCLUDED.budget, mcp_access = EXCLUDED.mcp_access,
+             updated_at = CASE WHEN (teams.name, teams.allowed_models, teams.limits, teams.budget,
+                                     teams.mcp_access)
                                     IS NOT DISTINCT FROM
-                                    (EXCLUDED.name, EXCLUDED.allowed_models, EXCLUDED.limits, EXCLUDED.budget)
+                                    (EXCLUDED.name, EXCLUDED.allowed_models, EXCLUDED.limits, EXCLUDED.budget,
+                                     EXCLUDED.mcp_access)
                                THEN teams.updated_at ELSE now() END""",
         (spec.id, spec.display_name,
          None if spec.allowed_models is None else Jsonb(spec.allowed_models),
-         Jsonb(spec.limits.stored()), None if spec.budget is None else Jsonb(spec.budget.stored())))
+         Jsonb(spec.limits.stored()), None if spec.budget is None else Jsonb(spec.budget.stored()),
+         _jsonb(spec.mcp_access)))
 
 
 async def key_count(conn: AsyncConnection[Any], team_id: str) -> int:
@@ -86,13 +89,13 @@ async def upsert_rows(conn: AsyncConnection[Any], rows: list[dict[str, Any]]) ->
     those not named (delete_except). The caller has already removed the keys that reference them."""
     for row in rows:
         await conn.execute(
-            """INSERT INTO teams (id, name, allowed_models, limits, budget)
-               VALUES (%s, %s, %s, %s, %s)
+            """INSERT INTO teams (id, name, allowed_models, limits, budget, mcp_access)
+               VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
                  allowed_models = EXCLUDED.allowed_models, limits = EXCLUDED.limits,
-                 budget = EXCLUDED.budget, updated_at = now()""",
+                 budget = EXCLUDED.budget, mcp_access = EXCLUDED.mcp_access, updated_at = now()""",
             (row["id"], row["name"], _jsonb(row.get("allowed_models")), Jsonb(row.get("limits") or {}),
-             _jsonb(row.get("budget"))))
+             _jsonb(row.get("budget")), _jsonb(row.get("mcp_access"))))
 
 
 async def delete_except(conn: AsyncConnection[Any], keep: list[str]) -> None:

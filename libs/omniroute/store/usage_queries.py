@@ -42,13 +42,20 @@ class UsageFilter:
     # usage carried its team counts for its key's team.
     within_teams: tuple[str, ...] | None = None
 
+    def scope(self) -> tuple[list[sql.Composable], list[Any]]:
+        """The team admin's scope alone (also for one request looked up by its id)."""
+        if self.within_teams is None:
+            return [], []
+        return ([sql.SQL("(team_id = ANY(%s) OR (team_id = '' AND key_id IN "
+                         "(SELECT id FROM api_keys WHERE team_id = ANY(%s))))")],
+                [list(self.within_teams), list(self.within_teams)])
+
     def where(self) -> tuple[sql.Composable, list[Any]]:
         parts: list[sql.Composable] = [sql.SQL("started_at >= %s AND started_at < %s")]
         params: list[Any] = [self.since, self.until]
-        if self.within_teams is not None:
-            parts.append(sql.SQL("(team_id = ANY(%s) OR (team_id = '' AND key_id IN "
-                                 "(SELECT id FROM api_keys WHERE team_id = ANY(%s))))"))
-            params.extend([list(self.within_teams), list(self.within_teams)])
+        scoped, scope_params = self.scope()
+        parts += scoped
+        params += scope_params
         for column, value in (("key_id", self.key_id), ("provider", self.provider),
                               ("model", self.model), ("connection", self.connection)):
             if value:
@@ -128,8 +135,10 @@ async def request_logs(conn: AsyncConnection[Any], where: UsageFilter, *, limit:
     With `payloads`, each row also carries its logged request / response (detailed logging;
     None where none was captured)."""
     condition, params = where.where()
-    if request_id:
-        condition, params = sql.SQL("request_id = %s"), [request_id]
+    if request_id:   # whenever it ran, but still within a team admin's teams
+        scoped, scope_params = where.scope()
+        condition = sql.SQL(" AND ").join([sql.SQL("request_id = %s"), *scoped])
+        params = [request_id, *scope_params]
     elif before is not None:
         condition = sql.SQL("{} AND (started_at, request_id) < (%s, %s)").format(condition)
         params = [*params, *before]

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from omniroute.settings import Settings
-from omniroute.v1 import events_pb2
+from omniroute.v1 import common_pb2, events_pb2
 
 log = logging.getLogger("omniroute.telemetry")
 
@@ -244,8 +244,10 @@ class GenAiMetrics:
                                         description="GenAI operation duration"))
 
     def record(self, event: events_pb2.UsageEvent) -> None:
+        operation = _OPERATIONS.get(event.operation, ("chat", "chat"))
         attrs = {"gen_ai.provider.name": event.provider or "unknown",
-                 "gen_ai.request.model": event.model or "unknown", "gen_ai.operation.name": "chat"}
+                 "gen_ai.request.model": event.model or "unknown",
+                 "gen_ai.operation.name": operation[0], "omniroute.operation": operation[1]}
         if event.status >= 400:
             attrs["error.type"] = event.error_class or str(event.status)
         self.duration.record(event.latency_ms / 1000.0, attrs)
@@ -261,6 +263,17 @@ class GenAiMetrics:
             self.cache_read_tokens.add(usage.cached_tokens, by_modality)
         if usage.reasoning_tokens:
             self.reasoning_tokens.add(usage.reasoning_tokens, by_modality)
+
+
+# Operation → (gen_ai.operation.name, omniroute.operation). The conventions' predefined names where
+# one applies (chat, embeddings); image generation and transcription are multimodal content
+# generation ("generate_content"), told apart by omniroute.operation.
+_OPERATIONS: dict[int, tuple[str, str]] = {
+    common_pb2.OPERATION_CHAT: ("chat", "chat"),
+    common_pb2.OPERATION_EMBEDDINGS: ("embeddings", "embeddings"),
+    common_pb2.OPERATION_IMAGES: ("generate_content", "images"),
+    common_pb2.OPERATION_TRANSCRIPTION: ("generate_content", "transcription"),
+}
 
 
 @dataclass

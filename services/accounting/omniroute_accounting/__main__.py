@@ -13,7 +13,7 @@ from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.consumer import consume
 from omniroute.bus.shutdown import close_nats
 from omniroute.telemetry import gauges, metrics
-from omniroute_accounting import maintenance, refusals
+from omniroute_accounting import maintenance, mcp_calls, refusals
 from omniroute_accounting.alerting import BudgetAlerts
 from omniroute_accounting.prices import PriceSource
 from omniroute_accounting.recorder import Recorder
@@ -56,6 +56,9 @@ async def main() -> None:
             # Gateway refusals (edge and router) → audit_log rows.
             consume(nats_client, config, durable=refusals.DURABLE, subject_suffix=refusals.SUBJECTS,
                     handle=refusals.RefusalRecorder(pool).handle, stop=stop),
+            # MCP gateway calls → mcp_calls rows (priced per call) and their audit_log rows.
+            consume(nats_client, config, durable=mcp_calls.DURABLE, subject_suffix=mcp_calls.SUBJECTS,
+                    handle=mcp_calls.McpCallRecorder(pool).handle, stop=stop),
             maintenance.run(config, pool, redis_client, stop, recorder.rebuild_wanted),
             health.run_until(server, stop))
     finally:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from omniroute import control, runtime, telemetry
 from omniroute.bus.connection import connect
@@ -18,13 +19,14 @@ from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.hop_streams.stubs import RouterStreams
 from omniroute.settings import Settings
-from omniroute.v1 import router_pb2_grpc
+from omniroute.v1 import mcp_pb2_grpc, router_pb2_grpc
 from omniroute_edge import (
     admin_proxy,
     anthropic_routes,
     errors,
     gemini_routes,
     ip_filter,
+    mcp_endpoint,
     media_routes,
     ollama_routes,
     openai_routes,
@@ -35,6 +37,8 @@ from omniroute_edge.state import EdgeState
 
 
 def create_app(settings: Settings) -> FastAPI:
+    mcp_sessions = mcp_endpoint.session_manager()  # /mcp (one per app: its run() is the lifespan's)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         telemetry.setup("omniroute-edge")
@@ -54,9 +58,11 @@ def create_app(settings: Settings) -> FastAPI:
         router: router_pb2_grpc.RouterStub | RouterStreams = \
             RouterStreams(settings, unary) if settings.hop_transport == "stream" else unary
         app.state.edge = EdgeState(settings=settings, config=holder, router=router, admin=admin,
-                                   nats=nats_client, publisher=publisher)
+                                   nats=nats_client, publisher=publisher,
+                                   mcp=mcp_pb2_grpc.McpGatewayStub(channel))
         try:
-            yield
+            async with mcp_sessions.run():
+                yield
         finally:
             if isinstance(router, RouterStreams):
                 await router.close()
@@ -89,6 +95,9 @@ def create_app(settings: Settings) -> FastAPI:
         ready = request.app.state.edge.config.current.loaded_at > 0
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
+    # An ASGI endpoint (the SDK's transport answers, streams included), not a FastAPI route.
+    app.router.routes.append(Route(mcp_endpoint.PATH, mcp_endpoint.McpEndpoint(mcp_sessions),
+                                   methods=["GET", "POST", "DELETE"]))
     for routes in (openai_routes, responses_routes, anthropic_routes, gemini_routes, ollama_routes,
                    media_routes):
         app.include_router(routes.router)

@@ -71,11 +71,37 @@ def audit_key_refusal(request: Request, state: EdgeState, refusal: AuthError, *,
     if refusal.reason not in audit_events.EDGE_KEY_REASONS:
         return
     key = refusal.key
+    address = _client_address(request)
+    if key is None and not UNKNOWN_KEYS.admit(address, time.monotonic()):
+        return   # logged above all the same
     audit_events.publish_refusal(
         state.publisher, state.settings, request_id=request_id,
         actor=audit_events.key_actor(key.id if key else ""), team_id=key.team_id if key else "",
         reason=refusal.reason, status=401, message=refusal.message, route=request.url.path,
-        model=model, ip=_client_address(request), service="edge")
+        model=model, ip=address, service="edge")
+
+
+class PerAddress:
+    """At most one audit event per address per `window_s` for secrets that name no key: anyone
+    on the internet can send those, and each would be an audit row (every refusal keeps its log
+    line). Bounded memory: the table is emptied when it reaches `max_addresses`."""
+
+    def __init__(self, window_s: float = 60.0, max_addresses: int = 10_000) -> None:
+        self._window_s = window_s
+        self._max = max_addresses
+        self._last: dict[str, float] = {}
+
+    def admit(self, address: str, now: float) -> bool:
+        last = self._last.get(address)
+        if last is not None and now - last < self._window_s:
+            return False
+        if len(self._last) >= self._max:
+            self._last.clear()
+        self._last[address] = now
+        return True
+
+
+UNKNOWN_KEYS = PerAddress()
 
 
 def _client_address(request: Request) -> str:

@@ -11,7 +11,7 @@ from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.hop_streams.stubs import RouterStreams
 from omniroute.settings import Settings
-from omniroute.v1 import router_pb2_grpc
+from omniroute.v1 import mcp_pb2_grpc, router_pb2_grpc
 
 
 @dataclass
@@ -22,3 +22,4 @@ class EdgeState:
     admin: httpx.AsyncClient
     nats: Client | None = None
     publisher: EventPublisher | None = None  # usage events of the requests the edge refuses
+    mcp: mcp_pb2_grpc.McpGatewayStub | None = None  # the router's MCP gateway (/mcp)

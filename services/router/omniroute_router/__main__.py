@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import grpc
 import nats.errors
 
 from omniroute import control, runtime, settings, telemetry
@@ -12,7 +13,12 @@ from omniroute.bus.connection import connect, ensure_stream
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.executor_pool import ExecutorPool
-from omniroute.v1 import router_pb2_grpc
+from omniroute.shared_state.mcp_health import McpBreakers
+from omniroute.v1 import mcp_pb2_grpc, router_pb2_grpc
+from omniroute_router.mcp.record import McpRecorder
+from omniroute_router.mcp.servicer import McpGatewayServicer
+from omniroute_router.mcp.upstream import McpUpstreamClient
+from omniroute_router.selection.oauth_tokens import OAuthTokens
 from omniroute_router.servicer import RouterServicer
 from omniroute_router.state import RouterState
 
@@ -33,16 +39,25 @@ async def main() -> None:
     executors = ExecutorPool(config, transport=config.hop_transport)
     shared = RouterState.connect(config)
     servicer = RouterServicer(config, snapshot, executors, publisher, shared)
+    mcp_upstream = McpUpstreamClient(config)  # the MCP gateway (issue 21): the MCP executor
+    mcp_gateway = McpGatewayServicer(snapshot, mcp_upstream, shared.limiter,
+                                     McpBreakers(shared.redis, config.env), McpRecorder(config, publisher),
+                                     OAuthTokens(shared.redis, executors, config))
+
+    def register(server: grpc.aio.Server) -> None:
+        router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
+        mcp_pb2_grpc.add_McpGatewayServicer_to_server(mcp_gateway, server)
+
     try:
-        await runtime.serve_grpc(lambda server: router_pb2_grpc.add_RouterServicer_to_server(
-            servicer, server), host=config.bind_host, port=config.router_port,
-            service_names=["omniroute.v1.Router"])
+        await runtime.serve_grpc(register, host=config.bind_host, port=config.router_port,
+                                 service_names=["omniroute.v1.Router", "omniroute.v1.McpGateway"])
     finally:
         # The publisher kept retrying while the server drained; it gets 5 s more (the process
         # is killed OMNIROUTE_DRAIN_S + 10 s after SIGTERM), then logs what it could not send.
         await publisher.close(timeout=5.0)
         await snapshot.stop()
         await executors.close()
+        await mcp_upstream.close()
         await shared.close()
         if nats_client.is_connected:
             await nats_client.drain()

@@ -16,6 +16,7 @@ from omniroute_admin.api import (
     docs,
     evals,
     keys,
+    mcp,
     oauth,
     oidc,
     people,
@@ -30,5 +31,5 @@ from omniroute_admin.api import (
 
 router = APIRouter()
 for area in (sessions, auth, catalog, oauth, providers, routing, settings, compliance, backups, docs, usage,
-             control, sync, cli_tools, evals, people, tokens, keys, teams, oidc):
+             control, sync, cli_tools, evals, people, tokens, keys, teams, oidc, mcp):
     router.include_router(area.router)

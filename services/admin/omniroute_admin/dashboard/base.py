@@ -32,7 +32,8 @@ NAV = [("overview", "/dashboard", "Overview"), ("providers", "/dashboard/provide
        ("usage", "/dashboard/usage", "Usage"), ("logs", "/dashboard/logs", "Request logs"),
        ("limits", "/dashboard/limits", "Limits & breakers"), ("cache", "/dashboard/cache", "Cache"),
        ("sync", "/dashboard/sync", "Sync"), ("cli-tools", "/dashboard/cli-tools", "CLI tools"),
-       ("evals", "/dashboard/evals", "Evals"), ("settings", "/dashboard/settings", "Settings"),
+       ("evals", "/dashboard/evals", "Evals"), ("mcp", "/dashboard/mcp", "MCP"),
+       ("settings", "/dashboard/settings", "Settings"),
        ("people", "/dashboard/people", "People"), ("tokens", "/dashboard/tokens", "Tokens"),
        ("audit", "/dashboard/audit", "Audit log")]
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(css|js)$")

@@ -11,7 +11,8 @@ from psycopg import AsyncConnection
 from pydantic import ValidationError
 
 from omniroute.config.spec import ConfigFile, ProviderSpec
-from omniroute.store import config_repo, teams_repo
+from omniroute.shared_state import mcp_health
+from omniroute.store import config_repo, mcp_servers_repo, teams_repo
 from omniroute_admin.features import connection_health
 from omniroute_admin.services import people
 from omniroute_admin.state import AdminState
@@ -40,6 +41,11 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
             if before:
                 reconfigured += connection_health.reconfigured(before[0], await _new_keys_only(conn, state, provider))
             await config_repo.upsert_provider(conn, provider, state.crypto)
+        for server in config.mcp_servers:   # after the connections they may name
+            try:
+                await mcp_servers_repo.upsert(conn, server, state.crypto)
+            except mcp_servers_repo.UnknownConnection as exc:
+                raise SystemExit(f"OMNIROUTE_CONFIG: MCP server {server.id!r}: {exc}") from None
         for team in config.teams:   # before the keys that name them
             if await teams_repo.name_taken(conn, team.display_name, team.id):
                 raise SystemExit(f"OMNIROUTE_CONFIG: team {team.id!r}: another team is named {team.display_name!r}")
@@ -64,8 +70,11 @@ async def apply(state: AdminState, config: ConfigFile) -> dict[str, str]:
         print(f"OmniRoute API key '{name}' created: {clear}", flush=True)
     await state.announce("config-file")
     await connection_health.forget(state, reconfigured)
-    log.info("applied config file: %d providers, %d teams, %d people, %d keys", len(config.providers),
-             len(config.teams), len(config.people), len(config.keys))
+    if config.mcp_servers:   # what they earned before this start's configuration says nothing now
+        await mcp_health.forget(state.redis, state.settings.env, [server.id for server in config.mcp_servers])
+    log.info("applied config file: %d providers, %d MCP servers, %d teams, %d people, %d keys",
+             len(config.providers), len(config.mcp_servers), len(config.teams), len(config.people),
+             len(config.keys))
     return generated
 
 

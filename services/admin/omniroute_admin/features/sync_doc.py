@@ -1,6 +1,6 @@
 """The configuration document that two deployments exchange in cloud sync.
 
-What travels: teams, providers and their connections, API keys (hashes and prefixes only: the clear
+What travels: teams, providers and their connections, MCP servers, API keys (hashes and prefixes only: the clear
 key never existed after creation), combos, aliases and the routing settings (resilience,
 fallback, cache, prompts, policies). What does not: admin_settings (the login switch, sessions,
 IP filter, backup schedule and proxy credentials are choices of each deployment — copying a peer's
@@ -37,10 +37,13 @@ VERSION = 1
 # Parents before children (connections reference providers). Key: the column to sort rows by.
 # Teams first: keys name their team. (People are not synced: a key's person is kept only where
 # that person exists on the receiving side.)
-TABLES = {"teams": "id", "providers": "id", "connections": "id", "api_keys": "id", "aliases": "alias",
-          "combos": "name", "routing_settings": "key"}
-# A document from a deployment before teams has no "teams": its keys land in the team "default".
-OPTIONAL_TABLES = frozenset({"teams"})
+# MCP servers after connections (an OAuth connection they name); their *_enc credentials travel
+# re-sealed like connections'.
+TABLES = {"teams": "id", "providers": "id", "connections": "id", "mcp_servers": "id", "api_keys": "id",
+          "aliases": "alias", "combos": "name", "routing_settings": "key"}
+# A document from a deployment before teams has no "teams": its keys land in the team "default";
+# one from before the MCP gateway has no "mcp_servers": the local ones are kept.
+OPTIONAL_TABLES = frozenset({"teams", "mcp_servers"})
 SKIP_COLUMNS = frozenset({"created_at", "updated_at"})
 ENCRYPTED_SUFFIX = "_enc"   # convention of the schema: a column holding a master-key ciphertext
 

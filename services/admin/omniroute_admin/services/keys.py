@@ -12,7 +12,7 @@ from fastapi import HTTPException
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from omniroute.config.spec import KeySpec, LimitsSpec, checked_budget
+from omniroute.config.spec import KeySpec, LimitsSpec, checked_budget, checked_mcp_access
 from omniroute.store import config_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
@@ -35,6 +35,13 @@ class KeyChange(BaseModel):
     expires_at: datetime | None = None
     team: str | None = Field(default=None, pattern=_ID)
     person: str | None = Field(default=None, max_length=200)
+    # MCP tools, narrowing the team's (null: the team's).
+    mcp_access: dict[str, list[str]] | None = None
+
+    @field_validator("mcp_access")
+    @classmethod
+    def _mcp_access(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        return checked_mcp_access(value)
 
     @field_validator("budget")
     @classmethod
@@ -120,7 +127,8 @@ async def update_key(state: AdminState, caller: Caller, key_id: str, change: Key
     async with state.pool.connection() as conn, conn.transaction():
         before = await _visible_key(conn, caller, key_id)
         changes: dict[str, Any] = {name: getattr(change, name)
-                                   for name in ("enabled", "allowed_models", "limits", "budget", "expires_at")
+                                   for name in ("enabled", "allowed_models", "limits", "budget", "expires_at",
+                                                "mcp_access")
                                    if name in given}
         if "enabled" in changes and changes["enabled"] is None:
             raise HTTPException(400, "enabled must be true or false.")

@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import HTTPException
 from psycopg import AsyncConnection
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from omniroute.config.spec import BudgetSpec, LimitsSpec, TeamSpec
+from omniroute.config.spec import BudgetSpec, LimitsSpec, TeamSpec, checked_mcp_access
 from omniroute.store import teams_repo
 from omniroute_admin import audit
 from omniroute_admin.deps import Caller
@@ -27,6 +27,12 @@ class TeamChange(BaseModel):
     allowed_models: list[str] | None = None
     limits: LimitsSpec | None = None
     budget: BudgetSpec | None = None
+    mcp_access: dict[str, list[str]] | None = None   # null: no MCP server (default deny)
+
+    @field_validator("mcp_access")
+    @classmethod
+    def _mcp_access(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        return checked_mcp_access(value)
 
 
 def _missing(team_id: str) -> HTTPException:
@@ -52,7 +58,7 @@ async def get_team(state: AdminState, caller: Caller, team_id: str) -> dict[str,
 def spec_of(team: dict[str, Any]) -> TeamSpec:
     return TeamSpec.model_validate({"id": team["id"], "name": team["name"],
                                     "allowed_models": team["allowed_models"], "limits": team["limits"] or {},
-                                    "budget": team["budget"]})
+                                    "budget": team["budget"], "mcp_access": team.get("mcp_access")})
 
 
 async def _save(conn: AsyncConnection[Any], spec: TeamSpec) -> dict[str, Any]:

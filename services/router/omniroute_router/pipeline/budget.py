@@ -10,6 +10,7 @@ make the spend smaller. Chat and every other operation pass through it."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -62,6 +63,10 @@ class BudgetGate:
         self._settings = settings
         self._hold_s = settings.budget_hold_s or int(settings.upstream_timeout_s) + _HOLD_MARGIN_S
         self._default_price = default_price(settings)
+        # A stream's holds are renewed at its events at least this often. Between two events at
+        # most the upstream read timeout passes, so with a hold of timeout + margin and a renewal
+        # every margin / 2, a live stream's hold never lapses.
+        self._refresh_s = min(self._hold_s / 2, _HOLD_MARGIN_S / 2)
 
     async def __call__(self, call: Call, next: Next) -> Events:
         budgets = budgets_of(call.snapshot, call.key)
@@ -77,6 +82,8 @@ class BudgetGate:
             return
         start: common_pb2.ResponseStart | None = None
         usage: common_pb2.Usage | None = None
+        owners = [b.owner for b in budgets]
+        refresh_at = time.monotonic() + self._refresh_s
         try:
             async for event in next(call):
                 kind = event.WhichOneof("kind")
@@ -84,12 +91,15 @@ class BudgetGate:
                     start = event.start
                 elif kind == "usage":
                     usage = event.usage
+                if held and time.monotonic() >= refresh_at:
+                    await self._extend(call, owners)
+                    refresh_at = time.monotonic() + self._refresh_s
                 yield event
         finally:
             if held:
                 # Before the record stage publishes the usage event, so accounting's ingest (which
                 # drops the holds as it adds the spend) comes after this.
-                await self._settle(call, [b.owner for b in budgets], start, usage)
+                await self._settle(call, owners, start, usage)
 
     async def reserve(self, call: Call, budgets: list[Applicable], now: datetime | None = None) -> bool:
         """Hold the request's worst case against every budget; True when held (False: Redis
@@ -123,6 +133,12 @@ class BudgetGate:
                           key=lambda pair: pair[0])
         call.headers.update({"x-budget-remaining-usd": _usd(left), "x-budget-reset": reset.isoformat()})
         return True
+
+    async def _extend(self, call: Call, owners: list[str]) -> None:
+        try:
+            await self._holds.extend_all(owners, call.request.request_id, self._hold_s)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("budget hold of request %s not renewed (Redis: %s)", call.request.request_id, exc)
 
     async def _settle(self, call: Call, owners: list[str], start: common_pb2.ResponseStart | None,
                       usage: common_pb2.Usage | None) -> None:

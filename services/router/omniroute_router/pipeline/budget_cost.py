@@ -18,9 +18,15 @@ from omniroute.v1 import common_pb2
 from omniroute_router.pipeline.call import Call
 from omniroute_router.selection.resolve import ComboNode, Node, Target
 
-# A token is at least one byte of UTF-8 text and usually about four: a third of the body's bytes
-# (JSON syntax included) is more tokens than the prompt has.
-_BYTES_PER_TOKEN = 3
+# Every text token is at least one byte of UTF-8 (byte-level BPE, SentencePiece pieces), so the
+# body's length in bytes (JSON syntax included) bounds the prompt's text tokens from above: a hard
+# bound, not an average, because the hold must never be smaller than the real cost.
+_BYTES_PER_TOKEN = 1
+# An image given by URL costs tokens its bytes in the body do not show; no provider bills one
+# image above this many input tokens (the dearest: OpenAI's patch-billed small models, at most
+# 1 536 patches x 2.46; Anthropic ~1 600 after resizing; Gemini 258 per tile). Every mention of
+# "image_url" counts (a part names it twice, as its type and its key: over-, never under-counted).
+_TOKENS_PER_LINKED_IMAGE = 4_000
 _MAX_TOKENS_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # Audio whose length a header does not say: its bytes at 16 kbit/s, below any speech codec's
 # usual rate (MP3 and AAC >= 32, Opus voice ~24), so the seconds are over-, never underestimated.
@@ -44,6 +50,7 @@ def worst_case_units(request: Any, default_max_tokens: int, body: dict[str, Any]
     already parsed, when the caller has it."""
     body = _json(request.body) if body is None else body
     prompt_tokens = -(-max(len(request.body), len(request.native_body)) // _BYTES_PER_TOKEN)
+    prompt_tokens += request.body.count(b'"image_url"') * _TOKENS_PER_LINKED_IMAGE
     operation = request.operation
     if operation == common_pb2.OPERATION_IMAGES:
         return Units(input_tokens=prompt_tokens, images=_int(body.get("n"), 1),

@@ -32,6 +32,7 @@ class RequestRecord:
     stream: bool
     team_id: str = ""    # the key's team and person (usage by team / person)
     person_id: str = ""
+    operation: int = common_pb2.OPERATION_CHAT
     started: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     provider: str = ""
@@ -94,7 +95,8 @@ class RequestRecord:
             stream=self.stream, client_format=self.client_format,  # type: ignore[arg-type]
             started_at=started_at, failed_attempts=self.failed_attempts,
             combo=self.combo, cache_hit=self.cache_hit, cache_kind=self.cache_kind,
-            team_id=self.team_id, person_id=self.person_id)
+            team_id=self.team_id, person_id=self.person_id,
+            operation=self.operation)  # type: ignore[arg-type]
         if self.capture is not None:
             event.request_payload, event.response_payload = self.capture.payloads()
         return event
@@ -114,7 +116,7 @@ class Record:
         request = call.request
         record = RequestRecord(request_id=request.request_id, key_id=request.key_id,
                                requested_model=request.model, client_format=request.client_format,
-                               stream=request.stream)
+                               stream=request.stream, operation=request.operation)
         owner = call.snapshot.keys_by_id.get(request.key_id) if request.key_id else None
         if owner is not None:
             record.team_id, record.person_id = owner.team_id, owner.person_id or ""

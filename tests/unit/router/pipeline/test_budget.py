@@ -4,6 +4,7 @@ settled to the real cost or released, fail open (or closed when configured) when
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from decimal import Decimal
 from typing import Any, cast
@@ -56,6 +57,10 @@ class FakeHolds:
         self.calls.append(("release", request_id, *owners))
         return len(owners)
 
+    async def extend_all(self, owners: list[str], request_id: str, hold_s: int) -> int:
+        self.calls.append(("extend", request_id, hold_s, *owners))
+        return len(owners)
+
 
 def _key(budget: dict[str, Any] | None) -> ApiKey:
     return ApiKey(id="key_1", name="k", enabled=True, allowed_models=None, limits={}, budget=budget,
@@ -87,15 +92,19 @@ async def test_no_budget_and_free_operations_mean_no_redis_call() -> None:
 
 def test_the_worst_case_is_the_prompt_plus_max_tokens_at_the_dearest_target() -> None:
     call = _call(body=b'{"max_tokens": 1000, "messages": [{"content": "hello world"}]}')
-    prompt_tokens = -(-len(call.request.body) // 3)
+    prompt_tokens = len(call.request.body)  # a token is at least one byte: the hard bound
     assert worst_case_nanos(call, 4096, NO_DEFAULT) == prompt_tokens * 1_000 + 1000 * 2_000
     call.node = ComboNode(ComboSpec(name="c", models=["p/m", "p/big"]),
                           (Target(SNAPSHOT.providers["p"], "m"), Target(SNAPSHOT.providers["p"], "big")))
     assert worst_case_nanos(call, 4096, NO_DEFAULT) == (prompt_tokens * 1_000 + 1000 * 2_000) * 10
     unbounded = _call(body=b'{"n": 2}')
-    assert worst_case_nanos(unbounded, 4096, NO_DEFAULT) == 3 * 1_000 + 2 * 4096 * 2_000
+    assert worst_case_nanos(unbounded, 4096, NO_DEFAULT) == 8 * 1_000 + 2 * 4096 * 2_000
     embeddings = _call(body=b'{"input": "abc"}', operation=common_pb2.OPERATION_EMBEDDINGS)
-    assert worst_case_nanos(embeddings, 4096, NO_DEFAULT) == 6 * 1_000  # no output tokens
+    assert worst_case_nanos(embeddings, 4096, NO_DEFAULT) == 16 * 1_000  # no output tokens
+    linked = _call(body=b'{"max_tokens": 1, "messages": [{"content": [{"type": "image_url", '
+                        b'"image_url": {"url": "https://x/a.png"}}]}]}')
+    # A linked image's tokens are not in its bytes: each counts as the most a provider bills.
+    assert worst_case_nanos(linked, 4096, NO_DEFAULT) == (len(linked.request.body) + 2 * 4_000) * 1_000 + 2_000
 
 
 def test_images_reserve_n_images_at_their_size_and_quality() -> None:
@@ -128,7 +137,7 @@ def test_a_model_without_a_price_reserves_at_the_default_price() -> None:
     call.node = Target(SNAPSHOT.providers["p"], "unpriced-model")
     assert worst_case_nanos(call, 4096, NO_DEFAULT) == 0
     default = DefaultPrice(input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))
-    assert worst_case_nanos(call, 4096, default) == 7 * 3_000 + 1000 * 15_000
+    assert worst_case_nanos(call, 4096, default) == len(call.request.body) * 3_000 + 1000 * 15_000
 
 
 async def test_a_request_that_does_not_fit_is_a_429_with_the_remaining_budget() -> None:
@@ -156,7 +165,8 @@ async def test_the_hold_is_settled_to_the_real_cost_or_released() -> None:
     call = _call()
     assert len(await run(gate, call, answered)) == 3
     # $1 - $0.10 spent - the worst case held ($0.002 for 1000 output tokens + the prompt)
-    assert Decimal(call.headers["x-budget-remaining-usd"]) == Decimal("0.898") - Decimal(7) / 1_000_000
+    prompt = Decimal(len(call.request.body)) / 1_000_000
+    assert Decimal(call.headers["x-budget-remaining-usd"]) == Decimal("0.898") - prompt
     assert call.headers["x-budget-reset"].endswith("+00:00")
     reserve, settle = holds.calls
     assert reserve[0] == "reserve" and reserve[2] == 1_000_000_000 and reserve[4] == 660
@@ -221,3 +231,22 @@ async def test_a_team_that_has_no_room_refuses_naming_the_team_and_its_remaining
     [event] = await run(_gate(key_refused), _team_call({"limit": 5.0}, {"limit": 10.0}), next)
     assert event.error.message.startswith("Budget exhausted: API key key_1 has spent")
     assert event.error.headers["x-budget-scope"] == "key"
+
+
+async def test_a_long_streams_holds_are_renewed_while_it_runs() -> None:
+    holds = FakeHolds()
+    gate = _gate(holds)
+    gate._refresh_s = 0.05
+
+    class SlowStream(Answering):
+        async def __call__(self, call: Any) -> Any:
+            for event in self.events:
+                await asyncio.sleep(0.06)  # longer than the renewal interval
+                yield event
+
+    call = _call()
+    answered = SlowStream([start_event(), response(), usage(input_tokens=1, output_tokens=1)])
+    assert len(await run(gate, call, answered)) == 3
+    kinds = [c[0] for c in holds.calls]
+    assert kinds[0] == "reserve" and kinds[-1] == "settle"
+    assert kinds.count("extend") == 3 and all(c[2] == gate._hold_s for c in holds.calls if c[0] == "extend")

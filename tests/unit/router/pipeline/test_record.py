@@ -13,7 +13,7 @@ import pytest
 
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.settings import Settings
-from omniroute.v1 import events_pb2
+from omniroute.v1 import common_pb2, events_pb2
 from omniroute_router.dispatch.dispatch import Attempts
 from omniroute_router.pipeline.call import Call, Events
 from omniroute_router.pipeline.record import Record
@@ -49,6 +49,14 @@ async def test_an_answer_is_recorded_from_its_events() -> None:
     assert (event.provider, event.connection, event.model, event.combo) == ("p", "c1", "m", "team")
     assert (event.status, event.key_id, event.requested_model) == (200, "k1", "p/m")
     assert (event.usage.input_tokens, event.usage.output_tokens) == (3, 4) and event.ttft_ms > 0
+    assert event.operation == common_pb2.OPERATION_CHAT
+
+
+async def test_the_operation_is_recorded() -> None:
+    published = Published()
+    await run(record_stage(published, subject="embeddings"),
+              make_call(operation=common_pb2.OPERATION_EMBEDDINGS), Answering([start(), response()]))
+    assert published.events[0].operation == common_pb2.OPERATION_EMBEDDINGS
 
 
 async def test_an_error_and_what_the_stages_noted_are_recorded() -> None:
