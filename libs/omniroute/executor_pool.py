@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 from omniroute import runtime
@@ -32,17 +34,19 @@ class ExecutorPool:
         self._stubs: dict[str, executor_pb2_grpc.ExecutorStub | ExecutorStreams] = {}
         self._channels: list[grpc.aio.Channel] = []
 
-    def stub(self, family: str) -> executor_pb2_grpc.ExecutorStub | ExecutorStreams:
+    def stub(self, family: str) -> executor_pb2_grpc.ExecutorStub:
+        """The family's stub. ExecutorStreams answers Execute / ExecuteWhole with the stub's
+        signature and errors, so callers hold either as an ExecutorStub."""
         address = self._settings.executor_address(family)
         stub = self._stubs.get(address)
         if stub is None:
             if self._streams:
                 stub = self._stubs[address] = ExecutorStreams(self._settings, address)
-                return stub
-            channel = runtime.channel(address, RECONNECT_OPTIONS)
-            self._channels.append(channel)
-            stub = self._stubs[address] = executor_pb2_grpc.ExecutorStub(channel)
-        return stub
+            else:
+                channel = runtime.channel(address, RECONNECT_OPTIONS)
+                self._channels.append(channel)
+                stub = self._stubs[address] = executor_pb2_grpc.ExecutorStub(channel)
+        return cast(executor_pb2_grpc.ExecutorStub, stub)
 
     def attempts(self, family: str) -> int:
         """How many times a call refused before its first byte (UNAVAILABLE) is made: once per
