@@ -212,8 +212,8 @@ class PeerStreams:
             except NotStarted as exc:
                 if attempt == attempts:
                     raise rpc_error(grpc.StatusCode.UNAVAILABLE, f"{self.target}: {exc}") from None
-                log.info("%s: a request lost by the stream to %s before its answer began goes to another",
-                         self.target, stream.address)
+                log.info("%s: request %s, lost by the stream to %s before its answer began, goes to another",
+                         self.target, getattr(request, "request_id", "?"), stream.address)
                 avoid = stream
                 continue
             except BaseException:
