@@ -301,3 +301,21 @@ async def test_telemetry_summary_and_sessions_over_a_window_from_redis(
     active = await sessions.active(600)
     assert [(s["keyId"], s["requests"]) for s in active] == [("key-t", 100)]
     assert {s["keyId"] for s in await sessions.active(4 * 3600)} == {"key-t", "key-old"}
+
+
+async def test_a_nul_character_in_an_event_does_not_block_its_batch(
+        settings: Settings, database_url: str, nats_client: Client) -> None:
+    """Postgres text and jsonb refuse NUL; a caller can put one in a model name. Before, such an
+    event failed its whole batch, redelivered for ever (seen in CI)."""
+    await ensure_stream(nats_client, settings)
+    events = [usage_event(f"nul-{i}", requested_model="gpt\x00-4o" if i == 1 else "gpt-4o",
+                          error_message="bad \x00 model" if i == 1 else "",
+                          failed_attempts=["p/c\x00:500"] if i == 1 else [])
+              for i in range(3)]
+    await publish(nats_client, settings, events)
+    async with running_accounting(settings, nats_client, database_url):
+        await wait_rows(database_url, "nul-", 3)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        row = await (await conn.execute(
+            "SELECT requested_model, error_message, failed_attempts FROM usage WHERE request_id = 'nul-1'")).fetchone()
+    assert row == ("gpt-4o", "bad  model", ["p/c:500"])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from omniroute.store import pg_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,16 @@ class Entry:
     team_id: str = ""   # the team the act concerned ("" for platform-wide acts)
 
 
+def _storable(entry: Entry) -> Entry:
+    """Without NUL characters (pg_text): a refusal's model name may hold one."""
+    t = pg_text.text
+    return replace(entry, actor=t(entry.actor), action=t(entry.action), target=t(entry.target),
+                   ip=t(entry.ip), request_id=t(entry.request_id), team_id=t(entry.team_id),
+                   detail=pg_text.json_value(entry.detail))
+
+
 async def insert(conn: AsyncConnection[Any], entry: Entry) -> None:
+    entry = _storable(entry)
     values = astuple(entry)
     await conn.execute("INSERT INTO audit_log (actor, action, target, before_digest, after_digest, ip, "
                        "request_id, detail, team_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -35,7 +46,8 @@ async def insert_gateway_refusals(conn: AsyncConnection[Any], rows: list[tuple[d
     """Gateway refusals (accounting, from the bus) with the moment they happened; a refusal
     already kept (a redelivery) is skipped. Returns how many rows were written."""
     written = 0
-    for at, entry in rows:
+    for at, kept in rows:
+        entry = _storable(kept)
         cursor = await conn.execute(
             "INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail, team_id) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
@@ -49,7 +61,8 @@ async def insert_gateway_refusals(conn: AsyncConnection[Any], rows: list[tuple[d
 async def insert_at(conn: AsyncConnection[Any], rows: list[tuple[datetime, Entry]]) -> None:
     """Rows that carry the moment they happened (accounting's MCP call records: the caller
     makes them once per request, mcp_calls_repo.insert_new says which are new)."""
-    for at, entry in rows:
+    for at, kept in rows:
+        entry = _storable(kept)
         await conn.execute(
             "INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail, team_id) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",

@@ -11,6 +11,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from omniroute.store import pg_text
+
 _COLUMNS = ("request_id, key_id, team_id, person_id, server_id, method, name, args_bytes, args_sha256, "
             "result_bytes, latency_ms, outcome, error_message, cost_usd, started_at")
 
@@ -43,5 +45,5 @@ async def insert_new(conn: AsyncConnection[Any], rows: list[McpCallRow]) -> set[
     cursor = await conn.execute(
         f"INSERT INTO mcp_calls ({_COLUMNS}) VALUES {placeholders} "
         "ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-        [value for row in rows for value in astuple(row)])
+        [value for row in rows for value in pg_text.row(astuple(row))])
     return {str(found[0]) for found in await cursor.fetchall()}

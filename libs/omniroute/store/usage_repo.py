@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from omniroute.store import pg_text
 from omniroute.v1 import common_pb2, events_pb2
 
 # (column, Postgres array type): the batch travels as one array per column and is expanded by
@@ -41,18 +42,18 @@ def started_at(event: events_pb2.UsageEvent) -> datetime:
 
 
 def row_of(event: events_pb2.UsageEvent, cost: Decimal = Decimal(0)) -> tuple[Any, ...]:
-    return (event.request_id, event.key_id, event.provider, event.connection, event.model,
+    return pg_text.row((event.request_id, event.key_id, event.provider, event.connection, event.model,
             event.requested_model, event.combo, event.usage.input_tokens, event.usage.output_tokens,
             event.usage.cached_tokens, event.usage.reasoning_tokens, event.status, event.error_class,
             event.latency_ms, event.ttft_ms, event.stream,
             common_pb2.ApiFormat.Name(event.client_format).lower(), event.cache_hit,
-            json.dumps(list(event.failed_attempts)), started_at(event), cost,
+            json.dumps(pg_text.json_value(list(event.failed_attempts))), started_at(event), cost,
             # NULL unless the request was a transcription (0007_audio_usage.sql).
             event.usage.audio_seconds or None,
             # Why it failed, as the caller was told (0009_usage_error_message.sql).
             event.error_message,
             # The key's team and person when the request ran (0011_governance.sql).
-            event.team_id, event.person_id)
+            event.team_id, event.person_id))
 
 
 async def insert_usage_rows(conn: AsyncConnection[Any], events: Sequence[events_pb2.UsageEvent],
@@ -77,7 +78,7 @@ async def insert_usage_rows(conn: AsyncConnection[Any], events: Sequence[events_
 
 def _text(payload: bytes) -> str:
     """Payloads are UTF-8 from the router; Postgres text refuses NUL."""
-    return payload.decode("utf-8", "replace").replace("\x00", "")
+    return pg_text.text(payload.decode("utf-8", "replace"))
 
 
 async def insert_usage(conn: AsyncConnection[Any], events: Sequence[events_pb2.UsageEvent],
