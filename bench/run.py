@@ -127,7 +127,7 @@ def measure(target: Any, url: str, body: Path, headers: list[str], load_cpus: se
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the harness)")
-    parser.add_argument("--only", default="floor,omniroute,omniroute2,litellm,litellm2")
+    parser.add_argument("--only", default="floor,hopfloor,omniroute,omniroute2,litellm,litellm2")
     parser.add_argument("--soak", action="store_true",
                         help="only the soak: 100 000 requests through OmniRoute, RSS growth per service")
     parser.add_argument("--sut-cpus", default="1")
@@ -154,6 +154,12 @@ def main() -> None:
                 f"stream_{STREAM_LOW_RATE}rps": measure(None, url, body["stream"], [], load_cpus, STREAM_LOW_RATE,
                                                        duration, True),
                 "sweep": sweep(url, body["chat"], [], load_cpus, [*rates, 2000, 4000], sweep_duration)}
+        if "hopfloor" in only:   # the do-nothing edge → router → executor chain, per transport
+            from bench import hop_floor
+
+            report["hop_floor"] = {transport: hop_floor._run(transport, 300 if args.quick else 2000,
+                                                             min(sut_cpus))
+                                   for transport in ("unary", "stream")}
         for name, replicas in (("omniroute", 1), ("omniroute2", 2)):
             if name in only:
                 report["targets"][name] = run_omniroute(mock, sut_cpus, load_cpus, work / name, body,
@@ -286,6 +292,16 @@ def render(report: dict[str, Any]) -> str:
     if best_omni and best_lite:
         lines += ["", f"Headline: OmniRoute sustains {best_omni} req/s vs LiteLLM's best {best_lite} req/s "
                       f"= {best_omni / best_lite:.1f}×."]
+    if report.get("hop_floor"):
+        lines += ["", "Hop floor (`bench/hop_floor.py`: a do-nothing edge → router → executor chain, sequential "
+                      "calls 20 ms apart, the three processes on the system under test's CPU):", "",
+                  "| transport | p50 ms | p99 ms | CPU ms per request (edge + router + executor) |",
+                  "|---|---|---|---|"]
+        for transport, point in report["hop_floor"].items():
+            cpu_ms = (point["edge_cpu_us"] + point["router_cpu_us"] + point["executor_cpu_us"]) / 1000
+            lines.append(f"| {transport} | {point['p50_us'] / 1000:.2f} | {point['p99_us'] / 1000:.2f} | "
+                         f"{cpu_ms:.2f} ({point['edge_cpu_us']} + {point['router_cpu_us']} + "
+                         f"{point['executor_cpu_us']} µs) |")
     if "soak" in targets.get("omniroute", {}):
         lines += ["", f"Soak: {json.dumps(targets['omniroute']['soak'])}"]
     return "\n".join(lines) + "\n"

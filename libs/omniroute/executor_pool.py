@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 from omniroute import runtime
+from omniroute.hop_streams.stubs import ExecutorStreams
 from omniroute.settings import Settings
 from omniroute.v1 import executor_pb2_grpc
 
@@ -21,19 +24,29 @@ RECONNECT_OPTIONS = [
 
 
 class ExecutorPool:
-    def __init__(self, settings: Settings) -> None:
+    """`transport`: "unary" (a gRPC call per request; the admin's occasional calls) or "stream"
+    (requests as messages on long-lived session streams, omniroute.hop_streams: the router's hot
+    path, OMNIROUTE_HOP_TRANSPORT). Both stubs answer `Execute` and `ExecuteWhole` alike."""
+
+    def __init__(self, settings: Settings, transport: str = "unary") -> None:
         self._settings = settings
-        self._stubs: dict[str, executor_pb2_grpc.ExecutorStub] = {}
+        self._streams = transport == "stream"
+        self._stubs: dict[str, executor_pb2_grpc.ExecutorStub | ExecutorStreams] = {}
         self._channels: list[grpc.aio.Channel] = []
 
     def stub(self, family: str) -> executor_pb2_grpc.ExecutorStub:
+        """The family's stub. ExecutorStreams answers Execute / ExecuteWhole with the stub's
+        signature and errors, so callers hold either as an ExecutorStub."""
         address = self._settings.executor_address(family)
         stub = self._stubs.get(address)
         if stub is None:
-            channel = runtime.channel(address, RECONNECT_OPTIONS)
-            self._channels.append(channel)
-            stub = self._stubs[address] = executor_pb2_grpc.ExecutorStub(channel)
-        return stub
+            if self._streams:
+                stub = self._stubs[address] = ExecutorStreams(self._settings, address)
+            else:
+                channel = runtime.channel(address, RECONNECT_OPTIONS)
+                self._channels.append(channel)
+                stub = self._stubs[address] = executor_pb2_grpc.ExecutorStub(channel)
+        return cast(executor_pb2_grpc.ExecutorStub, stub)
 
     def attempts(self, family: str) -> int:
         """How many times a call refused before its first byte (UNAVAILABLE) is made: once per
@@ -43,5 +56,8 @@ class ExecutorPool:
         return max(2, len(address.split(",")))
 
     async def close(self) -> None:
+        for stub in self._stubs.values():
+            if isinstance(stub, ExecutorStreams):
+                await stub.close()
         for channel in self._channels:
             await channel.close()

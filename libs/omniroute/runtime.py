@@ -93,6 +93,11 @@ async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, 
     await stop_event().wait()
     for name in [*service_names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    # Session streams (omniroute.hop_streams) never end by themselves: their clients are asked to
+    # close them once their requests are done, so that stop() waits for those requests only.
+    from omniroute.hop_streams import server as hop_streams_server
+
+    await hop_streams_server.drain_all()
     await server.stop(grace_s)
 
 

@@ -116,6 +116,18 @@ class Settings:
     # Graceful shutdown: how long a service lets running requests finish after SIGTERM (the chart
     # sets it from the pod's termination grace period).
     drain_s: float = field(default_factory=lambda: float(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
+    # How edge → router and router → executor calls travel (omniroute.hop_streams): "stream" =
+    # messages on long-lived bidi streams, many requests multiplexed by id; "unary" = one gRPC
+    # call per request (the Chat / ChatWhole / Execute / ExecuteWhole RPCs).
+    hop_transport: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_HOP_TRANSPORT", "stream"))
+    # Long-lived streams per peer address (each address a name resolves to: every pod of a
+    # headless Service), and how often such a name is resolved again.
+    hop_streams_per_peer: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_HOP_STREAMS", "4")))
+    hop_dns_refresh_s: float = field(default_factory=lambda: float(os.environ.get(
+        "OMNIROUTE_HOP_DNS_REFRESH_S", "5")))
+    # Frames a server may send for one request before the caller has consumed some (per-request
+    # back-pressure: a slow consumer holds back its own request, never the stream).
+    hop_window: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_HOP_WINDOW", "64")))
     # A folder: the process writes a cProfile of its whole run there (benchmarks only).
     cprofile_dir: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_CPROFILE", ""))
     # OpenTelemetry exporters, comma lists of otlp|console|none (metrics also prometheus).

@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from omniroute import telemetry
 from omniroute.answers import CHUNK_KINDS, chunks_of, internal_error
+from omniroute.hop_streams.stubs import RouterStreams
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 from omniroute_edge import errors, model_names
 from omniroute_edge.client_formats import ClientFormat
@@ -24,7 +25,7 @@ from omniroute_edge.client_formats import ClientFormat
 log = logging.getLogger("omniroute.edge")
 
 
-async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
+async def answer(router: router_pb2_grpc.RouterStub | RouterStreams, fmt: ClientFormat, call: router_pb2.ChatRequest,
                  headers: dict[str, str], encoder_args: dict[str, Any], *, progress_interval_s: float) -> Response:
     """Call the router and answer: a JSON response, an SSE/NDJSON stream, or an error.
     `progress_interval_s`: between SSE progress comments, when the caller asked for them."""
@@ -50,7 +51,7 @@ async def answer(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: ro
     return _not_started(fmt, event, headers)
 
 
-async def _whole(router: router_pb2_grpc.RouterStub, fmt: ClientFormat, call: router_pb2.ChatRequest,
+async def _whole(router: router_pb2_grpc.RouterStub | RouterStreams, fmt: ClientFormat, call: router_pb2.ChatRequest,
                  headers: dict[str, str]) -> Response:
     """A non-streaming answer: every event in one gRPC message."""
     try:

@@ -17,6 +17,7 @@ from omniroute import control, runtime, telemetry
 from omniroute.bus.connection import connect
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
+from omniroute.hop_streams.stubs import RouterStreams
 from omniroute.settings import Settings
 from omniroute.v1 import mcp_pb2_grpc, router_pb2_grpc
 from omniroute_edge import (
@@ -52,14 +53,19 @@ def create_app(settings: Settings) -> FastAPI:
                                   cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         publisher = EventPublisher(nats_client)  # refusals' usage events (refusals.py)
         publisher.start()
-        app.state.edge = EdgeState(settings=settings, config=holder,
-                                   router=router_pb2_grpc.RouterStub(channel), admin=admin,
+        unary = router_pb2_grpc.RouterStub(channel)
+        # OMNIROUTE_HOP_TRANSPORT=stream: requests as messages on long-lived streams (ListModels unary)
+        router: router_pb2_grpc.RouterStub | RouterStreams = \
+            RouterStreams(settings, unary) if settings.hop_transport == "stream" else unary
+        app.state.edge = EdgeState(settings=settings, config=holder, router=router, admin=admin,
                                    nats=nats_client, publisher=publisher,
                                    mcp=mcp_pb2_grpc.McpGatewayStub(channel))
         try:
             async with mcp_sessions.run():
                 yield
         finally:
+            if isinstance(router, RouterStreams):
+                await router.close()
             await publisher.close()
             await holder.stop()
             await admin.aclose()

@@ -9,6 +9,7 @@ from nats.aio.client import Client
 
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
+from omniroute.hop_streams.stubs import RouterStreams
 from omniroute.settings import Settings
 from omniroute.v1 import mcp_pb2_grpc, router_pb2_grpc
 
@@ -17,7 +18,7 @@ from omniroute.v1 import mcp_pb2_grpc, router_pb2_grpc
 class EdgeState:
     settings: Settings
     config: SnapshotHolder
-    router: router_pb2_grpc.RouterStub
+    router: router_pb2_grpc.RouterStub | RouterStreams   # OMNIROUTE_HOP_TRANSPORT
     admin: httpx.AsyncClient
     nats: Client | None = None
     publisher: EventPublisher | None = None  # usage events of the requests the edge refuses

@@ -14,9 +14,11 @@ from typing import Any
 import grpc
 import httpx
 import orjson
+from opentelemetry import context as otel_context
 
 from omniroute import ssrf, telemetry
 from omniroute.answers import internal_error
+from omniroute.hop_streams import server as hop_streams_server
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 from omniroute_executor import operations, upstream
 from omniroute_executor.chat import ChatUpstream
@@ -42,7 +44,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
 
     async def Execute(self, request: executor_pb2.ExecuteRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
-        parent = telemetry.context_from_metadata(context.invocation_metadata())
+        async for event in self.answer(request, telemetry.context_from_metadata(context.invocation_metadata())):
+            yield event
+
+    async def Session(self, requests: AsyncIterator[executor_pb2.ExecutorSessionIn],
+                context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.SessionOut]:
+        """Execute and ExecuteWhole as messages on one long-lived stream (omniroute.hop_streams):
+        each request runs as its own task through `answer`, as the unary calls do."""
+        async for out in hop_streams_server.serve(requests, context, self.answer):
+            yield out
+
+    async def answer(self, request: executor_pb2.ExecuteRequest,
+                     parent: otel_context.Context) -> AsyncIterator[common_pb2.AnswerEvent]:
+        """One call's answer, whichever transport brought it."""
         with telemetry.call_span(_tracer, "executor.execute", parent) as span:
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.provider", request.target.provider_id)

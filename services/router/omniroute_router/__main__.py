@@ -36,7 +36,7 @@ async def main() -> None:
     snapshot = SnapshotHolder(config, decrypt=True)
     await snapshot.start(nats_client)
     await control.listen(nats_client, config, "router")  # admin's restart / shutdown orders
-    executors = ExecutorPool(config)
+    executors = ExecutorPool(config, transport=config.hop_transport)
     shared = RouterState.connect(config)
     servicer = RouterServicer(config, snapshot, executors, publisher, shared)
     mcp_upstream = McpUpstreamClient(config)  # the MCP gateway (issue 21): the MCP executor

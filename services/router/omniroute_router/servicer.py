@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
 
 from omniroute import telemetry
 from omniroute.answers import INTERNAL_ERROR
 from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.executor_pool import ExecutorPool
+from omniroute.hop_streams import server as hop_streams_server
 from omniroute.model_lists import ModelLists
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
@@ -35,7 +37,24 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
     async def Chat(self, request: router_pb2.ChatRequest,
                    context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
-        parent = telemetry.context_from_metadata(context.invocation_metadata())
+        async for event in self.answer(request, telemetry.context_from_metadata(context.invocation_metadata())):
+            yield event
+
+    async def ChatWhole(self, request: router_pb2.ChatRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> common_pb2.AnswerEvents:
+        """A non-streaming answer's events in one message (one gRPC round trip)."""
+        return common_pb2.AnswerEvents(events=[event async for event in self.Chat(request, context)])
+
+    async def Session(self, requests: AsyncIterator[router_pb2.RouterSessionIn],
+                context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.SessionOut]:
+        """Chat and ChatWhole as messages on one long-lived stream (omniroute.hop_streams): each
+        request runs as its own task through `answer`, as the unary calls do."""
+        async for out in hop_streams_server.serve(requests, context, self.answer):
+            yield out
+
+    async def answer(self, request: router_pb2.ChatRequest,
+                     parent: otel_context.Context) -> AsyncIterator[common_pb2.AnswerEvent]:
+        """One request's answer, whichever transport brought it."""
         with telemetry.call_span(_tracer, "router.chat", parent) as span:
             span.set_attribute("omniroute.request_id", request.request_id)
             span.set_attribute("omniroute.model", request.model)
@@ -48,11 +67,6 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                     call.headers["x-omniroute-progress"] = "enabled"
             async for event in pipeline(call):
                 yield event
-
-    async def ChatWhole(self, request: router_pb2.ChatRequest,
-                        context: grpc.aio.ServicerContext[Any, Any]) -> common_pb2.AnswerEvents:
-        """A non-streaming answer's events in one message (one gRPC round trip)."""
-        return common_pb2.AnswerEvents(events=[event async for event in self.Chat(request, context)])
 
     async def ListModels(self, request: router_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
