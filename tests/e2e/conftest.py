@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -19,9 +20,10 @@ def mock_upstream() -> Iterator[MockServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = {
+def gateway_config(mock_upstream: MockServer) -> dict[str, Any]:
+    """The e2e stack's configuration (also started with the session-stream hops:
+    test_hop_streams_stack.py)."""
+    return {
         "providers": [
             {"id": "myopenai", "type": "openai", "base_url": f"{mock_upstream.url}/v1",
              "models": ["gpt-4o-mini", "mock-tool"],
@@ -41,5 +43,9 @@ def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory)
         ],
         "keys": [{"name": "e2e", "key": API_KEY}],
     }
-    with running_gateway(tmp_path_factory.mktemp("stack"), config, api_key=API_KEY) as running:
+
+
+@pytest.fixture(scope="session")
+def gateway(mock_upstream: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("stack"), gateway_config(mock_upstream), api_key=API_KEY) as running:
         yield running

@@ -96,6 +96,11 @@ def _deltas(stream: Iterator[str]) -> list[Delta]:
 @pytest.mark.parametrize("client_name", list(CLIENTS))
 def test_each_upstream_chunk_reaches_the_sdk_before_the_next_is_sent(
         gateway: Gateway, mock_upstream: MockServer, client_name: str, provider: str) -> None:
+    assert_relayed(gateway, mock_upstream, client_name, provider)
+
+
+def assert_relayed(gateway: Gateway, mock_upstream: MockServer, client_name: str, provider: str) -> None:
+    """One paced stream through `gateway`: every piece reached the SDK before the next was sent."""
     deltas = _deltas(CLIENTS[client_name](gateway.url, gateway.api_key, f"{provider}/mock-paced-{PIECES}"))
     pieces = [PACED_PIECE.fullmatch(delta.text) for delta in deltas]
     # One delta per upstream chunk, each holding exactly that chunk's piece, in order.
