@@ -3,7 +3,8 @@ mcp` serving McpUpstream, against mock tool servers built with the official `mcp
 (tests/mocks/mcp_tools.py): the Streamable HTTP one (its own process, killable) and the stdio
 one (started and kept by the executor). Listing, each call method, the injected credentials,
 the per-call timeout, a dead or dying server, an HTTP 401, and the stdio process kept and
-restarted."""
+restarted. SSRF: a URL refused by name, and a public-looking name that resolves to 127.0.0.1
+refused at connect time (no TCP connection) unless private addresses are allowed."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ import pytest
 from omniroute.devstack import child
 from omniroute.v1 import mcp_pb2, mcp_pb2_grpc
 from tests import log_scan
+from tests.hosts import name_resolving_to, public_looking_name
 from tests.mocks.mcp_tools import README_TEXT, README_URI, McpHttpMock, free_port, stdio_command
 from tests.mocks.oauth import OAuthServer
+from tests.mocks.tcp_relay import CountingRelay
 from tests.support import wait_for
 
 pytestmark = pytest.mark.xdist_group("mcp_executor")
@@ -35,13 +38,13 @@ SECRET = "tool-server-secret-7f3a"
 
 
 @contextlib.contextmanager
-def running_executor(logs: Path, family: str = "mcp") -> Iterator[str]:
+def running_executor(logs: Path, family: str = "mcp", extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """`python -m omniroute_executor --family <family>`; its address while it runs."""
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with (logs / "executor.log").open("ab") as log_file, log_scan.watched(logs, "mcp-executor") as watched:
         process = subprocess.Popen(child.command("omniroute_executor", "--family", family),
-                                   env={**os.environ, "EXECUTOR_PORT": str(port)},
+                                   env={**os.environ, "EXECUTOR_PORT": str(port), **(extra_env or {})},
                                    stdout=log_file, stderr=subprocess.STDOUT)
         try:
             def listening() -> bool:
@@ -356,3 +359,84 @@ def test_an_executor_that_stops_ends_its_stdio_servers(tmp_path: Path) -> None:
         pid = asyncio.run(start_one(address))
         assert pid_alive(pid)
     wait_for(lambda: not pid_alive(pid), timeout=10)
+
+
+# --- SSRF at connect time: a public-looking name that this machine resolves to 127.0.0.1 passes
+# the check by name; the executor resolves it itself and checks the address it connects to.
+
+BY_NAME_REFUSED = ("MCP server by-name: its address is refused "
+                   "(127.0.0.1 is a loopback address (set OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS=true to allow))")
+
+
+@pytest.fixture(scope="module")
+def name_resolving_inside() -> Iterator[str]:
+    with name_resolving_to(public_looking_name()) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def relayed_mock(name_resolving_inside: str, bearer_file: Path) -> Iterator[CountingRelay]:
+    """An MCP mock that answers to the name, behind a relay that counts the TCP connections."""
+    with (McpHttpMock(bearer_file=bearer_file, allowed_hosts=(name_resolving_inside,)) as mock,
+          CountingRelay(mock.port) as relay):
+        yield relay
+
+
+@pytest.fixture(scope="module")
+def strict_executor_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An MCP executor that does not allow private addresses (the normal test setting does)."""
+    with running_executor(tmp_path_factory.mktemp("mcp-executor-strict") / "logs",
+                          extra_env={"OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "false"}) as address:
+        yield address
+
+
+@pytest.fixture
+async def strict_upstream(strict_executor_address: str) -> AsyncIterator[mcp_pb2_grpc.McpUpstreamStub]:
+    async with grpc.aio.insecure_channel(strict_executor_address) as channel:
+        yield mcp_pb2_grpc.McpUpstreamStub(channel)
+
+
+def by_name(name: str, relay: CountingRelay) -> mcp_pb2.McpServerTarget:
+    return mcp_pb2.McpServerTarget(server_id="by-name", transport="http", url=f"http://{name}:{relay.port}/mcp",
+                                   headers={"Authorization": "Bearer fresh-token"}, timeout_s=10.0)
+
+
+@pytest.mark.parametrize(("method", "name", "arguments"), [
+    ("tools/call", "echo", {"text": "x"}),
+    ("resources/read", README_URI, None),
+    ("prompts/get", "greet", {"name": "Ada"}),
+])
+async def test_a_call_to_a_name_that_resolves_inside_is_refused_before_connecting(
+        strict_upstream: mcp_pb2_grpc.McpUpstreamStub, relayed_mock: CountingRelay, name_resolving_inside: str,
+        method: str, name: str, arguments: dict[str, Any] | None) -> None:
+    connections = relayed_mock.connections
+    answer = await call(strict_upstream, by_name(name_resolving_inside, relayed_mock), method, name, arguments)
+    assert answer.WhichOneof("outcome") == "error"
+    assert (answer.error.kind, answer.error.code, answer.error.message) == ("upstream_error", -32050,
+                                                                           BY_NAME_REFUSED)
+    assert relayed_mock.connections == connections  # not even a TCP connection
+
+
+@pytest.mark.parametrize("kind", [mcp_pb2.MCP_KIND_TOOLS, mcp_pb2.MCP_KIND_RESOURCES,
+                                  mcp_pb2.MCP_KIND_RESOURCE_TEMPLATES, mcp_pb2.MCP_KIND_PROMPTS])
+async def test_listing_a_name_that_resolves_inside_is_refused_before_connecting(
+        strict_upstream: mcp_pb2_grpc.McpUpstreamStub, relayed_mock: CountingRelay, name_resolving_inside: str,
+        kind: int) -> None:
+    connections = relayed_mock.connections
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await strict_upstream.List(mcp_pb2.McpListRequest(request_id="l-ssrf", server=by_name(
+            name_resolving_inside, relayed_mock), kind=kind), timeout=30)  # type: ignore[arg-type]
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert raised.value.details() == BY_NAME_REFUSED
+    assert relayed_mock.connections == connections
+
+
+async def test_the_same_name_is_served_where_private_addresses_are_allowed(
+        upstream: mcp_pb2_grpc.McpUpstreamStub, relayed_mock: CountingRelay, name_resolving_inside: str) -> None:
+    connections = relayed_mock.connections
+    target = by_name(name_resolving_inside, relayed_mock)
+    assert text_of(await call(upstream, target, "tools/call", "echo", {"text": "by name"})) == "by name"
+    listed = await upstream.List(mcp_pb2.McpListRequest(request_id="l-name", server=target,
+                                                        kind=mcp_pb2.MCP_KIND_PROMPTS))
+    assert [prompt["name"] for prompt in orjson.loads(listed.items_json)] == ["greet"]
+    assert relayed_mock.connections > connections  # the calls went through the relay to the mock

@@ -12,7 +12,9 @@ lower-cased). Resource ``mock://notes/readme`` (text), template ``mock://notes/{
 ``greet(name)``. With ``--bearer-file F`` every request must carry ``Authorization: Bearer <t>``
 where t is the file's current content (else 401): a test rewrites the file to "expire" a token.
 With ``--introspect-url U`` (the mock OAuth server's ``/_oauth/introspect``, tests/mocks/oauth.py)
-only its live access tokens are accepted: an OAuth-protected tool server.
+only its live access tokens are accepted: an OAuth-protected tool server. The SDK's DNS
+rebinding protection accepts only a local Host header; ``--allow-host NAME`` (repeatable) accepts
+NAME too (a test's name that resolves to 127.0.0.1).
 
 Stdio: ``python -m tests.mocks.mcp_tools --stdio`` — tools ``echo``, ``sleep``, ``env(name)`` (the value
 of an environment variable), ``pid()`` and ``exit_now()`` (the process dies without answering).
@@ -36,6 +38,7 @@ from typing import Any
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 
 README_URI = "mock://notes/readme"
 README_TEXT = "the mock tool server's readme"
@@ -135,10 +138,16 @@ class _BearerGate:
         await self._app(scope, receive, send)
 
 
-def _serve_http(host: str, port: int, bearer_file: str, introspect_url: str) -> None:
+def _serve_http(host: str, port: int, bearer_file: str, introspect_url: str,
+                allowed_hosts: list[str] | None = None) -> None:
     import uvicorn
 
-    app: Any = build_server().streamable_http_app(host=host)
+    security = None  # the SDK's own: for a local server, only local names
+    if allowed_hosts:
+        local = ["127.0.0.1", "localhost", "[::1]", *allowed_hosts]
+        security = TransportSecuritySettings(allowed_hosts=[f"{name}:*" for name in local],
+                                             allowed_origins=[f"http://{name}:*" for name in local])
+    app: Any = build_server().streamable_http_app(host=host, transport_security=security)
     if bearer_file or introspect_url:
         app = _BearerGate(app, bearer_file=bearer_file, introspect_url=introspect_url)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
@@ -153,8 +162,10 @@ def free_port() -> int:
 class McpHttpMock:
     """The HTTP mock in a child process (killable like a real tool server)."""
 
-    def __init__(self, *, bearer_file: Path | None = None, introspect_url: str = "", port: int = 0) -> None:
+    def __init__(self, *, bearer_file: Path | None = None, introspect_url: str = "", port: int = 0,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.allowed_hosts = allowed_hosts
         self.bearer_file = bearer_file
         self.introspect_url = introspect_url
         self._process: subprocess.Popen[bytes] | None = None
@@ -169,6 +180,8 @@ class McpHttpMock:
             command += ["--bearer-file", str(self.bearer_file)]
         if self.introspect_url:
             command += ["--introspect-url", self.introspect_url]
+        for name in self.allowed_hosts:
+            command += ["--allow-host", name]
         self._process = subprocess.Popen(command, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -213,12 +226,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--bearer-file", default="")
     parser.add_argument("--introspect-url", default="")
+    parser.add_argument("--allow-host", action="append", default=[])
     parser.add_argument("--stdio", action="store_true")
     args = parser.parse_args()
     if args.stdio:
         build_stdio_server().run("stdio")
     else:
-        _serve_http(args.host, args.port, args.bearer_file, args.introspect_url)
+        _serve_http(args.host, args.port, args.bearer_file, args.introspect_url, args.allow_host)
 
 
 if __name__ == "__main__":

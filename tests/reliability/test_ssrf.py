@@ -4,9 +4,7 @@ URL too, and never follows an upstream's redirect."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -15,6 +13,7 @@ from pydantic import ValidationError
 
 from omniroute import ssrf
 from omniroute.config.spec import ProviderSpec
+from tests.hosts import name_resolving_to, public_looking_name
 from tests.mocks.faults import FaultServer
 from tests.reliability.checks import assert_clean_openai_error, chat
 from tests.reliability.conftest import API_KEY
@@ -87,21 +86,12 @@ def test_upstream_redirects_are_not_followed(gateway: Gateway, fault_upstream: F
 
 # --- a stack that does not allow private upstreams: the executor checks the address it connects to
 
-PUBLIC_LOOKING = f"api-{uuid.uuid4().hex[:12]}.omniroute-ssrf-test.com"
-HOSTS = Path("/etc/hosts")
-
-
 @pytest.fixture(scope="module")
 def name_resolving_inside() -> Iterator[str]:
-    """A public-looking name that this machine resolves to 127.0.0.1 (a line of its own in
-    /etc/hosts, removed afterwards): what a hostile DNS answer looks like to the executor."""
-    line = f"127.0.0.1 {PUBLIC_LOOKING}\n"
-    with HOSTS.open("a") as hosts:
-        hosts.write(line)
-    try:
-        yield PUBLIC_LOOKING
-    finally:
-        HOSTS.write_text(HOSTS.read_text().replace(line, ""))
+    """A public-looking name that this machine resolves to 127.0.0.1 (tests/hosts.py): what a
+    hostile DNS answer looks like to the executor."""
+    with name_resolving_to(public_looking_name()) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

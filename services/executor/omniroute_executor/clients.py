@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -21,6 +20,7 @@ import httpcore
 import httpx
 
 from omniroute import ssrf
+from omniroute_executor.checked_connect import CoreErrors, connect_checked
 
 log = logging.getLogger("omniroute.executor")
 MAX_PROXIED_CLIENTS = 64
@@ -62,10 +62,9 @@ class RefusedConnection(httpcore.ConnectError):
 
 
 class CheckedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's connections, with the SSRF check of the address each one goes to: the name is
-    resolved here, every address checked (omniroute.ssrf.connect_refusal) and the connection made
-    to a checked address, never by a second lookup (DNS rebinding). A refused address fails the
-    connection (RefusedConnection) before a byte is sent."""
+    """httpcore's connections, with the SSRF check of the address each one goes to
+    (checked_connect: resolved here, every address checked, the connection made to a checked
+    address). A refused address fails the connection (RefusedConnection) before a byte is sent."""
 
     def __init__(self, allow_private: bool) -> None:
         self._allow_private = allow_private
@@ -75,20 +74,10 @@ class CheckedNetworkBackend(httpcore.AsyncNetworkBackend):
                           local_address: str | None = None,
                           socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
                           ) -> httpcore.AsyncNetworkStream:
-        refused: ssrf.AddressRefused | None = None
-        failed: httpcore.ConnectError | None = None
-        for address in await _addresses(host, port, timeout):
-            reason = ssrf.connect_refusal(address, allow_private=self._allow_private)
-            if reason:
-                refused = refused or ssrf.AddressRefused(reason)
-                continue
-            try:
-                return await self._connector.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:  # the next address may answer
-                failed = exc
-        if refused is not None:
-            raise RefusedConnection(refused)
-        raise failed or httpcore.ConnectError(f"{host} has no address")
+        async def to(address: str) -> httpcore.AsyncNetworkStream:
+            return await self._connector.connect_tcp(address, port, timeout, local_address, socket_options)
+        return await connect_checked(host, port, timeout, allow_private=self._allow_private,
+                                     connect=to, errors=_HTTPCORE_ERRORS)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
@@ -99,16 +88,8 @@ class CheckedNetworkBackend(httpcore.AsyncNetworkBackend):
         await anyio.sleep(seconds)
 
 
-async def _addresses(host: str, port: int, timeout: float | None) -> list[str]:
-    """The addresses `host` resolves to, in the resolver's order, each once."""
-    try:
-        with anyio.fail_after(timeout):
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except TimeoutError as exc:
-        raise httpcore.ConnectTimeout(f"resolving {host} took too long") from exc
-    except OSError as exc:
-        raise httpcore.ConnectError(str(exc)) from exc
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+_HTTPCORE_ERRORS = CoreErrors(connect_error=httpcore.ConnectError, connect_timeout=httpcore.ConnectTimeout,
+                              refused=RefusedConnection)
 
 
 class _RefusingTransport(httpx.AsyncBaseTransport):

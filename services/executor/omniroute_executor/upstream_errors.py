@@ -8,8 +8,8 @@ import time
 import httpx
 import orjson
 
-from omniroute import ssrf
 from omniroute.v1 import common_pb2
+from omniroute_executor.checked_connect import refusal_behind
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float:
@@ -65,7 +65,7 @@ def names_a_model(error_type: str, message: str, body: bytes) -> bool:
 
 
 def transport_error(exc: Exception) -> common_pb2.Error:
-    refused = _address_refused(exc)
+    refused = refusal_behind(exc)
     if refused is not None:
         return common_pb2.Error(status=502, type="server_error", code="upstream_address_refused",
                                 message=f"the upstream address is refused: {refused}", retryable=True)
@@ -82,13 +82,3 @@ def transport_error(exc: Exception) -> common_pb2.Error:
 def bad_stream(message: str) -> common_pb2.Error:
     return common_pb2.Error(status=502, type="upstream_error", code="upstream_bad_response",
                             message=message, retryable=True)
-
-
-def _address_refused(exc: BaseException) -> ssrf.AddressRefused | None:
-    """The SSRF refusal behind a connection error (aiohttp keeps it as `os_error`)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssrf.AddressRefused):
-            return seen
-        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
-    return None

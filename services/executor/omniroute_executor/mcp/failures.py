@@ -1,5 +1,6 @@
 """What went wrong reaching an MCP server, as the `McpError` the router gets back. Kinds:
-`timeout` (no answer within timeout_s), `upstream_error` (unreachable, died, HTTP failure),
+`timeout` (no answer within timeout_s), `upstream_error` (unreachable, died, HTTP failure, its
+address refused by the SSRF rules: by name before the call, or the address the name resolved to),
 `unauthorized` (HTTP 401: the router refreshes an OAuth token once and retries), `rejected`
 (the server answered a JSON-RPC error, e.g. an unknown prompt: its code and message pass on)."""
 
@@ -12,6 +13,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR
 
 from omniroute.v1 import mcp_pb2
+from omniroute_executor.checked_connect import refusal_behind
 
 TIMEOUT_CODE = -32001         # MCP's request timeout
 UPSTREAM_ERROR_CODE = -32050  # the gateway's "the tool server failed" (router: errors.UPSTREAM_ERROR)
@@ -28,6 +30,10 @@ class Failure:
                                                             kind=self.kind))
 
 
+def address_refused(server_id: str, reason: str) -> Failure:
+    return Failure("upstream_error", UPSTREAM_ERROR_CODE, f"MCP server {server_id}: its address is refused ({reason})")
+
+
 def leaves(exc: BaseException) -> list[BaseException]:
     """The exceptions inside (nested) exception groups: the SDK's task groups wrap them."""
     if isinstance(exc, BaseExceptionGroup):
@@ -41,6 +47,10 @@ def classify(exc: BaseException, server_id: str, *, status: int | None, timeout_
         return Failure("unauthorized", UPSTREAM_ERROR_CODE,
                        f"MCP server {server_id} refused the gateway's credentials (HTTP 401)")
     found = leaves(exc)
+    for leaf in found:
+        refused = refusal_behind(leaf)
+        if refused is not None:  # the connection was not made: the address its name resolved to
+            return address_refused(server_id, str(refused))
     if any(isinstance(leaf, TimeoutError) for leaf in found):
         return Failure("timeout", TIMEOUT_CODE, f"MCP server {server_id} did not answer within {timeout_s:g} s")
     for leaf in found:

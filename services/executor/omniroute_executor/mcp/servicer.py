@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from omniroute import ssrf, telemetry
 from omniroute.v1 import mcp_pb2, mcp_pb2_grpc
-from omniroute_executor.mcp.failures import UPSTREAM_ERROR_CODE, Failure, classify, leaves
+from omniroute_executor.mcp.failures import Failure, address_refused, classify, leaves
 from omniroute_executor.mcp.sessions import HttpStatus, StdioProcess, StdioServers, http_session
 
 log = logging.getLogger("omniroute.executor.mcp")
@@ -98,14 +98,13 @@ class McpUpstreamServicer(mcp_pb2_grpc.McpUpstreamServicer):
             # the provider executors check every call.
             refused = ssrf.refusal(target.url, allow_private=self._allow_private)
             if refused:
-                raise UpstreamFailed(Failure("upstream_error", UPSTREAM_ERROR_CODE,
-                                             f"MCP server {target.server_id}: its address is refused ({refused})"))
+                raise UpstreamFailed(address_refused(target.server_id, refused))
         try:
             with anyio.fail_after(timeout_s):
                 if target.transport == "stdio":
                     process, session = await self._stdio.session(target)
                     return await operation(session)
-                async with http_session(target, status) as session:
+                async with http_session(target, status, allow_private=self._allow_private) as session:
                     return await operation(session)
         except UpstreamFailed:
             raise

@@ -24,6 +24,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from omniroute.v1 import mcp_pb2
+from omniroute_executor.mcp.network import checked_transport
 
 log = logging.getLogger("omniroute.executor.mcp")
 # The SDK's HTTP client logs every request (and the SDK each session's steps) at INFO: a few
@@ -43,9 +44,12 @@ class HttpStatus:
 
 
 @contextlib.asynccontextmanager
-async def http_session(target: mcp_pb2.McpServerTarget, status: HttpStatus) -> AsyncIterator[ClientSession]:
+async def http_session(target: mcp_pb2.McpServerTarget, status: HttpStatus, *,
+                       allow_private: bool) -> AsyncIterator[ClientSession]:
+    """Every connection of the session goes to an address that passed the SSRF check (network)."""
     headers = dict(target.headers)
     async with (httpx2.AsyncClient(headers=headers, event_hooks={"response": [status.note]},
+                                   transport=checked_transport(allow_private),
                                    timeout=httpx2.Timeout(max(target.timeout_s, 1.0))) as http,
                 streamable_http_client(target.url, http_client=http) as (read, write),
                 ClientSession(read, write) as session):
