@@ -96,13 +96,23 @@ class ApiKey:
     # MCP tools this key may use, narrowing its team's (None = the team's).
     mcp_access: dict[str, tuple[str, ...]] | None = None
 
-    def usable(self, now: datetime | None = None) -> bool:
-        if not self.enabled or self.revoked_at is not None:
-            return False
+    def refusal(self, now: datetime | None = None) -> str | None:
+        """Why this key may not be used now (None: it may): key_rotated (a previous secret past
+        its grace), key_revoked, key_expired, key_disabled. Times are checked at the call, so a
+        grace or an expiry ends without waiting for a reload."""
         moment = now or datetime.now(UTC)
         if self.grace_until is not None and self.grace_until <= moment:
-            return False
-        return self.expires_at is None or self.expires_at > moment
+            return "key_rotated"
+        if self.revoked_at is not None:
+            return "key_revoked"
+        if self.expires_at is not None and self.expires_at <= moment:
+            return "key_expired"
+        if not self.enabled:
+            return "key_disabled"
+        return None
+
+    def usable(self, now: datetime | None = None) -> bool:
+        return self.refusal(now) is None
 
 
 @dataclass(frozen=True, slots=True)

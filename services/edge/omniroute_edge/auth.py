@@ -55,15 +55,11 @@ def authenticate(request: Request, snapshot: ConfigSnapshot, required: bool) -> 
 
 
 def refusal_of(key: ApiKey, now: datetime) -> AuthError | None:
-    """Why the snapshot's `key` may not be used now (None: it may). A rotated-out secret is
-    refused like an unknown one, from its grace_until on, without waiting for a reload; so is
-    an expired key, at its expires_at."""
-    if key.grace_until is not None and key.grace_until <= now:
-        return AuthError(UNKNOWN_KEY, "key_rotated", key)
-    if key.revoked_at is not None:
-        return AuthError("API key revoked", "key_revoked", key)
-    if key.expires_at is not None and key.expires_at <= now:
-        return AuthError("API key expired", "key_expired", key)
-    if not key.enabled:
-        return AuthError("API key disabled", "key_disabled", key)
-    return None
+    """Why the snapshot's `key` may not be used now (ApiKey.refusal), as the caller is told: a
+    rotated-out secret like an unknown one."""
+    reason = key.refusal(now)
+    return None if reason is None else AuthError(_MESSAGES[reason], reason, key)
+
+
+_MESSAGES = {"key_rotated": UNKNOWN_KEY, "key_revoked": "API key revoked",
+             "key_expired": "API key expired", "key_disabled": "API key disabled"}
