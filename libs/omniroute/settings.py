@@ -119,9 +119,7 @@ class Settings:
     # How edge → router and router → executor calls travel (omniroute.hop_streams): "stream" =
     # messages on long-lived bidi streams, many requests multiplexed by id; "unary" = one gRPC
     # call per request (the Chat / ChatWhole / Execute / ExecuteWhole RPCs).
-    # "unary" by default until the kill-a-router fault test is reliably green on "stream" (a usage
-    # row went missing in 2 of 6 runs: issue 20's note; bench/README.md).
-    hop_transport: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_HOP_TRANSPORT", "unary"))
+    hop_transport: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_HOP_TRANSPORT", "stream"))
     # Long-lived streams per peer address (each address a name resolves to: every pod of a
     # headless Service), and how often such a name is resolved again.
     hop_streams_per_peer: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_HOP_STREAMS", "4")))

@@ -174,3 +174,35 @@ async def test_stopping_flushes_what_nats_takes_back_in_time(
     await asyncio.gather(back_soon(), publisher.close(timeout=20.0))
     assert publisher.dropped == 0
     assert sorted(await stored(nats_client, settings)) == [f"flushed-{index}" for index in range(4)]
+
+
+async def test_a_confirmed_publish_returns_once_stored_and_never_waits_through_an_outage(
+        nats_server: OwnNats, client: tuple[Client, Settings]) -> None:
+    """`publish_confirmed` (a request's usage event: the answer ends after it) returns True only
+    once JetStream holds the event. While NATS is away it waits at most `confirm_wait_s` once,
+    then not at all until a publish succeeds again; what it buffered meanwhile arrives."""
+    nats_client, settings = client
+    publisher = EventPublisher(nats_client, publish_timeout_s=0.3, confirm_wait_s=0.5)
+    publisher.start()
+    subject = settings.subject("usage.test")
+    loop = asyncio.get_running_loop()
+    try:
+        assert await publisher.publish_confirmed(subject, b"a", msg_id="confirmed-1") is True
+        assert await stored(nats_client, settings) == ["confirmed-1"]   # already there: no wait
+
+        nats_server.stop()
+        began = loop.time()
+        assert await publisher.publish_confirmed(subject, b"b", msg_id="outage-1") is False
+        assert loop.time() - began < 0.5 + 0.3
+        began = loop.time()
+        for index in range(2, 5):    # NATS still away: no answer waits for it any more
+            assert await publisher.publish_confirmed(subject, b"c", msg_id=f"outage-{index}") is False
+        assert loop.time() - began < 0.05
+
+        nats_server.start()
+        await until(lambda: publisher.pending == 0)
+        assert await publisher.publish_confirmed(subject, b"d", msg_id="confirmed-2") is True
+        assert sorted(await stored(nats_client, settings)) == [
+            "confirmed-1", "confirmed-2", "outage-1", "outage-2", "outage-3", "outage-4"]
+    finally:
+        await publisher.close(timeout=1.0)

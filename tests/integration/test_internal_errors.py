@@ -52,6 +52,10 @@ class Published:
     def __init__(self) -> None:
         self.events: list[events_pb2.UsageEvent] = []
 
+    async def publish_confirmed(self, subject: str, data: bytes, **fields: Any) -> bool:
+        self.publish(subject, data, **fields)
+        return True
+
     def publish(self, subject: str, data: bytes, **_: Any) -> None:
         self.events.append(events_pb2.UsageEvent.FromString(data))
 

@@ -11,6 +11,12 @@ dropped: it would hold memory for an outage nobody is fixing). A process that st
 is away loses what its buffer holds (after trying to flush it for `close`'s timeout). Every
 drop counts in the `omniroute.events.dropped` counter (`reason`: buffer_full, too_old,
 shutdown) and is logged: once when dropping starts, once when it stops, and at shutdown.
+
+`publish_confirmed` is for an event whose loss a caller would notice (a usage row): it waits, up
+to `confirm_wait_s`, until JetStream has stored the event, so that a request's answer can end
+only after its usage is safe — a process killed right after the answer loses nothing. While
+NATS is failing or slow (a send failed, or a wait ran out, and no send has succeeded since) it
+does not wait: the event is buffered as any other and answers are not held up by an outage.
 """
 
 from __future__ import annotations
@@ -36,11 +42,17 @@ class OutgoingEvent:
     msg_id: str
     headers: dict[str, str]
     queued_at: float = 0.0   # monotonic
+    stored: asyncio.Future[bool] | None = None   # publish_confirmed's: True once JetStream acked
+
+    def settle(self, stored: bool) -> None:
+        if self.stored is not None and not self.stored.done():
+            self.stored.set_result(stored)
 
 
 class EventPublisher:
     def __init__(self, client: Client, *, max_buffer: int = 100_000, max_age_s: float = 900.0,
                  batch: int = 64, publish_timeout_s: float = 5.0,
+                 confirm_wait_s: float = 1.0,
                  metrics: EventBufferMetrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._js = client.jetstream()
@@ -49,6 +61,8 @@ class EventPublisher:
         self._max_age_s = max_age_s
         self._batch = batch
         self._publish_timeout_s = publish_timeout_s
+        self._confirm_wait_s = confirm_wait_s
+        self._unconfirmed = False   # NATS failing or slow: publish_confirmed does not wait
         self._metrics = metrics or EventBufferMetrics.create()
         self._clock = clock
         self._wakeup = asyncio.Event()
@@ -63,10 +77,33 @@ class EventPublisher:
 
     def publish(self, subject: str, payload: bytes, *, msg_id: str,
                 headers: dict[str, str] | None = None) -> None:
+        self._enqueue(OutgoingEvent(subject, payload, msg_id, headers or {}, self._clock()))
+
+    async def publish_confirmed(self, subject: str, payload: bytes, *, msg_id: str,
+                                headers: dict[str, str] | None = None) -> bool:
+        """Publish, then wait until JetStream stored the event (True), unless NATS is failing or
+        slow (False at once, or after `confirm_wait_s`; the event stays buffered either way)."""
+        event = OutgoingEvent(subject, payload, msg_id, headers or {}, self._clock())
+        if self._unconfirmed or self._task is None:
+            self._enqueue(event)
+            return False
+        event.stored = asyncio.get_running_loop().create_future()
+        self._enqueue(event)
+        try:
+            return await asyncio.wait_for(asyncio.shield(event.stored), self._confirm_wait_s)
+        except TimeoutError:
+            if not self._unconfirmed:
+                log.warning("JetStream has not stored an event within %.1f s; answers no longer wait "
+                            "for their usage events until a publish succeeds again", self._confirm_wait_s)
+            self._unconfirmed = True
+            return False
+
+    def _enqueue(self, event: OutgoingEvent) -> None:
         if len(self._buffer) >= self._max_buffer:
             self._drop(1, "buffer_full")
+            event.settle(False)
             return
-        self._buffer.append(OutgoingEvent(subject, payload, msg_id, headers or {}, self._clock()))
+        self._buffer.append(event)
         self._wakeup.set()
 
     @property
@@ -91,7 +128,7 @@ class EventPublisher:
         deadline = self._clock() - self._max_age_s
         old = 0
         while self._buffer and self._buffer[0].queued_at < deadline:
-            self._buffer.popleft()
+            self._buffer.popleft().settle(False)
             old += 1
         if old:
             self._drop(old, "too_old")
@@ -110,9 +147,13 @@ class EventPublisher:
             results = await asyncio.gather(*(self._send(event) for event in batch),
                                            return_exceptions=True)
             self._in_flight = 0
-            failed = [event for event, result in zip(batch, results, strict=True)
-                      if isinstance(result, BaseException)]
+            failed = []
+            for event, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    failed.append(event)
+                event.settle(not isinstance(result, BaseException))  # a failed one is retried unwaited
             if failed:
+                self._unconfirmed = True
                 self._buffer.extendleft(reversed(failed))  # retried first (oldest first)
                 log.warning("publish failed for %d events (%s); %d buffered; retrying in %.1fs",
                             len(failed), next(r for r in results if isinstance(r, BaseException)),
@@ -125,6 +166,7 @@ class EventPublisher:
                 delay = min(delay * 2, 5.0)
             else:
                 delay = 0.1
+                self._unconfirmed = False
                 self._stopped_dropping()
 
     async def _send(self, event: OutgoingEvent) -> None:
@@ -145,6 +187,8 @@ class EventPublisher:
             await asyncio.gather(self._task, return_exceptions=True)
         lost = self.pending
         if lost:
+            for event in self._buffer:
+                event.settle(False)
             self._buffer.clear()
             self._in_flight = 0
             self._metrics.dropped.add(lost, {"reason": "shutdown"})

@@ -5,8 +5,9 @@ published to JetStream as the request's UsageEvent when it ends."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -130,20 +131,39 @@ class Record:
         except BaseException as exc:  # includes cancellation by a client that went away
             if record.status < 400:
                 record.status, record.error_class = 499, type(exc).__name__
+            self._publish(call, record)
             raise
-        finally:
-            record.close(call)
-            subject = self._subject_of(call)
-            if subject:
-                self._publisher.publish(self._settings.subject(f"usage.{subject}"),
-                                        record.to_event().SerializeToString(),
-                                        msg_id=record.request_id, headers=telemetry.nats_headers())
-            key = call.snapshot.keys_by_id.get(request.key_id)
-            reason = audit_events.router_reason(record.error_class, key, request.key_id)
-            if reason is not None:
-                # A governance refusal is also an audit event (kept in audit_log by accounting).
-                audit_events.publish_refusal(
-                    self._publisher, self._settings, request_id=record.request_id,
-                    actor=audit_events.key_actor(request.key_id), team_id=key.team_id if key else "",
-                    reason=reason, status=record.status, message=record.error_message,
-                    route=subject or "token_count", model=request.model, ip="", service="router")
+        # The answer ends (the caller sees its last byte) only once its usage is stored: a router
+        # killed right after an answer loses no usage row (publish_confirmed does not wait while
+        # NATS is away; the event is buffered then, as before).
+        stored = self._publish(call, record, confirmed=True)
+        if stored is not None:
+            await stored
+
+    def _publish(self, call: Call, record: RequestRecord, *,
+                 confirmed: bool = False) -> Coroutine[Any, Any, bool] | None:
+        """Publishes the usage event (and a refusal's audit event); with `confirmed`, returns
+        the wait for JetStream to store the usage event instead of publishing unwaited."""
+        stored = None
+        record.close(call)
+        request = call.request
+        subject = self._subject_of(call)
+        if subject:
+            usage_subject = self._settings.subject(f"usage.{subject}")
+            payload = record.to_event().SerializeToString()
+            headers = telemetry.nats_headers()
+            if confirmed:
+                stored = self._publisher.publish_confirmed(usage_subject, payload, msg_id=record.request_id,
+                                                           headers=headers)
+            else:
+                self._publisher.publish(usage_subject, payload, msg_id=record.request_id, headers=headers)
+        key = call.snapshot.keys_by_id.get(request.key_id)
+        reason = audit_events.router_reason(record.error_class, key, request.key_id)
+        if reason is not None:
+            # A governance refusal is also an audit event (kept in audit_log by accounting).
+            audit_events.publish_refusal(
+                self._publisher, self._settings, request_id=record.request_id,
+                actor=audit_events.key_actor(request.key_id), team_id=key.team_id if key else "",
+                reason=reason, status=record.status, message=record.error_message,
+                route=subject or "token_count", model=request.model, ip="", service="router")
+        return stored

@@ -27,6 +27,10 @@ class Published:
         self.events: list[events_pb2.UsageEvent] = []
         self.refusals: list[tuple[events_pb2.AuditEvent, str]] = []
 
+    async def publish_confirmed(self, subject: str, data: bytes, **fields: Any) -> bool:
+        self.publish(subject, data, **fields)
+        return True
+
     def publish(self, subject: str, data: bytes, *, msg_id: str = "", **_: Any) -> None:
         if subject.endswith(".audit.refused"):
             self.refusals.append((events_pb2.AuditEvent.FromString(data), msg_id))
@@ -159,3 +163,51 @@ async def test_the_keys_team_and_person_are_recorded() -> None:
     keyless = Published()
     await run(record_stage(keyless), make_call(), Answering([start(), response()]))
     assert (keyless.events[0].team_id, keyless.events[0].person_id) == ("", "")
+
+
+class StoredLater(Published):
+    """JetStream's acknowledgement arrives only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored = asyncio.Event()
+        self.confirmed: list[str] = []
+
+    async def publish_confirmed(self, subject: str, data: bytes, **fields: Any) -> bool:
+        self.publish(subject, data, **fields)
+        await self.stored.wait()
+        self.confirmed.append(subject)
+        return True
+
+
+async def test_an_answer_ends_only_once_its_usage_event_is_stored() -> None:
+    """A router killed right after an answer's end must not lose its usage row: the caller sees
+    the end (the stage's generator finishing) only after JetStream stored the event."""
+    published = StoredLater()
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in record_stage(published)(make_call(), Answering([start(), response(), usage(1, 2)])):
+            seen.append(event.WhichOneof("kind"))
+        seen.append("end")
+
+    consuming = asyncio.create_task(consume())
+    for _ in range(20):   # every event is through, the event published, the end held back
+        await asyncio.sleep(0)
+    assert seen == ["start", "response"] and len(published.events) == 1 and not consuming.done()
+    published.stored.set()
+    await consuming
+    assert seen == ["start", "response", "end"] and len(published.confirmed) == 1
+
+
+async def test_a_failed_answer_does_not_wait_for_its_event() -> None:
+    """Only a completed answer waits for its event; a caller that went away is recorded unwaited."""
+    published = StoredLater()
+
+    async def cancelled(call: Call) -> Events:
+        yield start()
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run(record_stage(published), make_call(), cancelled)
+    assert len(published.events) == 1 and published.confirmed == []
