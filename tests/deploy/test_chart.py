@@ -42,6 +42,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                     "openai-responses": None,
                     "assemblyai": None,
                     "deepgram": {"replicaCount": 1, "autoscaling": {"enabled": False}},
+                    # A family's own session-stream port, like its own `port`.
+                    "anthropic": {"sessionPort": 50072},
                 }
             }
         },
@@ -170,6 +172,9 @@ def test_schema_rejects_bad_values() -> None:
         {"externalRedis": {"url": "http://redis"}},
         {"ingress": {"edgePaths": ["v1"]}},
         {"edge": {"autoscaling": {"targetCPUUtilizationPercentage": 300}}},
+        {"hopTransport": "udp"},
+        {"router": {"sessionPort": 70000}},
+        {"executor": {"families": {"openai": {"sessionPort": "50062"}}}},
     ):
         with pytest.raises(helm.HelmValuesError):
             render(bad)
@@ -346,6 +351,49 @@ def test_one_executor_deployment_per_family() -> None:
             }
 
 
+# Session streams on plain TCP: router and executors listen on a `sessions` port as well
+# (OMNIROUTE_HOP_TCP_PORT); clients learn it from the gRPC port and dial the pod address.
+SESSION_PORTS = {"router": 50052, "executor": 50062}
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "families", "production-example"])
+def test_router_and_executors_serve_session_streams_on_their_sessions_port(scenario: str) -> None:
+    objs = objects(scenario)
+    services = of_kind(objs, "Service")
+    for d in of_kind(objs, "Deployment"):
+        name, comp = d["metadata"]["name"], component(d)
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        env = env_of(c)
+        if comp not in SESSION_PORTS:
+            assert "sessions" not in ports and "OMNIROUTE_HOP_TCP_PORT" not in env, name
+            continue
+        expected = 50072 if (scenario, name) == ("families", "omniroute-executor-anthropic") else (
+            SESSION_PORTS[comp])
+        assert ports["sessions"] == expected != ports["grpc"], name
+        assert env["OMNIROUTE_HOP_TCP_PORT"]["value"] == str(expected), name
+        # Both Services (the headless one is what clients resolve) carry the port.
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        mine = [s for s in services if selects(s["spec"]["selector"], labels)]
+        assert {s["spec"].get("clusterIP") == "None" for s in mine} == {True, False}, name
+        for s in mine:
+            (port,) = [p for p in s["spec"]["ports"] if p["name"] == "sessions"]
+            assert port["port"] == expected and port["targetPort"] == "sessions", s["metadata"]["name"]
+
+
+def test_hop_transport_reaches_edge_and_router() -> None:
+    """hopTransport is OMNIROUTE_HOP_TRANSPORT of the two callers (edge → router, router →
+    executor); the other services make no such hops."""
+    for values, expected in (({}, "tcp"), ({"hopTransport": "stream"}, "stream"),
+                             ({"hopTransport": "unary"}, "unary")):
+        envs = _container_envs(render(deep_merge(EXTERNAL, values)))
+        for name, env in envs.items():
+            if name in ("omniroute-edge", "omniroute-router"):
+                assert env["OMNIROUTE_HOP_TRANSPORT"]["value"] == expected, name
+            else:
+                assert "OMNIROUTE_HOP_TRANSPORT" not in env, name
+
+
 def test_service_wiring_env() -> None:
     objs = objects("external")
     deps = by_name(objs, "Deployment")
@@ -403,7 +451,6 @@ LEFT_TO_DEFAULTS = {
     "OMNIROUTE_BODY_TIMEOUT_S": "edge: time to receive a request body (60 s)",
     "OMNIROUTE_PROGRESS_INTERVAL_S": "edge: SSE progress comments while waiting (1 s)",
     "OMNIROUTE_UPSTREAM_TIMEOUT_S": "executor/router: upstream timeout (600 s)",
-    "OMNIROUTE_HOP_TRANSPORT": "edge/router: internal hops as session-stream messages (stream) or unary calls",
     "OMNIROUTE_HOP_STREAMS": "edge/router: session streams per peer pod address (4)",
     "OMNIROUTE_HOP_DNS_REFRESH_S": "edge/router: re-resolve the headless Services every 5 s",
     "OMNIROUTE_HOP_WINDOW": "edge/router: frames of one streamed answer in flight before credit (64)",
@@ -747,6 +794,66 @@ def test_network_policies(scenario: str) -> None:
                                 cp["name"] for cp in d["spec"]["template"]["spec"]["containers"][0]["ports"]
                             }
                             assert port["port"] in names, (comp, port)
+
+
+def _pod_peers(rule: Obj, key: str) -> set[str]:
+    return {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for p in rule.get(key, []) if "podSelector" in p}
+
+
+def _allowed(policy: Obj, direction: str, peer: str) -> set[str]:
+    """The ports a component's policy opens to (egress) or from (ingress) the pods of `peer`."""
+    key = "to" if direction == "egress" else "from"
+    return {port["port"] for r in policy["spec"].get(direction, []) if peer in _pod_peers(r, key)
+            for port in r["ports"]}
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "families", "production-example"])
+def test_network_policies_let_session_streams_through_where_grpc_goes(scenario: str) -> None:
+    """Edge → router and router → executor: `sessions` is allowed both ways (caller's egress,
+    callee's ingress) next to `grpc`; the admin only calls gRPC."""
+    objs = objects(scenario)
+    policies = {component(p): p for p in of_kind(objs, "NetworkPolicy")}
+    for caller, callee in (("edge", "router"), ("router", "executor")):
+        assert {"grpc", "sessions"} <= _allowed(policies[caller], "egress", callee), (caller, callee)
+        assert {"grpc", "sessions"} <= _allowed(policies[callee], "ingress", caller), (caller, callee)
+    for callee in ("router", "executor"):
+        assert _allowed(policies["admin"], "egress", callee) == {"grpc"}
+        assert _allowed(policies[callee], "ingress", "admin") == {"grpc"}
+    # Named ports a policy lets a component reach exist on the pods it reaches.
+    deps = of_kind(objs, "Deployment")
+    for comp, p in policies.items():
+        for r in p["spec"]["egress"]:
+            for peer in _pod_peers(r, "to"):
+                pods = [d for d in deps if component(d) == peer]
+                for port in r["ports"]:
+                    for d in pods:
+                        names = {cp["name"] for cp in d["spec"]["template"]["spec"]["containers"][0]["ports"]}
+                        assert port["port"] in names, (comp, peer, port, d["metadata"]["name"])
+
+
+def test_no_session_port_no_sessions_rule() -> None:
+    """Without router.sessionPort the router renders as before: no `sessions` port, no env, and
+    no policy names a port its pods lack."""
+    objs = render(deep_merge(EXTERNAL, {"router": {"sessionPort": None}}))
+    router = by_name(objs, "Deployment")["omniroute-router"]["spec"]["template"]["spec"]["containers"][0]
+    assert "sessions" not in {p["name"] for p in router["ports"]}
+    assert "OMNIROUTE_HOP_TCP_PORT" not in env_of(router)
+    policies = {component(p): p for p in of_kind(objs, "NetworkPolicy")}
+    assert "sessions" not in _allowed(policies["edge"], "egress", "router")
+    assert "sessions" not in _allowed(policies["router"], "ingress", "edge")
+    assert "sessions" in _allowed(policies["router"], "egress", "executor")
+    assert not validate(objs)
+    # Executors without a common sessionPort: only a family given its own has one, and the
+    # router may still reach it.
+    objs = render(deep_merge(EXTERNAL, {"executor": {"sessionPort": None,
+                                                     "families": {"anthropic": {"sessionPort": 50072}}}}))
+    with_sessions = {d["metadata"]["name"] for d in of_kind(objs, "Deployment")
+                     if "sessions" in {p["name"] for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]}}
+    assert with_sessions == {"omniroute-router", "omniroute-executor-anthropic"}
+    policies = {component(p): p for p in of_kind(objs, "NetworkPolicy")}
+    assert "sessions" in _allowed(policies["router"], "egress", "executor")
+    assert "sessions" in _allowed(policies["executor"], "ingress", "router")
 
 
 def test_network_policy_can_be_disabled() -> None:

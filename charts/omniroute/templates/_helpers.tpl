@@ -327,9 +327,12 @@ readinessProbe:
 One service: ServiceAccount, Deployment, Service(s), HPA, PDB.
 (dict "root" $ "component" "edge" "name" "edge" "family" "" "image" "edge"
       "protocol" "http|grpc" "portName" "http|grpc|health" "exposePort" true
-      "portEnv" "OMNIROUTE_PORT" "args" (list) "needs" (list ...) "cfg" $cfg
+      "portEnv" "OMNIROUTE_PORT" "sessionPort" 50052 "args" (list) "needs" (list ...) "cfg" $cfg
       "vars" (dict NAME value) "secretEnv" "<EnvVar yaml with valueFrom>"
       "volumes" "<yaml>" "volumeMounts" "<yaml>" "checksums" (list ...) "headless" false)
+sessionPort (router, executor): the plain-TCP port of the session streams — a `sessions`
+container/Service port and OMNIROUTE_HOP_TCP_PORT; clients learn it from the gRPC port and
+connect to the pod's address. Components without one render no such port.
 */}}
 {{- define "omniroute.workload" -}}
 {{- $root := .root -}}
@@ -436,6 +439,11 @@ spec:
             - name: {{ .portName }}
               containerPort: {{ $cfg.port }}
               protocol: TCP
+            {{- with .sessionPort }}
+            - name: sessions
+              containerPort: {{ . }}
+              protocol: TCP
+            {{- end }}
             - name: metrics
               containerPort: {{ $metricsPort }}
               protocol: TCP
@@ -443,6 +451,9 @@ spec:
             {{- $vars := deepCopy (.vars | default dict) }}
             {{- if .portEnv }}
             {{- $_ := set $vars .portEnv (toString $cfg.port) }}
+            {{- end }}
+            {{- with .sessionPort }}
+            {{- $_ := set $vars "OMNIROUTE_HOP_TCP_PORT" . }}
             {{- end }}
             {{- include "omniroute.env" (dict "root" $root "component" .component "needs" .needs "cfg" $cfg "vars" $vars "secretEnv" .secretEnv) | nindent 12 }}
           {{- include "omniroute.probes" (dict "protocol" .protocol "portName" .portName "cfg" $cfg) | nindent 10 }}
@@ -494,13 +505,20 @@ spec:
       {{- else }}
       appProtocol: http
       {{- end }}
+    {{- with .sessionPort }}
+    - name: sessions
+      port: {{ . }}
+      targetPort: sessions
+      protocol: TCP
+    {{- end }}
     - name: metrics
       port: {{ $metricsPort }}
       targetPort: metrics
       protocol: TCP
 {{- if .headless }}
 ---
-# Headless: gRPC clients resolve every pod address (round_robin balancing across replicas).
+# Headless: gRPC clients resolve every pod address (round_robin balancing across replicas);
+# session-stream clients connect to those addresses' `sessions` port.
 apiVersion: v1
 kind: Service
 metadata:
@@ -519,6 +537,12 @@ spec:
       targetPort: {{ .portName }}
       protocol: TCP
       appProtocol: grpc
+    {{- with .sessionPort }}
+    - name: sessions
+      port: {{ . }}
+      targetPort: sessions
+      protocol: TCP
+    {{- end }}
 {{- end }}
 {{- if $cfg.autoscaling.enabled }}
 ---
