@@ -65,8 +65,9 @@ class Mock:
 
 class OmniRoute:
     def __init__(self, mock: Mock, cpus: set[int], work_dir: Path, *, router_replicas: int = 1,
-                 edge_workers: int = 1) -> None:
+                 edge_workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         self.mock, self.cpus, self.work_dir = mock, cpus, work_dir
+        self.extra_env = extra_env or {}   # on top of the stack's own (e.g. OMNIROUTE_EDGE_SERVER)
         self.router_replicas, self.edge_workers = router_replicas, edge_workers
         self._database = temp_database()
         self.stack: Stack | None = None
@@ -88,7 +89,7 @@ class OmniRoute:
                "NATS_URL": NATS_URL, "OMNIROUTE_MASTER_KEY": secrets.generate_master_key(),
                "OMNIROUTE_CONFIG": str(self.work_dir / "omniroute.yaml"), "REQUIRE_API_KEY": "true",
                "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS": "true", "LOG_LEVEL": "warning",
-               "OMNIROUTE_BACKUP_DIR": str(self.work_dir / "backups")}
+               "OMNIROUTE_BACKUP_DIR": str(self.work_dir / "backups"), **self.extra_env}
         self.stack = Stack(ports=Ports.free(), env=env, log_dir=self.work_dir / "logs", cpus=self.cpus,
                            router_replicas=self.router_replicas, edge_workers=self.edge_workers)
         self.stack.start(timeout=90)
