@@ -1,12 +1,13 @@
 """The hop floor: a do-nothing edge → router → executor chain on the gateway's own transport, three
 processes on one CPU (as `make bench` pins the system under test). The "router" forwards each
 request to the "executor", which answers at once with a 600-byte response; the client stands in
-for the edge (no HTTP). Both transports the gateway has (OMNIROUTE_HOP_TRANSPORT): `unary`
-(ChatWhole → ExecuteWhole, one gRPC call per hop) and `stream` (omniroute.hop_streams: a message
-on a long-lived session stream per hop), with the servers' answer functions served the same way
-for both, as the real servicers do. What the gateway adds over this floor is its own work.
+for the edge (no HTTP). The transports the gateway has (OMNIROUTE_HOP_TRANSPORT): `unary`
+(ChatWhole → ExecuteWhole, one gRPC call per hop), `stream` (omniroute.hop_streams: a message
+on a long-lived gRPC session stream per hop) and `tcp` (the same session messages on plain TCP,
+hop_streams.tcp), with the servers' answer functions served the same way for all, as the real
+servicers do. What the gateway adds over this floor is its own work.
 
-    python -m bench.hop_floor [--calls 2000] [--cpu 1] [--transports unary,stream]
+    python -m bench.hop_floor [--calls 2000] [--cpu 1] [--transports unary,stream,tcp] [--rounds 1]
 
 Sequential calls 20 ms apart (bench/grpc_hop.py's method); prints p50, p99 and CPU per request in
 each of the three processes.
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +34,7 @@ from omniroute.devstack.stack import free_port
 from omniroute.executor_pool import ExecutorPool
 from omniroute.hop_streams import server as hop_server
 from omniroute.hop_streams.stubs import RouterStreams
+from omniroute.hop_streams.tcp import TcpSessionServer
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -42,6 +45,9 @@ _BODY = b'{"model":"m","messages":[{"role":"user","content":"' + b"y" * 540 + b'
 
 
 class _Executor(executor_pb2_grpc.ExecutorServicer):
+    def __init__(self) -> None:
+        self.tcp = TcpSessionServer("/omniroute.v1.Executor/Session", executor_pb2.ExecutorSessionIn, self.answer)
+
     async def answer(self, request: Any, parent: Any) -> AsyncIterator[common_pb2.AnswerEvent]:
         yield _RESPONSE
 
@@ -49,13 +55,14 @@ class _Executor(executor_pb2_grpc.ExecutorServicer):
         return common_pb2.AnswerEvents(events=[event async for event in self.answer(request, None)])
 
     async def Session(self, requests: Any, context: Any) -> AsyncIterator[common_pb2.SessionOut]:
-        async for out in hop_server.serve(requests, context, self.answer):
+        async for out in hop_server.serve(requests, context, self.answer, self.tcp.port):
             yield out
 
 
 class _Router(router_pb2_grpc.RouterServicer):
     def __init__(self, pool: ExecutorPool) -> None:
         self._pool = pool
+        self.tcp = TcpSessionServer("/omniroute.v1.Router/Session", router_pb2.RouterSessionIn, self.answer)
 
     async def answer(self, request: router_pb2.ChatRequest, parent: Any) -> AsyncIterator[common_pb2.AnswerEvent]:
         call = executor_pb2.ExecuteRequest(request_id=request.request_id, body=request.body)
@@ -67,17 +74,22 @@ class _Router(router_pb2_grpc.RouterServicer):
         return common_pb2.AnswerEvents(events=[event async for event in self.answer(request, None)])
 
     async def Session(self, requests: Any, context: Any) -> AsyncIterator[common_pb2.SessionOut]:
-        async for out in hop_server.serve(requests, context, self.answer):
+        async for out in hop_server.serve(requests, context, self.answer, self.tcp.port):
             yield out
 
 
 async def _serve(role: str, port: int, next_port: int, transport: str) -> None:
     server = grpc.aio.server()
+    servicer: _Executor | _Router
     if role == "executor":
-        executor_pb2_grpc.add_ExecutorServicer_to_server(_Executor(), server)
+        servicer = _Executor()
+        executor_pb2_grpc.add_ExecutorServicer_to_server(servicer, server)
     else:
-        pool = ExecutorPool(Settings(executor_addr=f"127.0.0.1:{next_port}"), transport=transport)
-        router_pb2_grpc.add_RouterServicer_to_server(_Router(pool), server)
+        pool = ExecutorPool(Settings(executor_addr=f"127.0.0.1:{next_port}", hop_transport=transport),
+                            transport=transport)
+        servicer = _Router(pool)
+        router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
+    await servicer.tcp.start("127.0.0.1", 0)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
@@ -86,7 +98,8 @@ async def _serve(role: str, port: int, next_port: int, transport: str) -> None:
 async def _measure(port: int, transport: str, pids: list[int], calls: int) -> dict[str, float]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     unary = router_pb2_grpc.RouterStub(channel)
-    router: Any = RouterStreams(Settings(router_addr=f"127.0.0.1:{port}"), unary) if transport == "stream" else unary
+    router: Any = RouterStreams(Settings(router_addr=f"127.0.0.1:{port}", hop_transport=transport), unary) \
+        if transport != "unary" else unary
     request = router_pb2.ChatRequest(request_id="r", body=_BODY, model="m")
     for _ in range(_WARM_UP_CALLS):
         answer = await router.ChatWhole(request)
@@ -100,7 +113,7 @@ async def _measure(port: int, transport: str, pids: list[int], calls: int) -> di
         await asyncio.sleep(_PAUSE_S)
     client_cpu = time.process_time() - client_before
     router_cpu, executor_cpu = (cpu_seconds([pid]) - was for pid, was in zip(pids, before, strict=True))
-    if transport == "stream":
+    if transport != "unary":
         await router.close()
     await channel.close()
     latencies.sort()
@@ -135,9 +148,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hop_floor")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--cpu", type=int, default=1, help="the one CPU the three processes run on")
-    parser.add_argument("--transports", default="unary,stream")
+    parser.add_argument("--transports", default="unary,stream,tcp")
+    parser.add_argument("--rounds", type=int, default=1, help="each transport this many times, interleaved")
     parser.add_argument("--role", choices=["executor", "router", "client"], help=argparse.SUPPRESS)
-    parser.add_argument("--transport", choices=["unary", "stream"], help=argparse.SUPPRESS)
+    parser.add_argument("--transport", choices=["unary", "stream", "tcp"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--next-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--pids", default="", help=argparse.SUPPRESS)
@@ -151,8 +165,18 @@ def main() -> None:
         pids = [int(pid) for pid in args.pids.split(",")]
         print(json.dumps(uvloop.run(_measure(args.port, args.transport, pids, args.calls))))
         return
-    results = {transport: _run(transport, args.calls, args.cpu) for transport in args.transports.split(",")}
+    transports = args.transports.split(",")
+    rounds: dict[str, list[dict[str, float]]] = {transport: [] for transport in transports}
+    for _ in range(args.rounds):
+        for transport in transports:
+            rounds[transport].append(_run(transport, args.calls, args.cpu))
+    results = {transport: runs[0] if len(runs) == 1 else {"median": _medians(runs), "runs": runs}
+               for transport, runs in rounds.items()}
     print(json.dumps({"cpu": args.cpu, "calls": args.calls, "load_average": os.getloadavg(), **results}, indent=1))
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(run[name] for run in runs) for name in runs[0]}
 
 
 if __name__ == "__main__":

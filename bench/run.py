@@ -159,7 +159,7 @@ def main() -> None:
 
             report["hop_floor"] = {transport: hop_floor._run(transport, 300 if args.quick else 2000,
                                                              min(sut_cpus))
-                                   for transport in ("unary", "stream")}
+                                   for transport in ("unary", "stream", "tcp")}
         for name, replicas in (("omniroute", 1), ("omniroute2", 2)):
             if name in only:
                 report["targets"][name] = run_omniroute(mock, sut_cpus, load_cpus, work / name, body,

@@ -30,7 +30,7 @@ class ExecutorPool:
 
     def __init__(self, settings: Settings, transport: str = "unary") -> None:
         self._settings = settings
-        self._streams = transport == "stream"
+        self._streams = transport in ("stream", "tcp")   # ExecutorStreams reads which from settings
         self._stubs: dict[str, executor_pb2_grpc.ExecutorStub | ExecutorStreams] = {}
         self._channels: list[grpc.aio.Channel] = []
 

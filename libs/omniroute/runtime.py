@@ -7,12 +7,15 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from omniroute import control, settings
+
+if TYPE_CHECKING:
+    from omniroute.hop_streams.tcp import TcpSessionServer
 
 
 def setup_logging(service: str) -> None:
@@ -76,11 +79,17 @@ GRPC_OPTIONS = [
 
 
 async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, port: int,
-                     service_names: list[str], grace_s: float | None = None) -> None:
+                     service_names: list[str], grace_s: float | None = None,
+                     tcp_sessions: TcpSessionServer | None = None) -> None:
     """Serve until SIGTERM, then stop taking calls and let running streams finish (`grace_s`,
-    by default OMNIROUTE_DRAIN_S: the chart sets it from the pod's termination grace period)."""
+    by default OMNIROUTE_DRAIN_S: the chart sets it from the pod's termination grace period).
+    `tcp_sessions`: the session streams on plain TCP too (OMNIROUTE_HOP_TCP_PORT; before the
+    gRPC port opens, so that its `Session` headers can name that port)."""
+    config = settings.load()
     if grace_s is None:
-        grace_s = settings.load().drain_s
+        grace_s = config.drain_s
+    if tcp_sessions is not None and config.hop_tcp_port >= 0:
+        await tcp_sessions.start(host, config.hop_tcp_port)
     server = grpc.aio.server(options=GRPC_OPTIONS)
     register(server)
     health_servicer = health.aio.HealthServicer()
@@ -98,7 +107,7 @@ async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, 
     from omniroute.hop_streams import server as hop_streams_server
 
     await hop_streams_server.drain_all()
-    await server.stop(grace_s)
+    await asyncio.gather(server.stop(grace_s), *([tcp_sessions.close(grace_s)] if tcp_sessions else []))
 
 
 def channel(address: str, options: list[tuple[str, int]] | None = None) -> grpc.aio.Channel:

@@ -117,9 +117,13 @@ class Settings:
     # sets it from the pod's termination grace period).
     drain_s: float = field(default_factory=lambda: float(os.environ.get("OMNIROUTE_DRAIN_S", "30")))
     # How edge → router and router → executor calls travel (omniroute.hop_streams): "stream" =
-    # messages on long-lived bidi streams, many requests multiplexed by id; "unary" = one gRPC
-    # call per request (the Chat / ChatWhole / Execute / ExecuteWhole RPCs).
-    hop_transport: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_HOP_TRANSPORT", "stream"))
+    # messages on long-lived gRPC bidi streams, many requests multiplexed by id; "tcp" = the same
+    # messages on plain TCP connections (hop_streams.tcp; the port is learnt from the server);
+    # "unary" = one gRPC call per request (the Chat / ChatWhole / Execute / ExecuteWhole RPCs).
+    hop_transport: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_HOP_TRANSPORT", "tcp"))
+    # Router and executor: the TCP port of their session streams (0: any free port, named to
+    # clients in the gRPC Session stream's headers; -1: none). The chart fixes it (NetworkPolicy).
+    hop_tcp_port: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_HOP_TCP_PORT", "0")))
     # Long-lived streams per peer address (each address a name resolves to: every pod of a
     # headless Service), and how often such a name is resolved again.
     hop_streams_per_peer: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_HOP_STREAMS", "4")))

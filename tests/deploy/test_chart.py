@@ -448,6 +448,7 @@ LEFT_TO_DEFAULTS = {
     "OMNIROUTE_MAX_BODY_BYTES": "edge: request body limit (32 MiB; match the ingress body size)",
     "OMNIROUTE_MAX_AUDIO_BYTES": "edge: audio upload limit (25 MiB)",
     "OMNIROUTE_EDGE_WORKERS": "edge: processes per pod (1; scale with replicas instead)",
+    "OMNIROUTE_EDGE_SERVER": "edge: uvicorn; granian only for bench/edge_server.py's comparison (benchmarks only)",
     "OMNIROUTE_BODY_TIMEOUT_S": "edge: time to receive a request body (60 s)",
     "OMNIROUTE_PROGRESS_INTERVAL_S": "edge: SSE progress comments while waiting (1 s)",
     "OMNIROUTE_UPSTREAM_TIMEOUT_S": "executor/router: upstream timeout (600 s)",

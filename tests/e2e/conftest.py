@@ -21,8 +21,8 @@ def mock_upstream() -> Iterator[MockServer]:
 
 
 def gateway_config(mock_upstream: MockServer) -> dict[str, Any]:
-    """The e2e stack's configuration (also started with unary-call hops:
-    test_unary_hops_stack.py)."""
+    """The e2e stack's configuration (also started on the other hop transports:
+    test_other_hop_transports.py)."""
     return {
         "providers": [
             {"id": "myopenai", "type": "openai", "base_url": f"{mock_upstream.url}/v1",

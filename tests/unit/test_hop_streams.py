@@ -1,10 +1,12 @@
-"""Session streams (omniroute.hop_streams): many requests on one long-lived gRPC stream, each with
+"""Session streams (omniroute.hop_streams): many requests on one long-lived stream, each with
 its own cancellation, deadline, back-pressure and trace context; a broken stream fails only the
 requests whose answer had begun, the others go to another replica; streams re-open.
 
-Real gRPC servers in this process serve `Router.Session` through `hop_streams.server.serve` with a
-scripted answer function (the request's `model` says what to do); the client is `RouterStreams`,
-what the edge uses."""
+Every test runs on both stream transports: gRPC bidi streams (`stream`) and the same sessions on
+plain TCP (`tcp`: hop_streams.tcp, its port learnt from the gRPC stream's headers). Real servers
+in this process serve `Router.Session` through `hop_streams.server.serve` (and a
+`TcpSessionServer`) with a scripted answer function (the request's `model` says what to do); the
+client is `RouterStreams`, what the edge uses."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from omniroute.devstack.stack import free_port
 from omniroute.hop_streams import server as hop_server
 from omniroute.hop_streams.peers import PeerStreams, split_target
 from omniroute.hop_streams.stubs import RouterStreams
+from omniroute.hop_streams.tcp import TcpSessionServer
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
 
@@ -72,12 +75,25 @@ class Script:
             raise
 
 
+#: The transport of the test that runs (the `transport` fixture sets it for every test).
+TRANSPORT = "stream"
+
+
+@pytest.fixture(autouse=True, params=["stream", "tcp"])
+def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    global TRANSPORT
+    TRANSPORT = request.param
+    yield TRANSPORT
+    TRANSPORT = "stream"
+
+
 class _Servicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, tcp: TcpSessionServer) -> None:
         self.script = script
+        self.tcp = tcp
 
     async def Session(self, requests: Any, context: Any) -> AsyncIterator[common_pb2.SessionOut]:
-        async for out in hop_server.serve(requests, context, self.script.answer):
+        async for out in hop_server.serve(requests, context, self.script.answer, self.tcp.port):
             yield out
 
 
@@ -85,20 +101,28 @@ class _Servicer(router_pb2_grpc.RouterServicer):
 class Served:
     script: Script
     server: grpc.aio.Server
+    tcp: TcpSessionServer
     port: int
+
+    async def stop(self) -> None:
+        """Killed: every stream to it breaks, on both transports."""
+        await asyncio.gather(self.server.stop(None), self.tcp.close(0))
 
 
 async def serve(name: str, port: int | None = None, host: str = "127.0.0.1") -> Served:
     script = Script(name)
+    tcp = TcpSessionServer("/omniroute.v1.Router/Session", router_pb2.RouterSessionIn, script.answer)
+    await tcp.start(host, 0)
     server = grpc.aio.server()
-    router_pb2_grpc.add_RouterServicer_to_server(_Servicer(script), server)
+    router_pb2_grpc.add_RouterServicer_to_server(_Servicer(script, tcp), server)
     port = server.add_insecure_port(f"{host}:{port or free_port()}")
     await server.start()
-    return Served(script, server, port)
+    return Served(script, server, tcp, port)
 
 
 def client(target: str, streams: int = 1, window: int = 64) -> RouterStreams:
-    settings = Settings(router_addr=target, hop_streams_per_peer=streams, hop_window=window)
+    settings = Settings(router_addr=target, hop_streams_per_peer=streams, hop_window=window,
+                        hop_transport=TRANSPORT)
     return RouterStreams(settings, unary=None)  # type: ignore[arg-type]   # ListModels is not used here
 
 
@@ -110,11 +134,20 @@ async def texts(call: Any) -> list[str]:
     return [event.chunk.data.decode() async for event in call]
 
 
+async def ready_streams(router: RouterStreams, count: int) -> None:
+    await router.ChatWhole(request("echo:1"))   # the first request opens the set
+    for _ in range(200):
+        if len([s for address in router.peer.addresses.values() for s in address.streams if s.ready]) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} streams did not open")
+
+
 @pytest.fixture
 async def one() -> AsyncIterator[Served]:
     served = await serve("a")
     yield served
-    await served.server.stop(None)
+    await served.stop()
 
 
 async def test_many_concurrent_requests_on_one_stream_each_get_their_own_answer(one: Served) -> None:
@@ -135,11 +168,7 @@ async def test_many_concurrent_requests_on_one_stream_each_get_their_own_answer(
 async def test_requests_spread_over_the_peers_streams(one: Served) -> None:
     router = client(f"127.0.0.1:{one.port}", streams=4)
     try:
-        await router.ChatWhole(request("echo:1"))   # the first request opens the set
-        for _ in range(100):
-            if len([s for address in router.peer.addresses.values() for s in address.streams if s.ready]) == 4:
-                break
-            await asyncio.sleep(0.01)
+        await ready_streams(router, 4)
         one.script.arrived.clear()
         calls = [router.Chat(request("hang", f"h{n}")) for n in range(8)]
         iterators = [call.__aiter__() for call in calls]
@@ -257,6 +286,7 @@ async def test_a_killed_replica_fails_only_answers_that_had_begun_on_it() -> Non
     a, b = await serve("a"), await serve("b")
     router = client(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}", streams=2)
     try:
+        await ready_streams(router, 4)   # both replicas' streams open (else the first to open takes all)
         begun = [router.Chat(request("begun", f"b{n}")).__aiter__() for n in range(12)]
         firsts = [(await it.__anext__()).chunk.data.decode() for it in begun]
         late = [asyncio.create_task(texts(router.Chat(request("late", f"l{n}")))) for n in range(12)]
@@ -264,7 +294,7 @@ async def test_a_killed_replica_fails_only_answers_that_had_begun_on_it() -> Non
             await asyncio.sleep(0.01)
         late_on_a = [r for r in a.script.arrived if r.startswith("l")]
         assert firsts.count("a") > 0 and late_on_a   # both kinds were on A
-        await a.server.stop(None)   # killed: its streams break
+        await a.stop()   # killed: its streams break
         b.script.release.set()
         outcomes: list[str] = []
         for it in begun:
@@ -286,10 +316,10 @@ async def test_a_killed_replica_fails_only_answers_that_had_begun_on_it() -> Non
                     break
             assert ["a2"] in answers and ["b"] in answers
         finally:
-            await a2.server.stop(None)
+            await a2.stop()
     finally:
         await router.close()
-        await b.server.stop(None)
+        await b.stop()
 
 
 async def test_no_replica_listening_is_unavailable_at_once() -> None:
@@ -355,7 +385,8 @@ async def test_a_names_addresses_are_followed_as_they_change(dns: dict[str, list
     served = await serve("a", host="0.0.0.0")
     dns["pods.test"] = ["127.0.0.1"]
     peer = PeerStreams(f"pods.test:{served.port}", "/omniroute.v1.Router/Session", router_pb2.RouterFrame,
-                       router_pb2.RouterSessionIn, streams_per_address=1, window=8, dns_refresh_s=0.05)
+                       router_pb2.RouterSessionIn, streams_per_address=1, window=8, dns_refresh_s=0.05,
+                       tcp=TRANSPORT == "tcp")
     try:
         stream = await peer.pick()
         assert list(peer.addresses) == [f"ipv4:127.0.0.1:{served.port}"] and stream.ready
@@ -374,4 +405,41 @@ async def test_a_names_addresses_are_followed_as_they_change(dns: dict[str, list
         assert stream.closed
     finally:
         await peer.close()
-        await served.server.stop(None)
+        await served.stop()
+
+
+async def test_each_transport_carries_the_sessions_it_names(one: Served, transport: str) -> None:
+    """`tcp`: the streams are TCP connections to the port the gRPC stream's headers named;
+    `stream`: gRPC calls."""
+    from omniroute.hop_streams.tcp import TcpCall
+
+    router = client(f"127.0.0.1:{one.port}", streams=2)
+    try:
+        assert await texts(router.Chat(request("echo:2", "t"))) == ["t/0", "t/1"]
+        streams = [s for address in router.peer.addresses.values() for s in address.streams]
+        assert streams and all(isinstance(s._call, TcpCall) == (transport == "tcp") for s in streams)
+    finally:
+        await router.close()
+
+
+async def test_a_server_that_names_no_tcp_port_is_reached_on_grpc(transport: str) -> None:
+    served = await serve("plain")
+    served.tcp.port = 0   # an older server: no TCP sessions named in its headers
+    router = client(f"127.0.0.1:{served.port}")
+    try:
+        assert await texts(router.Chat(request("echo:1", "p"))) == ["p/0"]
+        stream = next(iter(router.peer.addresses.values())).streams[0]
+        assert isinstance(stream._call, grpc.aio.StreamStreamCall)
+    finally:
+        await router.close()
+        await served.stop()
+
+
+async def test_a_tcp_session_port_refuses_another_services_sessions(one: Served) -> None:
+    from omniroute.hop_streams.tcp import TcpCall
+
+    call = TcpCall("127.0.0.1", one.tcp.port, "/omniroute.v1.Executor/Session")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call.initial_metadata()
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    call.cancel()

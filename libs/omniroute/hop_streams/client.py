@@ -115,10 +115,10 @@ class ClientStream:
     """One long-lived `Session` stream. States: opening → ready → draining (the server asked, or
     the peer's address went away: no new requests; closed once idle) → closed."""
 
-    def __init__(self, channel: grpc.aio.Channel, method: str, frame_type: Any, message_type: Any,
+    def __init__(self, open_call: Callable[[], Any], frame_type: Any, message_type: Any,
                  address: str, on_closed: Callable[[ClientStream], None]) -> None:
-        self._method = channel.stream_stream(method, request_serializer=message_type.SerializeToString,
-                                             response_deserializer=common_pb2.SessionOut.FromString)
+        # A grpc.aio stream-stream call, or a tcp.TcpCall (the same methods, on plain TCP).
+        self._open_call = open_call
         self._frame_type = frame_type
         self._message_type = message_type
         self.address = address
@@ -138,7 +138,7 @@ class ClientStream:
         return len(self._pending)
 
     async def open(self) -> None:
-        self._call = self._method(wait_for_ready=False)
+        self._call = self._open_call()
         try:
             await asyncio.wait_for(self._call.initial_metadata(), OPEN_TIMEOUT_S)
         except BaseException:

@@ -16,8 +16,10 @@ from typing import Any
 import grpc
 
 from omniroute import runtime
-from omniroute.hop_streams.client import ClientStream, NotStarted, Pending
+from omniroute.hop_streams.client import OPEN_TIMEOUT_S, ClientStream, NotStarted, Pending
 from omniroute.hop_streams.frames import rpc_error
+from omniroute.hop_streams.server import PORT_HEADER
+from omniroute.hop_streams.tcp import TcpCall
 from omniroute.v1 import common_pb2
 
 log = logging.getLogger("omniroute.hop_streams")
@@ -43,15 +45,32 @@ def split_target(target: str) -> tuple[list[str], str | None, int]:
         return [], host, int(port)
 
 
-class AddressStreams:
-    """N streams to one address, over one channel (its own HTTP/2 connection)."""
+def tcp_host(address: str) -> str | None:
+    """The host part of one resolved address (`ipv4:1.2.3.4:5`, `ipv6:[::1]:5`, `1.2.3.4:5`), to
+    reach its TCP session port; None for a unix socket."""
+    if address.startswith("unix:"):
+        return None
+    host = address.removeprefix("ipv4:").removeprefix("ipv6:").rpartition(":")[0]
+    return host.strip("[]")
 
-    def __init__(self, address: str, count: int, method: str, frame_type: Any, message_type: Any) -> None:
+
+class AddressStreams:
+    """N streams to one address, over one channel (its own HTTP/2 connection); with `tcp`, over
+    plain TCP connections to the port the server names in its `Session` stream's headers (one
+    gRPC stream opened once to learn it), or on gRPC if it names none."""
+
+    def __init__(self, address: str, count: int, method: str, frame_type: Any, message_type: Any,
+                 tcp: bool = False) -> None:
         self.address = address
         self._count = count
         self._channel = runtime.channel(address, [("grpc.initial_reconnect_backoff_ms", 100),
                                                    ("grpc.max_reconnect_backoff_ms", 250)])
-        self._args = (method, frame_type, message_type)
+        self._method = method
+        self._session = self._channel.stream_stream(method, request_serializer=message_type.SerializeToString,
+                                                    response_deserializer=common_pb2.SessionOut.FromString)
+        self._args = (frame_type, message_type)
+        self._tcp_host = tcp_host(address) if tcp else None
+        self._tcp_port: int | None = None   # learnt from the server; 0: it serves no TCP sessions
         self.streams: list[ClientStream] = []
         self._attempt: asyncio.Task[ClientStream] | None = None
         self._backoff_s = BACKOFF_S[0]
@@ -65,8 +84,28 @@ class AddressStreams:
             self._attempt.add_done_callback(self._opened)
         return self._attempt
 
+    def _grpc_call(self) -> Any:
+        return self._session(wait_for_ready=False)
+
+    async def _opener(self) -> Callable[[], Any]:
+        """What opens one stream: a gRPC call, or a TCP connection to the port the server names."""
+        if self._tcp_host is None:
+            return self._grpc_call
+        if self._tcp_port is None:
+            call = self._grpc_call()
+            try:
+                headers = await asyncio.wait_for(call.initial_metadata(), OPEN_TIMEOUT_S)
+            finally:
+                call.cancel()
+            named = next((value for key, value in headers or () if key == PORT_HEADER), "")
+            self._tcp_port = int(named) if str(named).isdigit() else 0
+        if not self._tcp_port:
+            return self._grpc_call
+        host, port = self._tcp_host, self._tcp_port
+        return lambda: TcpCall(host, port, self._method)
+
     async def _open(self) -> ClientStream:
-        stream = ClientStream(self._channel, *self._args, address=self.address, on_closed=self._lost)
+        stream = ClientStream(await self._opener(), *self._args, address=self.address, on_closed=self._lost)
         await stream.open()
         self.streams.append(stream)
         return stream
@@ -75,6 +114,7 @@ class AddressStreams:
         if attempt.cancelled() or self.retired:
             return
         if attempt.exception() is not None:
+            self._tcp_port = None   # a restarted server may listen elsewhere: ask again
             self._schedule(self._backoff_s)
             self._backoff_s = min(BACKOFF_S[1], self._backoff_s * 2)
             return
@@ -116,9 +156,10 @@ class PeerStreams:
     """All session streams to one target (`host:port`, `dns:///name:port`, `ipv4:a:p,b:p`)."""
 
     def __init__(self, target: str, method: str, frame_type: Any, message_type: Any, *, streams_per_address: int,
-                 window: int, dns_refresh_s: float) -> None:
+                 window: int, dns_refresh_s: float, tcp: bool = False) -> None:
         self.target = target
         self._args = (method, frame_type, message_type)
+        self._tcp = tcp
         self._count = max(1, streams_per_address)
         self.window = window
         self._fixed, self._host, self._port = split_target(target)
@@ -132,7 +173,7 @@ class PeerStreams:
     def _use(self, addresses: list[str]) -> None:
         for address in addresses:
             if address not in self.addresses:
-                self.addresses[address] = AddressStreams(address, self._count, *self._args)
+                self.addresses[address] = AddressStreams(address, self._count, *self._args, tcp=self._tcp)
         for address in [known for known in self.addresses if known not in addresses]:
             gone = self.addresses.pop(address)
             gone.retire()

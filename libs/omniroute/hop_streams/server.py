@@ -17,6 +17,9 @@ from omniroute.v1 import common_pb2
 
 log = logging.getLogger("omniroute.hop_streams")
 
+#: The `Session` stream's header that names the TCP port serving the same sessions (tcp.py).
+PORT_HEADER = "omniroute-session-tcp-port"
+
 #: A service's answer to one request: the events the unary handler would send, given the
 #: request and the caller's trace context. The unary handlers call the same function.
 Answer = Callable[[Any, otel_context.Context], AsyncIterator[common_pb2.AnswerEvent]]
@@ -34,10 +37,12 @@ async def drain_all() -> None:
 
 
 async def serve(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any],
-                answer: Answer) -> AsyncIterator[common_pb2.SessionOut]:
-    """The `Session` RPC's handler (router and executor alike)."""
+                answer: Answer, tcp_port: int = 0) -> AsyncIterator[common_pb2.SessionOut]:
+    """The `Session` RPC's handler (router and executor alike). `tcp_port`: where the same
+    sessions are served on plain TCP (tcp.TcpSessionServer), told to the client in the headers."""
     session = ServerSession(answer)
-    async for out in session.run(requests, context):
+    headers = ((PORT_HEADER, str(tcp_port)),) if tcp_port else ()
+    async for out in session.run(requests, context, headers):
         yield out
 
 
@@ -78,10 +83,10 @@ class ServerSession:
         self._drain_wanted = True
         self._out.put_nowait(common_pb2.SessionEvents())   # wakes the writer; id 0 is never a request
 
-    async def run(self, requests: AsyncIterator[Any],
-                  context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.SessionOut]:
+    async def run(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any],
+                  headers: tuple[tuple[str, str], ...] = ()) -> AsyncIterator[common_pb2.SessionOut]:
         # Headers now: the client knows the stream is open before it puts a request on it.
-        await context.send_initial_metadata(())
+        await context.send_initial_metadata(headers)
         reader = asyncio.create_task(self._read(requests))
         _live.add(self)
         try:

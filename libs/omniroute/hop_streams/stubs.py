@@ -70,7 +70,8 @@ async def _whole(peer: PeerStreams, request: Any, options: common_pb2.SessionSta
 
 def _peer(settings: Settings, address: str, method: str, frame_type: Any, message_type: Any) -> PeerStreams:
     return PeerStreams(address, method, frame_type, message_type, streams_per_address=settings.hop_streams_per_peer,
-                       window=settings.hop_window, dns_refresh_s=settings.hop_dns_refresh_s)
+                       window=settings.hop_window, dns_refresh_s=settings.hop_dns_refresh_s,
+                       tcp=settings.hop_transport == "tcp")
 
 
 class RouterStreams:

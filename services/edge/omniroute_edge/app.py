@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         unary = router_pb2_grpc.RouterStub(channel)
         # OMNIROUTE_HOP_TRANSPORT=stream: requests as messages on long-lived streams (ListModels unary)
         router: router_pb2_grpc.RouterStub | RouterStreams = \
-            RouterStreams(settings, unary) if settings.hop_transport == "stream" else unary
+            RouterStreams(settings, unary) if settings.hop_transport in ("stream", "tcp") else unary
         app.state.edge = EdgeState(settings=settings, config=holder, router=router, admin=admin,
                                    nats=nats_client, publisher=publisher,
                                    mcp=mcp_pb2_grpc.McpGatewayStub(channel))

@@ -64,6 +64,7 @@ async def main() -> None:
 
     try:
         await runtime.serve_grpc(register, host=config.bind_host, port=config.executor_port,
+                                 tcp_sessions=servicer.tcp_sessions,
                                  service_names=["omniroute.v1.Executor",
                                                 *(["omniroute.v1.McpUpstream"] if mcp else [])])
     finally:

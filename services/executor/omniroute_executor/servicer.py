@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 from omniroute import ssrf, telemetry
 from omniroute.answers import internal_error
 from omniroute.hop_streams import server as hop_streams_server
+from omniroute.hop_streams.tcp import TcpSessionServer
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 from omniroute_executor import operations, upstream
 from omniroute_executor.chat import ChatUpstream
@@ -41,6 +42,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self._upstream = ChatUpstream(direct=direct or upstream.DirectClient(), proxied=self._clients,
                                       default_timeout_s=default_timeout_s,
                                       allow_private=ssrf.private_allowed())
+        # The same sessions on plain TCP (OMNIROUTE_HOP_TRANSPORT=tcp clients); runtime.serve_grpc starts it.
+        self.tcp_sessions = TcpSessionServer("/omniroute.v1.Executor/Session", executor_pb2.ExecutorSessionIn,
+                                             self.answer)
 
     async def Execute(self, request: executor_pb2.ExecuteRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
@@ -51,7 +55,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.SessionOut]:
         """Execute and ExecuteWhole as messages on one long-lived stream (omniroute.hop_streams):
         each request runs as its own task through `answer`, as the unary calls do."""
-        async for out in hop_streams_server.serve(requests, context, self.answer):
+        async for out in hop_streams_server.serve(requests, context, self.answer, self.tcp_sessions.port):
             yield out
 
     async def answer(self, request: executor_pb2.ExecuteRequest,

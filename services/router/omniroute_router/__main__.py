@@ -50,7 +50,8 @@ async def main() -> None:
 
     try:
         await runtime.serve_grpc(register, host=config.bind_host, port=config.router_port,
-                                 service_names=["omniroute.v1.Router", "omniroute.v1.McpGateway"])
+                                 service_names=["omniroute.v1.Router", "omniroute.v1.McpGateway"],
+                                 tcp_sessions=servicer.tcp_sessions)
     finally:
         # The publisher kept retrying while the server drained; it gets 5 s more (the process
         # is killed OMNIROUTE_DRAIN_S + 10 s after SIGTERM), then logs what it could not send.

@@ -15,6 +15,7 @@ from omniroute.bus.publisher import EventPublisher
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.executor_pool import ExecutorPool
 from omniroute.hop_streams import server as hop_streams_server
+from omniroute.hop_streams.tcp import TcpSessionServer
 from omniroute.model_lists import ModelLists
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, router_pb2, router_pb2_grpc
@@ -34,6 +35,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._discovered = Discovered(ModelLists(state.redis, settings.env))
         built = pipelines.build(settings, config, executors, state, publisher)
         self.chat, self.operations = built.chat, built.operations
+        # The same sessions on plain TCP (OMNIROUTE_HOP_TRANSPORT=tcp clients); runtime.serve_grpc starts it.
+        self.tcp_sessions = TcpSessionServer("/omniroute.v1.Router/Session", router_pb2.RouterSessionIn, self.answer)
 
     async def Chat(self, request: router_pb2.ChatRequest,
                    context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.AnswerEvent]:
@@ -49,7 +52,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[common_pb2.SessionOut]:
         """Chat and ChatWhole as messages on one long-lived stream (omniroute.hop_streams): each
         request runs as its own task through `answer`, as the unary calls do."""
-        async for out in hop_streams_server.serve(requests, context, self.answer):
+        async for out in hop_streams_server.serve(requests, context, self.answer, self.tcp_sessions.port):
             yield out
 
     async def answer(self, request: router_pb2.ChatRequest,
