@@ -147,6 +147,9 @@ class Settings:
         "OMNIROUTE_ALLOW_PRIVATE_UPSTREAMS", False))
     # --- edge ---
     edge_workers: int = field(default_factory=lambda: int(os.environ.get("OMNIROUTE_EDGE_WORKERS", "1")))
+    # The edge's HTTP server: uvicorn (httptools), or granian for re-measuring the choice
+    # (python -m bench.edge_server; bench/README.md). Granian is a benchmark dependency only.
+    edge_server: str = field(default_factory=lambda: os.environ.get("OMNIROUTE_EDGE_SERVER", "uvicorn"))
     # Time to receive a request body (a client that trickles it gets 408).
     body_timeout_s: float = field(default_factory=lambda: float(os.environ.get(
         "OMNIROUTE_BODY_TIMEOUT_S", "60")))

@@ -5,8 +5,6 @@ OMNIROUTE_EDGE_SERVER picks the HTTP server: uvicorn (httptools, the default) or
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from omniroute import control, runtime, settings
@@ -54,7 +52,7 @@ def run_granian(config: Settings) -> None:
 def main() -> None:
     runtime.setup_logging("edge")
     config = settings.load()
-    if os.environ.get("OMNIROUTE_EDGE_SERVER", "uvicorn") == "granian":
+    if config.edge_server == "granian":
         run_granian(config)
     else:
         run_uvicorn(config)
