@@ -29,6 +29,7 @@ import grpc
 
 from bench.grpc_hop import _percentile, _wait_for_port
 from bench.targets import cpu_seconds
+from omniroute import runtime
 from omniroute.devstack import child
 from omniroute.devstack.stack import free_port
 from omniroute.executor_pool import ExecutorPool
@@ -79,7 +80,7 @@ class _Router(router_pb2_grpc.RouterServicer):
 
 
 async def _serve(role: str, port: int, next_port: int, transport: str) -> None:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=runtime.SERVER_OPTIONS)
     servicer: _Executor | _Router
     if role == "executor":
         servicer = _Executor()

@@ -80,7 +80,7 @@ async def _grpc_server(port: int) -> None:
         async for message in requests:
             yield _answer(message)
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, {
         "Call": grpc.unary_unary_rpc_method_handler(unary),
         "Stream": grpc.stream_stream_rpc_method_handler(stream),

@@ -77,6 +77,11 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
+#: A gRPC server's own: no SO_REUSEPORT (gRPC sets it by default), so that a second server on a
+#: port already served fails to start instead of silently taking half of its connections — a
+#: stack whose edge reached another process's server on its router's port answered nothing.
+SERVER_OPTIONS = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+
 
 async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, port: int,
                      service_names: list[str], grace_s: float | None = None,
@@ -90,7 +95,7 @@ async def serve_grpc(register: Callable[[grpc.aio.Server], None], *, host: str, 
         grace_s = config.drain_s
     if tcp_sessions is not None and config.hop_tcp_port >= 0:
         await tcp_sessions.start(host, config.hop_tcp_port)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -19,6 +19,7 @@ import openai
 import orjson
 import pytest
 
+from omniroute import runtime
 from omniroute.config.snapshot import ApiKey, ConfigSnapshot
 from omniroute.config.watcher import SnapshotHolder
 from omniroute.devstack.stack import free_port
@@ -77,7 +78,7 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
     shared = RouterState.connect(settings)
     servicer = RouterServicer(settings, SnapshotHolder(settings, decrypt=False), ExecutorPool(settings),
                               cast(Any, published), shared)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=runtime.SERVER_OPTIONS)
     router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
     port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
     await server.start()

@@ -21,7 +21,7 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from omniroute import telemetry
+from omniroute import runtime, telemetry
 from omniroute.devstack.stack import free_port
 from omniroute.hop_streams import server as hop_server
 from omniroute.hop_streams.peers import PeerStreams, split_target
@@ -113,7 +113,7 @@ async def serve(name: str, port: int | None = None, host: str = "127.0.0.1") -> 
     script = Script(name)
     tcp = TcpSessionServer("/omniroute.v1.Router/Session", router_pb2.RouterSessionIn, script.answer)
     await tcp.start(host, 0)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=runtime.SERVER_OPTIONS)
     router_pb2_grpc.add_RouterServicer_to_server(_Servicer(script, tcp), server)
     port = server.add_insecure_port(f"{host}:{port or free_port()}")
     await server.start()

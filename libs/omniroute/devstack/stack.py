@@ -188,10 +188,11 @@ class Stack:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start in dependency order and wait until every service is ready."""
-        executor = self.start_service("executor", "omniroute_executor", "--family", "all")
+        executor = self.start_service("executor", "omniroute_executor", "--family", "all",
+                                      env=self._session_port())
         self._router_ports = [self.ports.router] + [free_port() for _ in range(self.router_replicas - 1)]
         routers = [self.start_service(f"router-{index}" if index else "router", "omniroute_router",
-                                      env={"ROUTER_PORT": str(port)})
+                                      env={"ROUTER_PORT": str(port), **self._session_port()})
                    for index, port in enumerate(self._router_ports)]
         accounting = self.start_service("accounting", "omniroute_accounting")
         analytics = self.start_service("analytics", "omniroute_analytics")
@@ -207,6 +208,19 @@ class Stack:
             f"http://127.0.0.1:{self.ports.accounting}/readyz", "accounting", timeout, p))
         self._started(analytics, lambda p: _wait_ready(
             f"http://127.0.0.1:{self.ports.analytics}/readyz", "analytics", timeout, p))
+        # A port another process listens on passes the waits above while its service dies.
+        dead = [service for service in self.processes if service.process.poll() is not None]
+        if dead:
+            raise RuntimeError("; ".join(f"{service.name} {how_it_ended(service.process.returncode)} "
+                                         "while the stack started" for service in dead))
+
+    def _session_port(self) -> dict[str, str]:
+        """A reserved port for a router's or the executor's TCP session streams: a port the kernel
+        picked (OMNIROUTE_HOP_TCP_PORT=0) could be one reserved here for a service not yet
+        listening, which would then fail to start."""
+        if "OMNIROUTE_HOP_TCP_PORT" in {**os.environ, **self.env}:
+            return {}
+        return {"OMNIROUTE_HOP_TCP_PORT": str(free_port())}
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM everything (services drain), then SIGKILL what is still running."""

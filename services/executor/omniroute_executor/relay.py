@@ -121,6 +121,7 @@ async def relay_stream(family: Family, answer: upstream.UpstreamAnswer, sent: Pr
     out_format, passthrough = sent.out_format, sent.passthrough
     usage: common_pb2.Usage | None = None
     ended = False
+    first = True   # the stream's first chunk goes alone, before the rest of its read is decoded
     groups = _event_groups(family, answer, idle_s)
     while True:
         try:
@@ -160,6 +161,13 @@ async def relay_stream(family: Family, answer: upstream.UpstreamAnswer, sent: Pr
                 out.extend(common_pb2.Chunk(data=orjson.dumps(chunk)) for chunk in chunks)
             elif sent.caller_wants_usage or family.accounting_only is None or not family.accounting_only(data):
                 out.append(common_pb2.Chunk(event=name, data=text.encode()))
+            if first and out:
+                first = False
+                yield chunks_event(out, out_format)
+                out = []
+                # Let the frame leave now: the time to first byte is one upstream read plus
+                # the hops, not the decoding of everything else that came in that read.
+                await asyncio.sleep(0)
         if out:
             yield chunks_event(out, out_format)
     tail = decoder.finish()
