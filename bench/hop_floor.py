@@ -7,9 +7,9 @@ on a long-lived gRPC session stream per hop) and `tcp` (the same session message
 hop_streams.tcp), with the servers' answer functions served the same way for all, as the real
 servicers do. What the gateway adds over this floor is its own work.
 
-    python -m bench.hop_floor [--calls 2000] [--cpu 1] [--transports unary,stream,tcp] [--rounds 1]
+    python -m bench.hop_floor [--calls 2000] [--cpu 1] [--transports unary,stream,tcp] [--rounds 1] [--pause-ms 20]
 
-Sequential calls 20 ms apart (bench/grpc_hop.py's method); prints p50, p99 and CPU per request in
+Sequential calls 20 ms apart (bench/grpc_hop.py's method; --pause-ms); prints p50, p99 and CPU per request in
 each of the three processes.
 """
 
@@ -39,7 +39,7 @@ from omniroute.hop_streams.tcp import TcpSessionServer
 from omniroute.settings import Settings
 from omniroute.v1 import common_pb2, executor_pb2, executor_pb2_grpc, router_pb2, router_pb2_grpc
 
-_PAUSE_S = 0.02
+_PAUSE_MS = 20.0   # between calls, by default
 _WARM_UP_CALLS = 50
 _RESPONSE = common_pb2.AnswerEvent(response=b"x" * 600, format=common_pb2.OPENAI_CHAT)
 _BODY = b'{"model":"m","messages":[{"role":"user","content":"' + b"y" * 540 + b'"}]}'
@@ -96,7 +96,8 @@ async def _serve(role: str, port: int, next_port: int, transport: str) -> None:
     await server.wait_for_termination()
 
 
-async def _measure(port: int, transport: str, pids: list[int], calls: int) -> dict[str, float]:
+async def _measure(port: int, transport: str, pids: list[int], calls: int,
+                   pause_ms: float = _PAUSE_MS) -> dict[str, float]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     unary = router_pb2_grpc.RouterStub(channel)
     router: Any = RouterStreams(Settings(router_addr=f"127.0.0.1:{port}", hop_transport=transport), unary) \
@@ -111,7 +112,7 @@ async def _measure(port: int, transport: str, pids: list[int], calls: int) -> di
         started = time.perf_counter()
         await router.ChatWhole(request)
         latencies.append(time.perf_counter() - started)
-        await asyncio.sleep(_PAUSE_S)
+        await asyncio.sleep(pause_ms / 1000)
     client_cpu = time.process_time() - client_before
     router_cpu, executor_cpu = (cpu_seconds([pid]) - was for pid, was in zip(pids, before, strict=True))
     if transport != "unary":
@@ -123,7 +124,7 @@ async def _measure(port: int, transport: str, pids: list[int], calls: int) -> di
             "executor_cpu_us": round(executor_cpu / calls * 1e6)}
 
 
-def _run(transport: str, calls: int, cpu: int) -> dict[str, float]:
+def _run(transport: str, calls: int, cpu: int, pause_ms: float = _PAUSE_MS) -> dict[str, float]:
     executor_port, router_port = free_port(), free_port()
     common = ["--transport", transport]
     executor = subprocess.Popen(child.command("bench.hop_floor", "--role", "executor", "--port", str(executor_port),
@@ -135,7 +136,7 @@ def _run(transport: str, calls: int, cpu: int) -> dict[str, float]:
         _wait_for_port(router_port)
         out = subprocess.run(child.command("bench.hop_floor", "--role", "client", "--port", str(router_port),
                                            "--pids", f"{router.pid},{executor.pid}", "--calls", str(calls),
-                                           *common, cpus={cpu}),
+                                           "--pause-ms", str(pause_ms), *common, cpus={cpu}),
                              capture_output=True, text=True, check=True)
         result: dict[str, float] = json.loads(out.stdout)
         return result
@@ -151,6 +152,8 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=1, help="the one CPU the three processes run on")
     parser.add_argument("--transports", default="unary,stream,tcp")
     parser.add_argument("--rounds", type=int, default=1, help="each transport this many times, interleaved")
+    parser.add_argument("--pause-ms", type=float, default=_PAUSE_MS,
+                        help="between calls (idle time: the per-call cost grows with it)")
     parser.add_argument("--role", choices=["executor", "router", "client"], help=argparse.SUPPRESS)
     parser.add_argument("--transport", choices=["unary", "stream", "tcp"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -164,16 +167,17 @@ def main() -> None:
         return
     if args.role == "client":
         pids = [int(pid) for pid in args.pids.split(",")]
-        print(json.dumps(uvloop.run(_measure(args.port, args.transport, pids, args.calls))))
+        print(json.dumps(uvloop.run(_measure(args.port, args.transport, pids, args.calls, args.pause_ms))))
         return
     transports = args.transports.split(",")
     rounds: dict[str, list[dict[str, float]]] = {transport: [] for transport in transports}
     for _ in range(args.rounds):
         for transport in transports:
-            rounds[transport].append(_run(transport, args.calls, args.cpu))
+            rounds[transport].append(_run(transport, args.calls, args.cpu, args.pause_ms))
     results = {transport: runs[0] if len(runs) == 1 else {"median": _medians(runs), "runs": runs}
                for transport, runs in rounds.items()}
-    print(json.dumps({"cpu": args.cpu, "calls": args.calls, "load_average": os.getloadavg(), **results}, indent=1))
+    print(json.dumps({"cpu": args.cpu, "calls": args.calls, "pause_ms": args.pause_ms,
+                      "load_average": os.getloadavg(), **results}, indent=1))
 
 
 def _medians(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -3,8 +3,9 @@ stream collected into a whole response (an API that only streams, for a caller t
 
 Streams: upstream events are relayed as soon as they are parsed, nothing is held back; events
 that arrived in one upstream read go on as one message (ChunkBatch), which keeps per-token
-overhead low — except the stream's first chunk, which leaves alone, at once. The family's decoder reads every event, also in passthrough: it finds the usage,
-the provider's mid-stream error and the end of the stream whatever the caller's format."""
+overhead low — except the stream's first chunk, which leaves alone, at once. The family's
+decoder reads every event, also in passthrough: it finds the usage, the provider's mid-stream
+error and the end of the stream whatever the caller's format."""
 
 from __future__ import annotations
 
