@@ -104,10 +104,25 @@ def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
                 "OMNIROUTE_PORT": str(port), "ROUTER_ADDR": routing.router_addrs[1]})
             try:
                 _wait_ready(f"http://127.0.0.1:{port}/readyz", "edge-mcp2", 60, edge2.process)
+                asyncio.run(_every_server_listed(gateway.url))
                 yield McpStack(routing, [gateway.url, f"http://127.0.0.1:{port}"], fragile)
             finally:
                 edge2.process.terminate()
                 edge2.process.wait(15)
+
+
+async def _every_server_listed(edge: str, timeout_s: float = 30) -> None:
+    """The stdio server starts in the MCP executor after the config is applied, and a server not
+    yet running is left out of listings: the tests start once every server answers."""
+    expected = {"docs", "fragile", "slow", "local"}   # what key a1's team may reach
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with connect(edge, SECRETS["a1"]) as client:
+            listed = {tool.name.split("__")[0] for tool in (await client.list_tools()).tools}
+        if expected <= listed or time.monotonic() > deadline:
+            assert expected <= listed, f"MCP servers still missing after {timeout_s:g} s: {expected - listed}"
+            return
+        await asyncio.sleep(0.2)
 
 
 @asynccontextmanager
