@@ -209,10 +209,9 @@ class Stack:
         self._started(analytics, lambda p: _wait_ready(
             f"http://127.0.0.1:{self.ports.analytics}/readyz", "analytics", timeout, p))
         # A port another process listens on passes the waits above while its service dies.
-        dead = [service for service in self.processes if service.process.poll() is not None]
-        if dead:
-            raise RuntimeError("; ".join(f"{service.name} {how_it_ended(service.process.returncode)} "
-                                         "while the stack started" for service in dead))
+        if dead := self.check_alive():
+            raise RuntimeError("; ".join(f"{name} {how_it_ended(self.service(name).process.returncode)} "
+                                         "while the stack started" for name in dead))
 
     def _session_port(self) -> dict[str, str]:
         """A reserved port for a router's or the executor's TCP session streams: a port the kernel
